@@ -1,0 +1,31 @@
+# The two commands that matter: `make run` and `make test`.
+PY      := .venv/bin/python
+IMAGE   := build/initramfs.img
+KERNEL  := build/vmlinuz
+PYTEST_ARGS ?=
+
+.PHONY: run test unit host e2e setup image clean
+
+setup:
+	@tools/setup
+
+image: setup
+	$(PY) -m initramfs.build --out build
+
+run: image
+	$(PY) -m tests.e2e.run_node --config configs/worker.yaml
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+host: setup
+	$(PY) -m pytest tests/host $(PYTEST_ARGS)
+
+e2e: setup
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,6 @@
+"""``python -m talos_init``: run the init (as PID 1, or as a subreaper in tests)."""
+
+from talos_init.init import main
+
+if __name__ == "__main__":
+    main()
