@@ -66,9 +66,12 @@ def usr_path(path: str) -> str:
 
 
 def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
-    """A hash of everything in this repository the image is built from (for build caching)."""
+    """A hash of what the image is built from: our files by content, host programs by size and mtime."""
     recipe = tomllib.loads(recipe_path.read_text())
     h = hashlib.sha256()
+    for b in recipe["binary"]:
+        st = Path(b["src"]).stat()
+        h.update(f"{b['src']} {st.st_size} {st.st_mtime_ns}".encode())
     roots = [HERE, *(REPO / p for p in recipe["python"]["packages"]), REPO / "services", *extra]
     for root in roots:
         files = sorted(root.rglob("*")) if root.is_dir() else [root] if root.exists() else []
@@ -128,6 +131,7 @@ class Builder:
         py = self.recipe["python"]
         t = self.tree
         t.add_file(self.interpreter, "python", src=Path(self.interpreter))
+        excluded = [tuple(p.split(".")) for p in py.get("exclude_packages", [])]
         for name in py["distributions"]:
             dist = importlib.metadata.distribution(name)
             count = 0
@@ -135,6 +139,8 @@ class Builder:
                 src = Path(dist.locate_file(rel))
                 parts = PurePosixPath(rel).parts
                 if parts[0] == ".." or "__pycache__" in parts or not src.is_file():
+                    continue
+                if any(parts[:len(x)] == x for x in excluded):
                     continue
                 if parts[0].endswith(".dist-info") and parts[-1] not in ("METADATA", "entry_points.txt"):
                     continue
@@ -378,6 +384,21 @@ class Builder:
         image = self.out / "initramfs.img"
         rows.append(f"{'image (zstd)':18} {'':6} {image.stat().st_size / 2**20:8.2f}")
         return "\n".join(rows)
+
+
+def ensure_built(out: Path, quiet: bool = True) -> Path:
+    """Build into ``out`` unless it already holds an image from the same inputs; return the image."""
+    digest = input_digest()
+    stamp = out / "input-digest"
+    image = out / "initramfs.img"
+    if stamp.exists() and stamp.read_text() == digest and image.exists():
+        return image
+    argv = [sys.executable, "-m", "initramfs.build", "--out", str(out)] + (["--quiet"] if quiet else [])
+    proc = subprocess.run(argv, cwd=REPO, capture_output=quiet, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
+    stamp.write_text(digest)
+    return image
 
 
 def load_recipe(path: Path = RECIPE) -> dict:

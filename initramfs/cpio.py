@@ -58,6 +58,11 @@ def write(out: BinaryIO, members: Iterable[Member], mtime: int = 0) -> int:
 
 def read(data: bytes) -> list[Member]:
     """Parse a newc archive (used by tests and the image walker)."""
+    return read_one(data)[0]
+
+
+def read_one(data: bytes) -> tuple[list[Member], int]:
+    """Parse one archive from the start of ``data``; return its members and the bytes it used."""
     members = []
     pos = 0
     while True:
@@ -70,7 +75,7 @@ def read(data: bytes) -> list[Member]:
         pos = start + namesize
         pos += -pos % 4
         if name == TRAILER:
-            return members
+            return members, pos
         body = data[pos:pos + size]
         pos += size
         pos += -pos % 4

@@ -56,7 +56,12 @@ def fetch(cache: Path, meta: str = "linux-image-amd64", deb: Path | None = None,
         debs = sorted(cache.glob(f"{package}_*.deb"))
         if not debs:
             log(f"kernel: apt-get download {package}")
-            _run(["apt-get", "download", package], cwd=cache)
+            try:
+                _run(["apt-get", "download", package], cwd=cache)
+            except RuntimeError:  # a fresh machine may have no package lists yet
+                log("kernel: apt-get update, then retry")
+                _run(["apt-get", "update", "-qq"])
+                _run(["apt-get", "download", package], cwd=cache)
             debs = sorted(cache.glob(f"{package}_*.deb"))
         deb = debs[-1]
     root = cache / deb.name.removesuffix(".deb")

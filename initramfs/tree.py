@@ -142,3 +142,32 @@ class Tree:
 def _norm(path: str) -> str:
     norm = os.path.normpath("/" + path.lstrip("/"))
     return "/" if norm == "//" else norm
+
+
+def from_members(members: list[cpio.Member]) -> Tree:
+    """Rebuild a tree from an archive (to check a built image with the same policy)."""
+    kinds = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink", stat.S_IFCHR: "chr"}
+    tree = Tree()
+    for m in members:
+        kind = kinds.get(stat.S_IFMT(m.mode))
+        if kind is None:
+            raise ValueError(f"{m.name}: unexpected file type {stat.S_IFMT(m.mode):o}")
+        path = "/" + m.name
+        tree.entries[path] = Entry(path, kind, stat.S_IMODE(m.mode), "image",
+                                   data=m.data if kind == "file" else None,
+                                   target=m.data.decode() if kind == "symlink" else "", rdev=m.rdev)
+    return tree
+
+
+def read_image(path: Path) -> list[cpio.Member]:
+    """The members of a zstd-compressed image (all concatenated archives, in order)."""
+    import subprocess
+
+    raw = subprocess.run(["zstd", "-d", "-c", str(path)], capture_output=True, check=True).stdout
+    members: list[cpio.Member] = []
+    while raw.strip(b"\0"):
+        raw = raw.lstrip(b"\0")
+        part, used = cpio.read_one(raw)
+        members += part
+        raw = raw[used:]
+    return members
