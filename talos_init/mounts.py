@@ -199,7 +199,10 @@ def _unmount_one(info: MountInfo) -> UnmountResult:
             return UnmountResult(info.target, "unmounted", str(e))
         first = str(e)
     try:
-        syscalls.mount(None, info.target, None, MS_REMOUNT | MS_RDONLY)
+        # Keep its nosuid/nodev/noexec: a remount without them would clear them.
+        keep = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC}
+        flags = sum(f for name, f in keep.items() if name in info.options.split(","))
+        syscalls.mount(None, info.target, None, MS_REMOUNT | MS_RDONLY | flags)
         log.warning("unmount", target=info.target, status="read-only", error=first)
         return UnmountResult(info.target, "read-only", first)
     except OSError as e:

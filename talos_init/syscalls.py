@@ -32,6 +32,10 @@ RB_POWER_OFF = 0x4321FEDC
 RB_DISABLE_CAD = 0  # LINUX_REBOOT_CMD_CAD_OFF: Ctrl-Alt-Del sends SIGINT to PID 1
 RB_ENABLE_CAD = 0x89ABCDEF
 
+# unshare(2) flags (os.unshare arrives only in Python 3.12).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
 
@@ -40,6 +44,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.reboot.argtypes = [ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 
@@ -70,6 +75,11 @@ def reboot(command: int) -> None:
     signed = command - (1 << 32) if command >= 1 << 31 else command
     if _libc.reboot(signed) != 0:
         _raise(f"reboot {command:#x}")
+
+
+def unshare(flags: int) -> None:
+    if _libc.unshare(flags) != 0:
+        _raise(f"unshare {flags:#x}")
 
 
 def set_ctrl_alt_del(enabled: bool) -> None:
