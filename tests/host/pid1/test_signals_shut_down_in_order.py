@@ -84,6 +84,9 @@ def test_services_stopped_then_leftovers_terminated_then_killed(start_init, tmp_
     finally:
         bystander.kill()
         bystander.wait()
+        for pid in (stubborn, service):  # only if the shutdown under test failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_second_signal_during_shutdown_is_ignored(start_init):
@@ -111,3 +114,26 @@ def test_other_signals_are_not_fatal(start_init):
     init.proc.send_signal(signal.SIGTERM)
     assert init.wait_exit() == 0
     assert os.path.exists(init.root)
+
+
+def test_supervisor_that_never_finishes_stopping_is_bounded(start_init):
+    """If stop_all never calls on_done, shutdown goes on at its deadline and still kills all."""
+    init = start_init("--supervisor", "tests.host.pid1.workload:hung", "--stop-timeout", "0.5",
+                      "--term-timeout", "0.5")
+    init.wait_phase("services", "done")
+    deadline = time.monotonic() + 30
+    while not (init.root / "stubborn.pid").exists() or not (init.root / "stubborn.pid").read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stubborn = int((init.root / "stubborn.pid").read_text())
+    init.proc.send_signal(signal.SIGTERM)
+    try:
+        assert init.wait_exit() == 0, init.log_text()
+        ends = {e["name"]: e for e in init.lines if e.get("event") == "phase"
+                and e["state"] != "start"}
+        assert ends["shutdown.stop_services"]["state"] == "timeout"
+        assert ends["shutdown.kill"]["state"] == "done"
+        assert not _alive(stubborn)
+    finally:
+        if _alive(stubborn):
+            os.kill(stubborn, signal.SIGKILL)

@@ -108,3 +108,14 @@ def orphans(ctx: InitContext) -> Orphans:
 
 def broken(ctx: InitContext) -> Leaky:
     raise RuntimeError("the service graph could not be loaded (test)")
+
+
+class Hung(Leaky):
+    """A supervisor whose stop never finishes: shutdown must go on at the deadline."""
+
+    def stop_all(self, deadline: float, on_done: Callable[[], None]) -> None:
+        pass
+
+
+def hung(ctx: InitContext) -> Hung:
+    return Hung(ctx)
