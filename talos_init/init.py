@@ -81,6 +81,9 @@ class InitConfig:
     term_timeout: float = 10.0
     kill_timeout: float = 5.0
     supervisor_factory: SupervisorFactory | None = None  # default: talos_init.service.supervisor
+    # False only where "/" is the host's (PID 1 tests in a pid namespace): a
+    # read-only remount changes the superblock, which the host shares.
+    unmount: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -120,7 +123,7 @@ class Init:
             self.loop, self.reaper, self.events,
             final=self._host_final if config.host_mode else reboot_final,
             scope="descendants" if config.host_mode else "all",
-            unmount=None if config.host_mode else self._unmount,
+            unmount=self._unmount if config.unmount and not config.host_mode else None,
             proc=self.proc, stop_timeout=config.stop_timeout,
             term_timeout=config.term_timeout, kill_timeout=config.kill_timeout)
         self._configure_logging(kmsg=None)
@@ -171,7 +174,12 @@ class Init:
         if self.config.host_mode:
             syscalls.set_child_subreaper()
         else:
-            syscalls.set_ctrl_alt_del(False)  # Ctrl-Alt-Del now arrives as SIGINT
+            try:
+                syscalls.set_ctrl_alt_del(False)  # Ctrl-Alt-Del now arrives as SIGINT
+            except OSError as e:
+                # Policy: warn; the kernel then reboots at once on Ctrl-Alt-Del.
+                # (EINVAL inside a pid namespace, where the host owns CAD.)
+                log.warning("ctrl_alt_del_not_disabled", error=str(e))
         signals.install(self.loop, self.request_shutdown)
 
     def mount(self) -> None:

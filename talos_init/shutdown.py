@@ -212,7 +212,7 @@ class Shutdown:
 
     def _unmount(self, done: Callable[..., None]) -> None:
         if self.unmount is None:
-            done("skipped", "host mode: the host's mounts are not ours")
+            done("skipped", "unmounting is off (host mode)")
             return
         results = self.unmount()
         statuses: dict[str, int] = {}
