@@ -70,14 +70,16 @@ def running_init() -> dict:
         proc.send_signal(signal.SIGTERM)
         proc.stderr.read()
         proc.wait(timeout=60)
-    return {"exec_to_booted_ms": round((booted or 0) * 1000, 1), "idle_vmrss_mib": round(rss / 1024, 1)}
+    return {"exec_to_booted_ms": round((booted or 0) * 1000, 1),
+            "idle_vmrss_mib": round(rss / 1024, 1)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    print(f"python: {sys.executable} {sys.version.split()[0]}, runs: {args.runs}, cpus: {os.cpu_count()}")
+    print(f"python: {sys.executable} {sys.version.split()[0]}, runs: {args.runs}, "
+          f"cpus: {os.cpu_count()}")
     print("import talos_init.init (library):    ", probe(False, args.runs))
     print("import talos_init.init (lean.apply): ", probe(True, args.runs))
     print("python -I -m talos_init (host mode): ", running_init())

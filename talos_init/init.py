@@ -19,10 +19,10 @@ import time
 
 STARTED = time.monotonic()  # before the heavier imports: when Python got control
 
-import os  # noqa: E402 (imports after the start time on purpose)
+import os  # noqa: E402 (after the start time on purpose)
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Protocol  # noqa: E402
 
@@ -84,7 +84,6 @@ class InitConfig:
     # False only where "/" is the host's (PID 1 tests in a pid namespace): a
     # read-only remount changes the superblock, which the host shares.
     unmount: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def for_host(cls, root: Path, **kw: object) -> InitConfig:
@@ -131,13 +130,16 @@ class Init:
     # -- the checklist --------------------------------------------------------------
 
     def boot(self) -> bool:
-        """Run the boot phases in order; False if one failed (and the rest were skipped)."""
-        self.run_phase("signals", self.setup_signals)
-        return (self.run_phase("mounts", self.mount)
-                and self.run_phase("cmdline", self.read_cmdline)
-                and self.run_phase("logging", self.setup_logging)
-                # Hardening (sysctls, capability bounding set) is the next phase here.
-                and self.run_phase("services", self.start_services))
+        """Run the boot phases in order; False at the first that fails (the rest are skipped)."""
+        checklist = (
+            ("signals", self.setup_signals),  # busybox signals; CAD off; subreaper in host mode
+            ("mounts", self.mount),  # mounts.EARLY_MOUNTS: /proc, /sys, /dev, ..., bpffs
+            ("cmdline", self.read_cmdline),  # talos.config=, ip=, halt_if_failed, panic=
+            ("logging", self.setup_logging),  # console and /dev/kmsg
+            # ("hardening", ...): sysctls and the capability bounding set go here.
+            ("services", self.start_services),  # the supervisor runs the service graph
+        )
+        return all(self.run_phase(name, phase) for name, phase in checklist)
 
     def run(self) -> str | None:
         """Boot, then serve forever (host mode: until the shutdown's final step)."""
@@ -148,7 +150,7 @@ class Init:
         while True:
             try:
                 self.loop.run_forever()
-            except BaseException:  # noqa: BLE001 (PID 1 survives even KeyboardInterrupt)
+            except BaseException:  # PID 1 survives even KeyboardInterrupt
                 log.exception("loop_failed")
             if self.config.host_mode and self.result is not None:
                 return self.result
@@ -313,7 +315,7 @@ def parse_args(argv: list[str]) -> InitConfig:
         supervisor_factory=factory)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # type: ignore[return]  # PID 1 never returns
     if os.getpid() != 1:
         return 0 if Init(parse_args(sys.argv[1:] if argv is None else argv)).run() else 1
     try:

@@ -61,6 +61,7 @@ class Sinks:
             self._kmsg(level, line)
 
     def _kmsg(self, level: str, text: str) -> None:
+        assert self.kmsg_fd is not None
         prio = KMSG_PRIORITY.get(level, 6)
         for line in text.splitlines():
             data = f"<{prio}>{KMSG_PREFIX}{line}".encode(errors="replace")[:KMSG_MAX_LINE]
@@ -144,13 +145,13 @@ def configure(console: IO[str] | int | str | None = None, kmsg: str | int | None
     sinks = Sinks(console, kmsg_fd, tuple(owned))
     renderer = render_json if json else render_kv
 
-    def stamp(logger: _SinkLogger, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def stamp(logger: Any, method: str, event_dict: Any) -> dict[str, Any]:
         head = {"t": clock(), "level": _METHOD_LEVEL.get(method, method),
                 "phase": phase_getter() if phase_getter else "", "logger": logger.name}
         head.update(event_dict)
         return head
 
-    def render(logger: _SinkLogger, method: str, event_dict: dict[str, Any]) -> str:
+    def render(logger: Any, method: str, event_dict: Any) -> str:
         return renderer(event_dict)
 
     structlog.configure(

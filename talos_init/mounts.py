@@ -131,8 +131,9 @@ def mount_all(root: Path = Path("/"), table: tuple[MountSpec, ...] = EARLY_MOUNT
         result = _mount_one(root, spec, mountinfo, filesystems)
         results.append(result)
         level = "info" if result.ok else ("warning" if result.status == "missing" else "error")
+        extra = {"error": result.error} if result.error else {}
         getattr(log, level)("mount", target=spec.target, fstype=spec.fstype,
-                            status=result.status, **({"error": result.error} if result.error else {}))
+                            status=result.status, **extra)
     return results
 
 

@@ -30,7 +30,7 @@ def parse_stat(text: str) -> Proc:
 
 
 def snapshot(proc: Path = Path("/proc")) -> dict[int, Proc]:
-    procs = {}
+    procs: dict[int, Proc] = {}
     try:
         entries = os.listdir(proc)
     except OSError:

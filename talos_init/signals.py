@@ -32,7 +32,7 @@ IGNORED: tuple[int, ...] = (
     signal.SIGSYS, signal.SIGTRAP, signal.SIGIO,
 )
 
-OnRequest = Callable[[str, str], None]  # (action, reason)
+OnRequest = Callable[[str, str], object]  # (action, reason)
 
 
 def action_for(signum: int) -> str | None:

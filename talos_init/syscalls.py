@@ -37,7 +37,6 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
 
 PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
@@ -91,14 +90,6 @@ def set_child_subreaper(on: bool = True) -> None:
     """Orphans of our descendants are re-parented to us instead of to PID 1."""
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         _raise("prctl PR_SET_CHILD_SUBREAPER")
-
-
-def is_child_subreaper() -> bool:
-    value = ctypes.c_int(0)
-    if _libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.cast(ctypes.pointer(value), ctypes.c_void_p).value,
-                   0, 0, 0) != 0:
-        _raise("prctl PR_GET_CHILD_SUBREAPER")
-    return bool(value.value)
 
 
 def sync() -> None:

@@ -107,9 +107,9 @@ def test_other_signals_are_not_fatal(start_init):
     init = start_init()
     init.wait_phase("services", "done")
     for signum in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP, signal.SIGALRM):
+        name = signal.Signals(signum).name
         init.proc.send_signal(signum)
-        init.wait_for(lambda e, n=signal.Signals(signum).name:
-                      e.get("event") == "signal_ignored" and e["signal"] == n)
+        init.wait_for(lambda e, n=name: e.get("event") == "signal_ignored" and e["signal"] == n)
     assert init.proc.poll() is None
     init.proc.send_signal(signal.SIGTERM)
     assert init.wait_exit() == 0

@@ -30,7 +30,8 @@ def test_console_line_has_time_level_phase_and_fields(kmsg):
     out = io.StringIO()
     log.configure(console=out, kmsg=kmsg[1], phase_getter=lambda: "mounts", clock=lambda: 1.5)
     structlog.get_logger("mounts").info("mount", target="/proc", note="two words")
-    assert out.getvalue() == '[    1.500000] info    mounts mounts: mount target=/proc note="two words"\n'
+    expected = '[    1.500000] info    mounts mounts: mount target=/proc note="two words"\n'
+    assert out.getvalue() == expected
 
 
 def test_kmsg_gets_one_prefixed_record_per_line_with_priority(kmsg):

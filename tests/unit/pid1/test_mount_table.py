@@ -31,8 +31,9 @@ def test_every_mount_is_nosuid():
 
 def test_nodev_and_noexec_everywhere_unless_a_reason_is_given():
     """A mount without nodev or noexec says why; only /dev, /dev/pts (nodev) and /run (exec)."""
+    both = MS_NODEV | MS_NOEXEC
     lacking = {s.target: ((not s.flags & MS_NODEV), (not s.flags & MS_NOEXEC))
-               for s in mounts.EARLY_MOUNTS if s.flags & (MS_NODEV | MS_NOEXEC) != MS_NODEV | MS_NOEXEC}
+               for s in mounts.EARLY_MOUNTS if s.flags & both != both}
     assert lacking == {"/dev": (True, False), "/dev/pts": (True, False), "/run": (False, True)}
     assert all(TABLE[t].why for t in lacking)
 
@@ -46,12 +47,13 @@ def test_cgroup2_delegates_at_namespaces_and_bpffs_is_private():
 
 def test_required_mounts_are_the_ones_boot_cannot_do_without():
     """proc, sys, dev and run are required; the rest only warn."""
-    assert {s.target for s in mounts.EARLY_MOUNTS if s.required} == {"/proc", "/sys", "/dev", "/run"}
+    required = {s.target for s in mounts.EARLY_MOUNTS if s.required}
+    assert required == {"/proc", "/sys", "/dev", "/run"}
 
 
 def test_mountinfo_parsing_unescapes_paths():
     """mountinfo's octal escapes (a space in a path) are decoded; optional fields are skipped."""
-    text = ("36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n"
+    text = ("36 35 98:0 /mnt1 /mnt\\040two rw,noatime master:1 - ext3 /dev/root rw,errors=cont\n"
             "37 36 0:5 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n")
     one, two = mounts.parse_mountinfo(text)
     assert one.target == "/mnt two" and one.fstype == "ext3" and one.source == "/dev/root"
