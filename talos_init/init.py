@@ -34,6 +34,7 @@ from talos_init import mounts, signals, syscalls  # noqa: E402
 from talos_init.events import Event, EventLog  # noqa: E402
 from talos_init.loop import Loop  # noqa: E402
 from talos_init.paths import Paths  # noqa: E402
+from talos_init.powerbutton import PowerButton  # noqa: E402
 from talos_init.reaper import Reaper  # noqa: E402
 from talos_init.shutdown import Shutdown, reboot_final  # noqa: E402
 
@@ -84,12 +85,14 @@ class InitConfig:
     # False only where "/" is the host's (PID 1 tests in a pid namespace): a
     # read-only remount changes the superblock, which the host shares.
     unmount: bool = True
+    power_button: bool = True  # off in host mode: the host's button is not ours
 
     @classmethod
     def for_host(cls, root: Path, **kw: object) -> InitConfig:
         kw.setdefault("proc", Path("/proc"))
         kw.setdefault("console", None)
         kw.setdefault("kmsg", None)
+        kw.setdefault("power_button", False)
         return cls(root=Path(root), host_mode=True, **kw)  # type: ignore[arg-type]
 
 
@@ -118,6 +121,7 @@ class Init:
         self.supervisor: Supervisor | None = None
         self.result: str | None = None  # host mode: the action the shutdown ended with
         self.failed_phase = ""
+        self.power_button: PowerButton | None = None
         self.shutdown = Shutdown(
             self.loop, self.reaper, self.events,
             final=self._host_final if config.host_mode else reboot_final,
@@ -136,6 +140,7 @@ class Init:
             ("mounts", self.mount),  # mounts.EARLY_MOUNTS: /proc, /sys, /dev, ..., bpffs
             ("cmdline", self.read_cmdline),  # talos.config=, ip=, halt_if_failed, panic=
             ("logging", self.setup_logging),  # console and /dev/kmsg
+            ("power_button", self.watch_power_button),  # ACPI button press: power off
             # ("hardening", ...): sysctls and the capability bounding set go here.
             ("services", self.start_services),  # the supervisor runs the service graph
         )
@@ -212,6 +217,15 @@ class Init:
             except OSError as e:
                 log.warning("printk_devkmsg_unset", error=str(e))
         self._configure_logging(kmsg=str(kmsg) if kmsg else None)
+
+    def watch_power_button(self) -> None:
+        if not self.config.power_button:
+            log.info("power_button_skipped", reason="host mode")
+            return
+        self.power_button = PowerButton(
+            self.loop, lambda: self.request_shutdown("poweroff", "power button"),
+            self.paths.at("/sys/class/input"), self.paths.at("/dev/input"))
+        self.power_button.start()
 
     def start_services(self) -> None:
         factory = self.config.supervisor_factory or default_supervisor_factory()
