@@ -5,7 +5,8 @@ init": exit by SIGHUP for a restart, SIGINT for power-off or halt, so the real
 last step is observable without touching the host. The namespace also gets its
 own mount namespace (private propagation, its own /proc) and cgroup namespace.
 Unmounting is off in this test only: "/" here is the host's, and a read-only
-remount would reach the host's superblocks.
+remount would reach the host's superblocks. So are /dev/kmsg and the power
+button (the host's kernel log and input devices).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class Workload:
     def stop_all(self, deadline, on_done):
         on_done()
 
-Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, term_timeout=1,
-                kill_timeout=10, supervisor_factory=Workload)).run()
+Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False,
+                term_timeout=1, kill_timeout=10, supervisor_factory=Workload)).run()
 """
 
 pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
