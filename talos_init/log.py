@@ -123,6 +123,8 @@ def configure(console: IO[str] | int | str | None = None, kmsg: str | int | None
     A path that cannot be opened is reported on the console and skipped.
     """
     global _current
+    if level not in LEVELS:
+        raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     problems, owned = [], []
     if isinstance(console, str):
         try:
@@ -145,9 +147,15 @@ def configure(console: IO[str] | int | str | None = None, kmsg: str | int | None
     sinks = Sinks(console, kmsg_fd, tuple(owned))
     renderer = render_json if json else render_kv
 
+    def phase() -> str:
+        try:
+            return phase_getter() if phase_getter else ""
+        except Exception:  # policy: a broken getter costs the field, not the event
+            return "?"
+
     def stamp(logger: Any, method: str, event_dict: Any) -> dict[str, Any]:
-        head = {"t": clock(), "level": _METHOD_LEVEL.get(method, method),
-                "phase": phase_getter() if phase_getter else "", "logger": logger.name}
+        head = {"t": clock(), "level": _METHOD_LEVEL.get(method, method), "phase": phase(),
+                "logger": logger.name}
         head.update(event_dict)
         return head
 

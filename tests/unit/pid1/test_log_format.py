@@ -91,3 +91,17 @@ def test_broken_console_does_not_raise_and_kmsg_still_gets_the_event(kmsg):
     out.close()
     structlog.get_logger("x").info("into_the_void")
     assert b"into_the_void" in _records(kmsg[0])[0]
+
+
+def test_failing_phase_getter_costs_only_the_field(kmsg):
+    """A phase getter that raises leaves phase '?' and the event is still written."""
+    out = io.StringIO()
+    log.configure(console=out, phase_getter=lambda: 1 / 0)
+    structlog.get_logger("x").info("still_here")
+    assert " ? x: still_here" in out.getvalue()
+
+
+def test_unknown_level_is_named(kmsg):
+    """A bad level is rejected with its name."""
+    with pytest.raises(ValueError, match="'verbose'"):
+        log.configure(level="verbose")
