@@ -32,7 +32,7 @@ import structlog
 
 from talos_init import proctree, syscalls
 from talos_init.events import EventLog
-from talos_init.loop import Loop, Timer
+from talos_init.loop import Loop
 from talos_init.reaper import Reaper
 
 log = structlog.get_logger("shutdown")
@@ -165,9 +165,12 @@ class Shutdown:
         if self.scope == "all":
             if os.getpid() != 1:  # never, but this is the one call that could kill a machine
                 raise RuntimeError("refusing kill(-1) when not PID 1")
-            os.kill(-1, signum)
-            if signum == signal.SIGTERM:
-                os.kill(-1, signal.SIGCONT)
+            try:
+                os.kill(-1, signum)
+                if signum == signal.SIGTERM:
+                    os.kill(-1, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # nobody left to signal
             return
         for pid in pids:
             try:
@@ -185,10 +188,15 @@ class Shutdown:
         self._send(signum, pids)
         signalled = set(pids)
         deadline = self.loop.clock() + timeout
-        timer: Timer | None = None
 
         def check() -> None:
-            nonlocal timer
+            try:
+                poll()
+            except Exception as e:  # a stuck step would stall the whole shutdown
+                log.exception("shutdown_wait_failed", signal=signum)
+                done("failed", f"{type(e).__name__}: {e}")
+
+        def poll() -> None:
             self.reaper.reap()  # our own children may be zombies between SIGCHLDs
             left = self._remaining()
             new = left - signalled
@@ -202,9 +210,9 @@ class Shutdown:
                 done("timeout", f"{len(left)} processes left after {timeout}s",
                      signalled=len(signalled), left=sorted(left)[:20])
             else:
-                timer = self.loop.call_later(self.poll_interval, check)
+                self.loop.call_later(self.poll_interval, check)
 
-        timer = self.loop.call_later(self.poll_interval, check)
+        self.loop.call_later(self.poll_interval, check)
 
     def _sync(self, done: Callable[..., None]) -> None:
         syscalls.sync()
