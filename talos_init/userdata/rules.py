@@ -27,6 +27,14 @@ def _get(doc: Any, *keys: str | int) -> Any:
     return doc
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _report(walk: Walk, path: Path, message: str, severity: str = "error") -> None:
     where = path
     while where and where not in walk.marks:
@@ -42,11 +50,13 @@ def _family(text: str) -> int | None:
 
 
 def check_routes(routes: Any, base: Path, walk: Walk) -> None:
-    for i, route in enumerate(routes or []):
+    for i, route in enumerate(_list(routes)):
         if not isinstance(route, dict):
             continue
         path = base + (i,)
-        network, gateway = route.get("network") or "", route.get("gateway") or ""
+        network, gateway = route.get("network"), route.get("gateway")
+        network = network if isinstance(network, str) else ""
+        gateway = gateway if isinstance(gateway, str) else ""
         fams = {}
         if network:
             try:
@@ -69,7 +79,7 @@ def check_routes(routes: Any, base: Path, walk: Walk) -> None:
 
 
 def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
-    ifaces = _get(doc, "machine", "network", "interfaces") or []
+    ifaces = _list(_get(doc, "machine", "network", "interfaces"))
     base: Path = ("machine", "network", "interfaces")
     names: dict[str, int] = {}
     for i, dev in enumerate(ifaces):
@@ -92,7 +102,7 @@ def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
         if "dhcpOptions" in dev and not dev.get("dhcp"):
             _report(walk, path + ("dhcpOptions",), "dhcpOptions has no effect unless dhcp is true", WARNING)
         ids: dict[int, int] = {}
-        for j, vlan in enumerate(dev.get("vlans") or []):
+        for j, vlan in enumerate(_list(dev.get("vlans"))):
             if not isinstance(vlan, dict):
                 continue
             vid = vlan.get("vlanId")
@@ -120,7 +130,7 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
     base: Path = ("cluster", "network")
     parsed: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
     for key in ("podSubnets", "serviceSubnets"):
-        nets = [ipaddress.ip_network(n) for n in net.get(key) or [] if isinstance(n, str)]
+        nets = [ipaddress.ip_network(n) for n in _list(net.get(key)) if isinstance(n, str)]
         parsed[key] = nets
         fams = [n.version for n in nets]
         if len(fams) != len(set(fams)):
@@ -136,7 +146,7 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
         _report(walk, base + ("serviceSubnets",), "pod and service subnets must cover the same address families")
     cni = net.get("cni")
     if isinstance(cni, dict):
-        name, urls = cni.get("name"), cni.get("urls") or []
+        name, urls = cni.get("name"), _list(cni.get("urls"))
         if name == "custom" and not urls:
             _report(walk, base + ("cni", "urls"), "cni name 'custom' needs at least one manifest URL")
         if name in ("flannel", "none") and urls:
@@ -145,11 +155,12 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
 
 def rule_extra_mounts(doc: dict[str, Any], walk: Walk) -> None:
     base: Path = ("machine", "kubelet", "extraMounts")
-    for i, mount in enumerate(_get(doc, "machine", "kubelet", "extraMounts") or []):
+    for i, mount in enumerate(_list(_get(doc, "machine", "kubelet", "extraMounts"))):
         if not isinstance(mount, dict):
             continue
-        options = mount.get("options") or []
-        if isinstance(options, list) and not {"bind", "rbind"} & set(options):
+        options = mount.get("options")
+        if isinstance(options, list) and not {"bind", "rbind"} & set(o for o in options if isinstance(o, str)) \
+                or "options" not in mount:
             _report(walk, base + (i, "options"), "extraMounts options must include 'bind' or 'rbind'")
         source = mount.get("source")
         if not isinstance(source, str) or not source.startswith("/"):
@@ -157,7 +168,7 @@ def rule_extra_mounts(doc: dict[str, Any], walk: Walk) -> None:
 
 
 def rule_node_ip(doc: dict[str, Any], walk: Walk) -> None:
-    subnets = _get(doc, "machine", "kubelet", "nodeIP", "validSubnets") or []
+    subnets = _list(_get(doc, "machine", "kubelet", "nodeIP", "validSubnets"))
     seen_negative = False
     for i, s in enumerate(subnets):
         if not isinstance(s, str):
@@ -171,7 +182,7 @@ def rule_node_ip(doc: dict[str, Any], walk: Walk) -> None:
 
 def rule_files(doc: dict[str, Any], walk: Walk) -> None:
     created: dict[str, int] = {}
-    for i, f in enumerate(_get(doc, "machine", "files") or []):
+    for i, f in enumerate(_list(_get(doc, "machine", "files"))):
         if isinstance(f, dict) and f.get("op") == "create" and isinstance(f.get("path"), str):
             if f["path"] in created:
                 _report(walk, ("machine", "files", i, "path"),

@@ -68,7 +68,7 @@ TOKEN = Str(TOKEN_RE, "a token of the form [a-z0-9]{6}.[a-z0-9]{16}")
 
 CERT_AND_KEY = Struct("certificate and key", {
     "crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True),
-    "key": F(PEM(KEY_LABELS, "key (private key)")),
+    "key": F(PEM(KEY_LABELS, "key (private key)", allow_empty=True)),
 })
 CERT_ONLY = Struct("certificate", {"crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True)})
 KEY_ONLY = Struct("private key", {"key": F(PEM(KEY_LABELS, "key (private key)"), required=True)})

@@ -95,7 +95,7 @@ class Walk:
         if key in self.noticed:
             return
         self.noticed.add(key)
-        msg = "accepted, not supported by talos-init (ignored)" + (f": {why}" if why else "")
+        msg = "accepted and ignored: talos-init does not act on it" + (f" ({why})" if why else "")
         self.problems.append(Problem(*self.mark(node), key, msg, NOTICE))
 
     def count(self) -> bool:
@@ -425,15 +425,18 @@ KEY_LABELS = ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "ED25519 PRIVA
 
 
 class PEM(Scalar):
-    def __init__(self, labels: tuple[str, ...], what: str) -> None:
+    def __init__(self, labels: tuple[str, ...], what: str, allow_empty: bool = False) -> None:
         self.labels = labels
         self.what = what
+        self.allow_empty = allow_empty  # Talos writes key: "" on workers
         self.expect = f"base64-encoded PEM {what}"
 
     def convert(self, node: yaml.ScalarNode) -> Any:
         text = str(node.value)
         if not text.strip():
-            return ""  # Talos writes key: "" on workers
+            if self.allow_empty:
+                return ""
+            raise ValueError(f"{self.what} is empty")
         check_pem(text, self.labels, self.what)
         return "".join(text.split())
 
