@@ -196,7 +196,7 @@ class Fetcher:
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         p = self.policy
-        delay = min(p.backoff_max, p.backoff_initial * 2 ** (attempt - 1))
+        delay = min(p.backoff_max, p.backoff_initial * 2.0 ** min(attempt - 1, 60))  # no overflow on day 3
         delay = min(p.backoff_max, delay * self.rng.uniform(1 - p.jitter, 1 + p.jitter))
         if retry_after is not None:
             delay = max(delay, min(retry_after, p.retry_after_max))
