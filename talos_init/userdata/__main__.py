@@ -67,6 +67,7 @@ class Console:
 
 
 def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | None,
+        file_root: Path = Path("/"),
         retry_interval: tuple[float, float] = RETRY_INTERVAL, notify: Callable[[str], bool] = notify_mod.notify,
         sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
         console: Console | None = None) -> int:
@@ -87,7 +88,7 @@ def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | N
             sleep(3600)
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(FetchPolicy(deadline=cmd.config_deadline), sysfs=sysfs, hostname=hostname,
-                      ca_bundle=ca_bundle, extra_ca=extra_ca, sleep=sleep, rng=rng)
+                      ca_bundle=ca_bundle, extra_ca=extra_ca, sleep=sleep, rng=rng, file_root=file_root)
     round_ = 0
     while True:
         round_ += 1
@@ -100,16 +101,12 @@ def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | N
             continue
         result = validate.parse(fetched.data)
         source = fetched.url.rsplit("/", 1)[-1] or "config"
-        for problem in result.problems:
-            level = 3 if problem.severity == validate.ERROR else 4 if problem.severity == validate.WARNING else 5
-            if level <= 4:
-                console.say(problem.format(source), level=level)
-            log.info("config_problem", severity=problem.severity, line=problem.line, column=problem.column,
-                     path=problem.path, message=problem.message)
+        for problem in sorted(result.errors + result.warnings):
+            console.say(problem.format(source), level=3 if problem.severity == validate.ERROR else 4)
         if result.config is None:
             n = len(result.errors)
             console.say(f"the machine config is invalid: {n} error{'s' if n != 1 else ''} (listed above)")
-            log.error("config_invalid", errors=n)
+            log.error("config_invalid", errors=n, first=result.errors[0].format(source))
             _wait(f"config invalid ({n} errors)", retry_interval, notify, sleep, rng, console)
             continue
         store.write_config(fetched.data, result.config.effective, paths.config, paths.effective_config)
@@ -155,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         sysfs=paths.at("/sys"),
         ca_bundle=SYSTEM_CA_BUNDLE if root_is_host else paths.at(str(SYSTEM_CA_BUNDLE)),
         extra_ca=IMAGE_EXTRA_CA if root_is_host else paths.at(str(IMAGE_EXTRA_CA)),
+        file_root=args.root,
         retry_interval=(min(args.retry_interval), max(args.retry_interval)),
         console=Console(kmsg if kmsg.exists() else None),
     )

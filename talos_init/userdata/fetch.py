@@ -184,7 +184,8 @@ class Fetcher:
     def __init__(self, policy: FetchPolicy | None = None, *, sysfs: Path = Path("/sys"),
                  hostname: str | None = None, ca_bundle: Path | None = SYSTEM_CA_BUNDLE,
                  extra_ca: Path | None = IMAGE_EXTRA_CA, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
+                 file_root: Path = Path("/")) -> None:
         self.policy = policy or FetchPolicy()
         self.sysfs = sysfs
         self.hostname = hostname
@@ -193,6 +194,7 @@ class Fetcher:
         self.sleep = sleep
         self.clock = clock
         self.rng = rng or random.Random()
+        self.file_root = file_root  # file:// paths are inside the node's root (the initramfs)
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         p = self.policy
@@ -268,7 +270,7 @@ class Fetcher:
         p = urlsplit(url)
         if p.netloc not in ("", "localhost"):
             raise FetchError(f"file:// URLs name a local path, not host {p.netloc!r}", transient=False)
-        path = Path(unquote(p.path))
+        path = self.file_root / unquote(p.path).lstrip("/")
         limit = self.policy.max_bytes
         try:
             with path.open("rb") as f:
