@@ -405,3 +405,22 @@ UNSUPPORTED_KINDS = frozenset({
 })
 
 __all__ = ["ACTED", "KIND_DOCS", "UNSUPPORTED_KINDS", "V1ALPHA1"]
+
+
+def field_paths(spec: object = V1ALPHA1, prefix: str = "", support: str = ACTED):
+    """Yield (path, support) for every field of the table, children inheriting 'unsupported'."""
+    from talos_init.userdata.spec import UNSUPPORTED, ListOf, MapOf
+    while isinstance(spec, (ListOf, MapOf)):
+        if isinstance(spec, ListOf):
+            prefix += "[*]"
+            spec = spec.item
+        else:
+            prefix += ".*"
+            spec = spec.value
+    if not isinstance(spec, Struct):
+        return
+    for name, fld in spec.fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        mine = UNSUPPORTED if UNSUPPORTED in (support, fld.support) else ACTED
+        yield path, mine
+        yield from field_paths(fld.spec, path, mine)
