@@ -388,6 +388,12 @@ KIND_DOCS: dict[str, Struct] = {
     }),
     # Same fields as machine.kubelet, as a document of its own.
     "KubeletConfig": kind_doc("KubeletConfig", KUBELET_FIELDS),
+    "TimeSyncConfig": kind_doc("TimeSyncConfig", {
+        "ntp": F(Struct("ntp", {"servers": F(ListOf(TIME_SERVER)), "useNTS": U(BOOL)})),
+        "ptp": U(Struct("ptp", {"devices": F(ListOf(DEV_PATH))})),
+        "enabled": U(BOOL),
+        "bootTimeout": U(Duration()),
+    }),
 }
 
 # Talos kinds that are valid but not acted on here: accepted as a whole, reported once.
@@ -395,7 +401,7 @@ UNSUPPORTED_KINDS = frozenset({
     "BlackholeRouteConfig", "BondConfig", "BridgeConfig", "DHCPv4Config", "DHCPv6Config", "DummyLinkConfig",
     "EthernetConfig", "HCloudVIPConfig", "KubeSpanConfig", "KubeSpanEndpointsConfig", "Layer2VIPConfig",
     "LinkAliasConfig", "LinkConfig", "MacVLANConfig", "NetworkDefaultActionConfig", "NetworkRuleConfig",
-    "RoutingRuleConfig", "StaticHostConfig", "TimeSyncConfig", "VLANConfig", "VRFConfig", "VXLANConfig",
+    "RoutingRuleConfig", "StaticHostConfig", "VLANConfig", "VRFConfig", "VXLANConfig",
     "WireguardConfig", "VolumeConfig", "UserVolumeConfig", "RawVolumeConfig", "ExistingVolumeConfig",
     "ExternalVolumeConfig", "SwapVolumeConfig", "ZswapConfig", "FilesystemScrubConfig", "ExtensionServiceConfig",
     "SideroLinkConfig", "EventSinkConfig", "KmsgLogConfig", "TrustedRootsConfig", "RegistryMirrorConfig",

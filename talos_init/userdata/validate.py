@@ -98,6 +98,10 @@ def _fold(effective: dict[str, Any], kind: str, doc: dict[str, Any], walk: Walk)
         domains = doc.get("searchDomains", {}).get("domains")
         if domains is not None:
             put(network, "searchDomains", domains, "searchDomains", "machine.network.searchDomains")
+    elif kind == "TimeSyncConfig":
+        servers = doc.get("ntp", {}).get("servers")
+        if servers is not None:
+            put(machine.setdefault("time", {}), "servers", servers, "ntp", "machine.time.servers")
     elif kind == "KubeletConfig":
         kubelet = machine.setdefault("kubelet", {})
         for key, value in doc.items():

@@ -67,7 +67,7 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
 
 
 def test_multi_document_kinds_fold_into_v1alpha1(fixture_text):
-    """HostnameConfig, ResolverConfig and KubeletConfig land in machine.network / machine.kubelet."""
+    """HostnameConfig, ResolverConfig, KubeletConfig and TimeSyncConfig land in the v1alpha1 shape."""
     result = validate.parse(fixture_text("multidoc.yaml"))
     assert result.errors == [], [p.format() for p in result.errors]
     m = result.config.effective["machine"]
@@ -76,6 +76,7 @@ def test_multi_document_kinds_fold_into_v1alpha1(fixture_text):
     assert m["network"]["searchDomains"] == ["example.org"]
     assert m["kubelet"]["extraArgs"] == {"max-pods": "250"}
     assert m["kubelet"]["nodeIP"] == {"validSubnets": ["10.0.2.0/24"]}
+    assert m["time"]["servers"] == ["time.cloudflare.com"]
     assert sorted(p.path for p in result.unsupported) == [
         "HostnameConfig.auto", "KubeSpanConfig", "ResolverConfig.searchDomains.disableDefault"]
     assert result.config.machine.network.hostname == "worker-7"
@@ -99,3 +100,13 @@ def test_shipped_configs_validate():
         result = validate.parse((root / "configs" / name).read_bytes())
         assert result.problems == [] and result.config.machine.type == role
         assert result.config.machine.install_disk == "/dev/vda"
+
+
+def test_gen_config_style_controlplane_is_accepted(fixture_text):
+    """A config laid out as `talosctl gen config` writes it validates; its extras are notices, not errors."""
+    result = validate.parse(fixture_text("gen_config_style_controlplane.yaml"))
+    assert result.errors == [], [p.format() for p in result.errors]
+    assert result.config.machine.type == "controlplane"
+    assert result.config.machine.install_disk == "/dev/sda"
+    notices = {p.path for p in result.unsupported}
+    assert {"machine.kubelet.image", "machine.features", "cluster.apiServer", "cluster.etcd", "persist"} <= notices
