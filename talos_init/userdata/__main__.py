@@ -17,8 +17,8 @@ import random
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import structlog
 
@@ -26,7 +26,13 @@ from talos_init import cmdline as cmdline_mod
 from talos_init.paths import Paths
 from talos_init.userdata import notify as notify_mod
 from talos_init.userdata import store, validate
-from talos_init.userdata.fetch import IMAGE_EXTRA_CA, SYSTEM_CA_BUNDLE, Fetcher, FetchError, FetchPolicy
+from talos_init.userdata.fetch import (
+    IMAGE_EXTRA_CA,
+    SYSTEM_CA_BUNDLE,
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+)
 
 log = structlog.get_logger("userdata")
 
@@ -36,17 +42,22 @@ RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or 
 
 
 def configure_logging() -> None:
+    """The shared setup once ``talos_init.log`` has landed; until then (or if it fails) our own."""
     try:
-        from talos_init import log as tlog  # the shared setup, once it has landed
-    except ImportError:
-        structlog.configure(
-            processors=[structlog.processors.add_log_level,
-                        structlog.processors.TimeStamper(fmt="iso", utc=True),
-                        structlog.dev.ConsoleRenderer(colors=False)],
-            logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        )
+        from talos_init import log as tlog  # type: ignore[attr-defined]
+
+        tlog.configure("userdata")
         return
-    tlog.configure("userdata")  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
+        pass
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
 
 
 class Console:
@@ -66,11 +77,19 @@ class Console:
             pass  # kmsg is best effort: stderr already has it
 
 
-def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | None,
-        file_root: Path = Path("/"),
-        retry_interval: tuple[float, float] = RETRY_INTERVAL, notify: Callable[[str], bool] = notify_mod.notify,
-        sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-        console: Console | None = None) -> int:
+def run(
+    paths: Paths,
+    *,
+    sysfs: Path,
+    ca_bundle: Path | None,
+    extra_ca: Path | None,
+    file_root: Path = Path("/"),
+    retry_interval: tuple[float, float] = RETRY_INTERVAL,
+    notify: Callable[[str], bool] = notify_mod.notify,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    console: Console | None = None,
+) -> int:
     rng = rng or random.Random()
     console = console or Console(None)
     cmd = cmdline_mod.read(paths.cmdline)
@@ -79,16 +98,26 @@ def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | N
             console.say(f"kernel command line: {err}", level=4)
             log.warning("cmdline_error", param=err.param, value=err.value, reason=err.reason)
     if cmd.config_url is None:
-        msg = ("no machine config: the kernel command line has no talos.config=URL; "
-               "waiting (the node stays up; boot with talos.config= to configure it)")
+        msg = (
+            "no machine config: the kernel command line has no talos.config=URL; "
+            "waiting (the node stays up; boot with talos.config= to configure it)"
+        )
         console.say(msg, level=4)
         log.warning("config_url_missing")
         notify(f"STATUS={msg}")
         while True:  # nothing will change the command line: wait until stopped
             sleep(3600)
     hostname = cmd.hostname or _system_hostname()
-    fetcher = Fetcher(FetchPolicy(deadline=cmd.config_deadline), sysfs=sysfs, hostname=hostname,
-                      ca_bundle=ca_bundle, extra_ca=extra_ca, sleep=sleep, rng=rng, file_root=file_root)
+    fetcher = Fetcher(
+        FetchPolicy(deadline=cmd.config_deadline),
+        sysfs=sysfs,
+        hostname=hostname,
+        ca_bundle=ca_bundle,
+        extra_ca=extra_ca,
+        sleep=sleep,
+        rng=rng,
+        file_root=file_root,
+    )
     round_ = 0
     while True:
         round_ += 1
@@ -102,29 +131,53 @@ def run(paths: Paths, *, sysfs: Path, ca_bundle: Path | None, extra_ca: Path | N
         result = validate.parse(fetched.data)
         source = fetched.url.rsplit("/", 1)[-1] or "config"
         for problem in sorted(result.errors + result.warnings):
-            console.say(problem.format(source), level=3 if problem.severity == validate.ERROR else 4)
+            console.say(
+                problem.format(source), level=3 if problem.severity == validate.ERROR else 4
+            )
         if result.config is None:
             n = len(result.errors)
-            console.say(f"the machine config is invalid: {n} error{'s' if n != 1 else ''} (listed above)")
+            console.say(
+                f"the machine config is invalid: {n} error{'s' if n != 1 else ''} (listed above)"
+            )
             log.error("config_invalid", errors=n, first=result.errors[0].format(source))
             _wait(f"config invalid ({n} errors)", retry_interval, notify, sleep, rng, console)
             continue
-        store.write_config(fetched.data, result.config.effective, paths.config, paths.effective_config)
+        store.write_config(
+            fetched.data, result.config.effective, paths.config, paths.effective_config
+        )
         unsupported = [p.path for p in result.unsupported]
-        log.info("config_ready", machine_type=result.config.machine.type, attempts=fetched.attempts,
-                 rounds=round_, unsupported=unsupported, path=str(paths.effective_config))
+        log.info(
+            "config_ready",
+            machine_type=result.config.machine.type,
+            attempts=fetched.attempts,
+            rounds=round_,
+            unsupported=unsupported,
+            path=str(paths.effective_config),
+        )
         if unsupported:
-            console.say(f"accepted, not supported here (ignored): {', '.join(unsupported)}", level=5)
-        console.say(f"machine config ready ({result.config.machine.type}), written to {paths.effective_config}",
-                    level=6)
+            console.say(
+                f"accepted, not supported here (ignored): {', '.join(unsupported)}", level=5
+            )
+        console.say(
+            f"machine config ready ({result.config.machine.type}), written to {paths.effective_config}",
+            level=6,
+        )
         notify(f"READY=1\nSTATUS=machine config ready ({result.config.machine.type})")
         return EXIT_OK
 
 
-def _wait(reason: str, interval: tuple[float, float], notify: Callable[[str], bool],
-          sleep: Callable[[float], None], rng: random.Random, console: Console) -> None:
+def _wait(
+    reason: str,
+    interval: tuple[float, float],
+    notify: Callable[[str], bool],
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    console: Console,
+) -> None:
     delay = rng.uniform(*interval)
-    console.say(f"retrying in {delay:.0f}s; fix the config on the server and this node picks it up", level=4)
+    console.say(
+        f"retrying in {delay:.0f}s; fix the config on the server and this node picks it up", level=4
+    )
     log.info("config_retry_scheduled", reason=reason, seconds=round(delay, 1))
     notify(f"STATUS={reason}; retrying in {delay:.0f}s")
     sleep(delay)
@@ -136,12 +189,24 @@ def _system_hostname() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3.11 -m talos_init.userdata",
-                                     description="Fetch, validate and write the machine config (one-shot).")
-    parser.add_argument("--root", type=Path, default=Path("/"),
-                        help="node root for every host path (tests point it at a temp dir)")
-    parser.add_argument("--retry-interval", type=float, nargs=2, metavar=("MIN", "MAX"),
-                        default=RETRY_INTERVAL, help="seconds between rounds after a failure (default 15 30)")
+    parser = argparse.ArgumentParser(
+        prog="python3.11 -m talos_init.userdata",
+        description="Fetch, validate and write the machine config (one-shot).",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="node root for every host path (tests point it at a temp dir)",
+    )
+    parser.add_argument(
+        "--retry-interval",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=RETRY_INTERVAL,
+        help="seconds between rounds after a failure (default 15 30)",
+    )
     args = parser.parse_args(argv)
     configure_logging()
     paths = Paths(args.root)

@@ -17,8 +17,10 @@ EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 def validate_cli(argv: list[str], out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    parser = argparse.ArgumentParser(prog="osctl validate",
-                                     description="Check a Talos v1alpha1 machine config as a talos-init node would.")
+    parser = argparse.ArgumentParser(
+        prog="osctl validate",
+        description="Check a Talos v1alpha1 machine config as a talos-init node would.",
+    )
     parser.add_argument("file", help="the machine config (YAML), or - for standard input")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     try:
@@ -45,8 +47,11 @@ def validate_cli(argv: list[str], out: TextIO | None = None) -> int:
         print(f"{name}: invalid: {n} error{'s' if n != 1 else ''}", file=out)
         return EXIT_INVALID
     if not args.quiet:
-        print(f"{name}: valid {result.config.machine.type} config "
-              f"({len(result.unsupported)} fields accepted but not supported here)", file=out)
+        print(
+            f"{name}: valid {result.config.machine.type} config "
+            f"({len(result.unsupported)} fields accepted but not supported here)",
+            file=out,
+        )
     return EXIT_VALID
 
 

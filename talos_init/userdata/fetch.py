@@ -15,14 +15,13 @@ import hashlib
 import http.client
 import random
 import re
-import socket
 import ssl
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
 import structlog
@@ -41,8 +40,14 @@ REDIRECTS = (301, 302, 303, 307, 308)
 class FetchError(Exception):
     """A failed attempt or fetch. ``transient``: worth retrying soon."""
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
@@ -77,7 +82,9 @@ def redact(url: str) -> str:
         netloc = p.hostname or ""
         if p.port:
             netloc += f":{p.port}"
-        query = "&".join(part.split("=", 1)[0] + "=…" for part in p.query.split("&")) if p.query else ""
+        query = (
+            "&".join(part.split("=", 1)[0] + "=…" for part in p.query.split("&")) if p.query else ""
+        )
         return urlunsplit((p.scheme, netloc, p.path, query, ""))
     except ValueError:
         return "<unparseable URL>"
@@ -121,11 +128,16 @@ def expand(template: str, sysfs: Path, hostname: str | None) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in sources:
-            raise FetchError(f"unknown URL variable ${{{name}}} (known: ${{mac}}, ${{uuid}}, ${{serial}}, "
-                             "${hostname})", transient=False)
+            raise FetchError(
+                f"unknown URL variable ${{{name}}} (known: ${{mac}}, ${{uuid}}, ${{serial}}, "
+                "${hostname})",
+                transient=False,
+            )
         value = sources[name]()
         if value is None:
-            raise FetchError(f"URL variable ${{{name}}} has no value on this machine yet", transient=True)
+            raise FetchError(
+                f"URL variable ${{{name}}} has no value on this machine yet", transient=True
+            )
         return quote(value, safe=":-._~")
 
     return VARIABLE_RE.sub(one, template)
@@ -152,7 +164,7 @@ def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now())
 
 
@@ -164,7 +176,9 @@ def gunzip(data: bytes, limit: int) -> bytes:
     except zlib.error as e:
         raise FetchError(f"the body is not valid gzip: {e}", transient=False) from None
     if len(out) > limit:
-        raise FetchError(f"the gzip body decompresses to more than {limit} bytes; refused", transient=False)
+        raise FetchError(
+            f"the gzip body decompresses to more than {limit} bytes; refused", transient=False
+        )
     if not d.eof:
         raise FetchError("the gzip body is truncated", transient=False)
     return out
@@ -176,16 +190,26 @@ def check_digests(data: bytes, sha256: str | None, sha512: str | None) -> None:
             continue
         got = hashlib.new(name, data).hexdigest()
         if got != want.lower():
-            raise FetchError(f"{name} mismatch: talos.config.{name}={want.lower()} but the config has {got}",
-                             transient=False)
+            raise FetchError(
+                f"{name} mismatch: talos.config.{name}={want.lower()} but the config has {got}",
+                transient=False,
+            )
 
 
 class Fetcher:
-    def __init__(self, policy: FetchPolicy | None = None, *, sysfs: Path = Path("/sys"),
-                 hostname: str | None = None, ca_bundle: Path | None = SYSTEM_CA_BUNDLE,
-                 extra_ca: Path | None = IMAGE_EXTRA_CA, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None,
-                 file_root: Path = Path("/")) -> None:
+    def __init__(
+        self,
+        policy: FetchPolicy | None = None,
+        *,
+        sysfs: Path = Path("/sys"),
+        hostname: str | None = None,
+        ca_bundle: Path | None = SYSTEM_CA_BUNDLE,
+        extra_ca: Path | None = IMAGE_EXTRA_CA,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        file_root: Path = Path("/"),
+    ) -> None:
         self.policy = policy or FetchPolicy()
         self.sysfs = sysfs
         self.hostname = hostname
@@ -198,7 +222,9 @@ class Fetcher:
 
     def backoff(self, attempt: int, retry_after: float | None) -> float:
         p = self.policy
-        delay = min(p.backoff_max, p.backoff_initial * 2.0 ** min(attempt - 1, 60))  # no overflow on day 3
+        delay = min(
+            p.backoff_max, p.backoff_initial * 2.0 ** min(attempt - 1, 60)
+        )  # no overflow on day 3
         delay = min(p.backoff_max, delay * self.rng.uniform(1 - p.jitter, 1 + p.jitter))
         if retry_after is not None:
             delay = max(delay, min(retry_after, p.retry_after_max))
@@ -221,24 +247,51 @@ class Fetcher:
                 check_digests(data, sha256, sha512)
             except FetchError as e:
                 if not e.transient:
-                    log.error("config_fetch_failed", attempt=attempt, url=redact(url), error=str(e),
-                              status=e.status, retry=False)
+                    log.error(
+                        "config_fetch_failed",
+                        attempt=attempt,
+                        url=redact(url),
+                        error=str(e),
+                        status=e.status,
+                        retry=False,
+                    )
                     raise
                 delay = self.backoff(attempt, e.retry_after)
                 elapsed = self.clock() - start
                 if p.deadline is not None and elapsed + delay >= p.deadline:
-                    log.error("config_fetch_failed", attempt=attempt, url=redact(url), error=str(e),
-                              status=e.status, retry=False, deadline=p.deadline)
-                    raise FetchError(f"gave up after {attempt} attempts in {elapsed:.1f}s "
-                                     f"(talos.config.deadline={p.deadline:g}s); last error: {e}",
-                                     transient=False, status=e.status) from None
-                log.warning("config_fetch_failed", attempt=attempt, url=redact(url), error=str(e),
-                            status=e.status, retry_in=round(delay, 2),
-                            retry_after=e.retry_after)
+                    log.error(
+                        "config_fetch_failed",
+                        attempt=attempt,
+                        url=redact(url),
+                        error=str(e),
+                        status=e.status,
+                        retry=False,
+                        deadline=p.deadline,
+                    )
+                    raise FetchError(
+                        f"gave up after {attempt} attempts in {elapsed:.1f}s "
+                        f"(talos.config.deadline={p.deadline:g}s); last error: {e}",
+                        transient=False,
+                        status=e.status,
+                    ) from None
+                log.warning(
+                    "config_fetch_failed",
+                    attempt=attempt,
+                    url=redact(url),
+                    error=str(e),
+                    status=e.status,
+                    retry_in=round(delay, 2),
+                    retry_after=e.retry_after,
+                )
                 self.sleep(delay)
                 continue
-            log.info("config_fetch_ok", attempt=attempt, url=redact(url), bytes=len(data),
-                     seconds=round(self.clock() - t0, 3))
+            log.info(
+                "config_fetch_ok",
+                attempt=attempt,
+                url=redact(url),
+                bytes=len(data),
+                seconds=round(self.clock() - t0, 3),
+            )
             return Fetched(data, url, attempt)
 
     def attempt(self, url: str, remaining: float | None = None) -> bytes:
@@ -248,13 +301,17 @@ class Fetcher:
             if scheme == "file":
                 return self._file(url)
             if scheme not in ("http", "https"):
-                raise FetchError(f"unsupported URL scheme {scheme!r} (http, https or file)", transient=False)
+                raise FetchError(
+                    f"unsupported URL scheme {scheme!r} (http, https or file)", transient=False
+                )
             location = self._http(url, remaining)
             if isinstance(location, bytes):
                 return location
             new = urljoin(url, location)
             if scheme == "https" and urlsplit(new).scheme != "https":
-                raise FetchError(f"refusing a redirect from https to {redact(new)}", transient=False)
+                raise FetchError(
+                    f"refusing a redirect from https to {redact(new)}", transient=False
+                )
             log.info("config_fetch_redirect", url=redact(url), location=redact(new))
             url = new
         raise FetchError(f"more than {self.policy.max_redirects} redirects", transient=False)
@@ -269,7 +326,9 @@ class Fetcher:
     def _file(self, url: str) -> bytes:
         p = urlsplit(url)
         if p.netloc not in ("", "localhost"):
-            raise FetchError(f"file:// URLs name a local path, not host {p.netloc!r}", transient=False)
+            raise FetchError(
+                f"file:// URLs name a local path, not host {p.netloc!r}", transient=False
+            )
         path = self.file_root / unquote(p.path).lstrip("/")
         limit = self.policy.max_bytes
         try:
@@ -297,7 +356,8 @@ class Fetcher:
         if parts.scheme == "https":
             ctx = ssl_context(self.ca_bundle, self.extra_ca)
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                host, port, timeout=cap(p.connect_timeout), context=ctx)
+                host, port, timeout=cap(p.connect_timeout), context=ctx
+            )
         else:
             conn = http.client.HTTPConnection(host, port, timeout=cap(p.connect_timeout))
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -308,27 +368,45 @@ class Fetcher:
             assert conn.sock is not None
             conn.sock.settimeout(cap(p.read_timeout))
             stage = "waiting for"
-            conn.request("GET", target, headers={"Accept-Encoding": "gzip", "User-Agent": USER_AGENT,
-                                                 "Accept": "*/*"})
+            conn.request(
+                "GET",
+                target,
+                headers={"Accept-Encoding": "gzip", "User-Agent": USER_AGENT, "Accept": "*/*"},
+            )
             resp = conn.getresponse()
             status = resp.status
             if status in REDIRECTS:
                 location = resp.getheader("Location")
                 if not location:
-                    raise FetchError(f"HTTP {status} redirect without a Location", transient=True, status=status)
+                    raise FetchError(
+                        f"HTTP {status} redirect without a Location", transient=True, status=status
+                    )
                 return location
             retry_after = parse_retry_after(resp.getheader("Retry-After"))
             if status >= 500 or status in (408, 429):
-                raise FetchError(f"HTTP {status} {resp.reason}", transient=True, status=status,
-                                 retry_after=retry_after)
+                raise FetchError(
+                    f"HTTP {status} {resp.reason}",
+                    transient=True,
+                    status=status,
+                    retry_after=retry_after,
+                )
             if status >= 400:
-                raise FetchError(f"HTTP {status} {resp.reason} from {redact(url)}", transient=False, status=status)
+                raise FetchError(
+                    f"HTTP {status} {resp.reason} from {redact(url)}",
+                    transient=False,
+                    status=status,
+                )
             if status != 200:
-                raise FetchError(f"unexpected HTTP {status} {resp.reason}", transient=False, status=status)
+                raise FetchError(
+                    f"unexpected HTTP {status} {resp.reason}", transient=False, status=status
+                )
             length = resp.getheader("Content-Length")
             if length and length.isdigit() and int(length) > p.max_bytes:
-                raise FetchError(f"the server announces {int(length)} bytes; the limit is {p.max_bytes}; refused",
-                                 transient=False, status=status)
+                raise FetchError(
+                    f"the server announces {int(length)} bytes; the limit is {p.max_bytes}; refused",
+                    transient=False,
+                    status=status,
+                )
             stage = "reading the body from"
             chunks, size = [], 0
             attempt_limit = cap(p.attempt_timeout)
@@ -338,17 +416,29 @@ class Fetcher:
                     break
                 size += len(chunk)
                 if size > p.max_bytes:
-                    raise FetchError(f"the body is larger than {p.max_bytes} bytes; refused",
-                                     transient=False, status=status)
+                    raise FetchError(
+                        f"the body is larger than {p.max_bytes} bytes; refused",
+                        transient=False,
+                        status=status,
+                    )
                 chunks.append(chunk)
                 if self.clock() - started > attempt_limit:
-                    raise FetchError(f"the download took longer than {attempt_limit:g}s", transient=True)
-            return self._decode(b"".join(chunks), (resp.getheader("Content-Encoding") or "").lower())
+                    raise FetchError(
+                        f"the download took longer than {attempt_limit:g}s", transient=True
+                    )
+            return self._decode(
+                b"".join(chunks), (resp.getheader("Content-Encoding") or "").lower()
+            )
         except ssl.SSLCertVerificationError as e:
-            raise FetchError(f"TLS: the certificate of {host} is not trusted ({e.verify_message}); "
-                             f"trusted: {self.ca_bundle} and {self.extra_ca}", transient=False) from None
-        except (socket.timeout, TimeoutError):
-            raise FetchError(f"timed out {stage} {host}:{port or parts.scheme}", transient=True) from None
+            raise FetchError(
+                f"TLS: the certificate of {host} is not trusted ({e.verify_message}); "
+                f"trusted: {self.ca_bundle} and {self.extra_ca}",
+                transient=False,
+            ) from None
+        except TimeoutError:
+            raise FetchError(
+                f"timed out {stage} {host}:{port or parts.scheme}", transient=True
+            ) from None
         except ssl.SSLError as e:
             raise FetchError(f"TLS error with {host}: {e.reason or e}", transient=True) from None
         except (http.client.HTTPException, OSError) as e:

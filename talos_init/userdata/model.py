@@ -59,8 +59,13 @@ class Vlan:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Vlan:
-        return cls(d["vlanId"], tuple(ipaddress.ip_interface(a) for a in d.get("addresses", [])),
-                   tuple(Route.from_dict(r) for r in d.get("routes", [])), bool(d.get("dhcp")), d.get("mtu"))
+        return cls(
+            d["vlanId"],
+            tuple(ipaddress.ip_interface(a) for a in d.get("addresses", [])),
+            tuple(Route.from_dict(r) for r in d.get("routes", [])),
+            bool(d.get("dhcp")),
+            d.get("mtu"),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,14 @@ class DeviceSelector:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DeviceSelector:
-        return cls(d.get("hardwareAddr"), d.get("permanentAddr"), d.get("busPath"), d.get("pciID"),
-                   d.get("driver"), d.get("physical"))
+        return cls(
+            d.get("hardwareAddr"),
+            d.get("permanentAddr"),
+            d.get("busPath"),
+            d.get("pciID"),
+            d.get("driver"),
+            d.get("physical"),
+        )
 
 
 @dataclass(frozen=True)
@@ -191,13 +202,23 @@ class MachineConfig:
             install_wipe=bool(m.get("install", {}).get("wipe", False)),
             kubelet=Kubelet(
                 extra_args=dict(kub.get("extraArgs", {})),
-                extra_mounts=tuple(ExtraMount(x["destination"], x.get("source", ""), x.get("type", "bind"),
-                                              tuple(x.get("options", []))) for x in kub.get("extraMounts", [])),
+                extra_mounts=tuple(
+                    ExtraMount(
+                        x["destination"],
+                        x.get("source", ""),
+                        x.get("type", "bind"),
+                        tuple(x.get("options", [])),
+                    )
+                    for x in kub.get("extraMounts", [])
+                ),
                 node_ip_subnets=tuple(kub.get("nodeIP", {}).get("validSubnets", [])),
                 cluster_dns=tuple(ipaddress.ip_address(a) for a in kub.get("clusterDNS", [])),
             ),
             sysctls=dict(m.get("sysctls", {})),
-            files=tuple(MachineFile(f["path"], f["content"], f["permissions"], f["op"]) for f in m.get("files", [])),
+            files=tuple(
+                MachineFile(f["path"], f["content"], f["permissions"], f["op"])
+                for f in m.get("files", [])
+            ),
             env=dict(m.get("env", {})),
             time_servers=tuple(m.get("time", {}).get("servers", [])),
         )

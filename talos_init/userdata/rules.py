@@ -7,7 +7,8 @@ and skipped) and reports through the ``Walk`` at the path it names.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from talos_init.userdata.spec import INVALID, WARNING, Path, Walk
 
@@ -95,12 +96,20 @@ def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
         name = dev.get("interface")
         if isinstance(name, str):
             if name in names:
-                _report(walk, path + ("interface",),
-                        f"interface {name!r} is configured twice (also interfaces[{names[name]}])")
+                _report(
+                    walk,
+                    path + ("interface",),
+                    f"interface {name!r} is configured twice (also interfaces[{names[name]}])",
+                )
             names[name] = i
         check_routes(dev.get("routes"), path + ("routes",), walk)
         if "dhcpOptions" in dev and not dev.get("dhcp"):
-            _report(walk, path + ("dhcpOptions",), "dhcpOptions has no effect unless dhcp is true", WARNING)
+            _report(
+                walk,
+                path + ("dhcpOptions",),
+                "dhcpOptions has no effect unless dhcp is true",
+                WARNING,
+            )
         ids: dict[int, int] = {}
         for j, vlan in enumerate(_list(dev.get("vlans"))):
             if not isinstance(vlan, dict):
@@ -108,7 +117,11 @@ def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
             vid = vlan.get("vlanId")
             if isinstance(vid, int):
                 if vid in ids:
-                    _report(walk, path + ("vlans", j, "vlanId"), f"VLAN {vid} is defined twice on this interface")
+                    _report(
+                        walk,
+                        path + ("vlans", j, "vlanId"),
+                        f"VLAN {vid} is defined twice on this interface",
+                    )
                 ids[vid] = j
             check_routes(vlan.get("routes"), path + ("vlans", j, "routes"), walk)
 
@@ -140,17 +153,32 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
     for pod in parsed["podSubnets"]:
         for svc in parsed["serviceSubnets"]:
             if pod.version == svc.version and pod.overlaps(svc):
-                _report(walk, base + ("serviceSubnets",), f"service subnet {svc} overlaps pod subnet {pod}")
-    if {n.version for n in parsed["podSubnets"]} != {n.version for n in parsed["serviceSubnets"]} \
-            and parsed["podSubnets"] and parsed["serviceSubnets"]:
-        _report(walk, base + ("serviceSubnets",), "pod and service subnets must cover the same address families")
+                _report(
+                    walk,
+                    base + ("serviceSubnets",),
+                    f"service subnet {svc} overlaps pod subnet {pod}",
+                )
+    if (
+        {n.version for n in parsed["podSubnets"]} != {n.version for n in parsed["serviceSubnets"]}
+        and parsed["podSubnets"]
+        and parsed["serviceSubnets"]
+    ):
+        _report(
+            walk,
+            base + ("serviceSubnets",),
+            "pod and service subnets must cover the same address families",
+        )
     cni = net.get("cni")
     if isinstance(cni, dict):
         name, urls = cni.get("name"), _list(cni.get("urls"))
         if name == "custom" and not urls:
-            _report(walk, base + ("cni", "urls"), "cni name 'custom' needs at least one manifest URL")
+            _report(
+                walk, base + ("cni", "urls"), "cni name 'custom' needs at least one manifest URL"
+            )
         if name in ("flannel", "none") and urls:
-            _report(walk, base + ("cni", "urls"), f"cni name {name!r} takes no urls (use name: custom)")
+            _report(
+                walk, base + ("cni", "urls"), f"cni name {name!r} takes no urls (use name: custom)"
+            )
 
 
 def rule_extra_mounts(doc: dict[str, Any], walk: Walk) -> None:
@@ -159,9 +187,13 @@ def rule_extra_mounts(doc: dict[str, Any], walk: Walk) -> None:
         if not isinstance(mount, dict):
             continue
         options = mount.get("options")
-        if isinstance(options, list) and not {"bind", "rbind"} & set(o for o in options if isinstance(o, str)) \
-                or "options" not in mount:
-            _report(walk, base + (i, "options"), "extraMounts options must include 'bind' or 'rbind'")
+        if (
+            isinstance(options, list)
+            and not {"bind", "rbind"} & {o for o in options if isinstance(o, str)}
+        ) or ("options" not in mount):
+            _report(
+                walk, base + (i, "options"), "extraMounts options must include 'bind' or 'rbind'"
+            )
         source = mount.get("source")
         if not isinstance(source, str) or not source.startswith("/"):
             _report(walk, base + (i, "source"), "a bind mount needs an absolute source path")
@@ -176,8 +208,12 @@ def rule_node_ip(doc: dict[str, Any], walk: Walk) -> None:
         if s.startswith("!"):
             seen_negative = True
         elif seen_negative:
-            _report(walk, ("machine", "kubelet", "nodeIP", "validSubnets", i),
-                    "put exclusions ('!...') after the subnets they filter", WARNING)
+            _report(
+                walk,
+                ("machine", "kubelet", "nodeIP", "validSubnets", i),
+                "put exclusions ('!...') after the subnets they filter",
+                WARNING,
+            )
 
 
 def rule_files(doc: dict[str, Any], walk: Walk) -> None:
@@ -185,13 +221,22 @@ def rule_files(doc: dict[str, Any], walk: Walk) -> None:
     for i, f in enumerate(_list(_get(doc, "machine", "files"))):
         if isinstance(f, dict) and f.get("op") == "create" and isinstance(f.get("path"), str):
             if f["path"] in created:
-                _report(walk, ("machine", "files", i, "path"),
-                        f"{f['path']} is created twice (also files[{created[f['path']]}])")
+                _report(
+                    walk,
+                    ("machine", "files", i, "path"),
+                    f"{f['path']} is created twice (also files[{created[f['path']]}])",
+                )
             created[f["path"]] = i
 
 
-RULES: list[Rule] = [rule_interfaces, rule_keys_for_role, rule_cluster_network, rule_extra_mounts,
-                     rule_node_ip, rule_files]
+RULES: list[Rule] = [
+    rule_interfaces,
+    rule_keys_for_role,
+    rule_cluster_network,
+    rule_extra_mounts,
+    rule_node_ip,
+    rule_files,
+]
 
 
 def run(doc: dict[str, Any], walk: Walk) -> None:

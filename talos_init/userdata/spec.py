@@ -11,9 +11,11 @@ import base64
 import binascii
 import difflib
 import ipaddress
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -80,8 +82,13 @@ class Walk:
     def mark(self, node: yaml.Node) -> tuple[int, int]:
         return node.start_mark.line + 1, node.start_mark.column + 1
 
-    def error(self, path: Path, where: yaml.Node | tuple[int, int] | None, message: str,
-              severity: str = ERROR) -> None:
+    def error(
+        self,
+        path: Path,
+        where: yaml.Node | tuple[int, int] | None,
+        message: str,
+        severity: str = ERROR,
+    ) -> None:
         if isinstance(where, yaml.Node):
             line, col = self.mark(where)
         elif where is not None:
@@ -121,7 +128,7 @@ def _scalar_value(node: yaml.ScalarNode) -> Any:
         return _constructor.construct_yaml_int(node)
     if tag == "tag:yaml.org,2002:float":
         value = _constructor.construct_yaml_float(node)
-        return node.value if value != value or value in (float("inf"), float("-inf")) else value
+        return value if math.isfinite(value) else str(node.value)  # JSON has no NaN or infinity
     return str(node.value)
 
 
@@ -139,7 +146,9 @@ def describe(node: yaml.Node) -> str:
     return f"{kind} {text!r}"
 
 
-def mapping_items(node: yaml.MappingNode, path: Path, walk: Walk) -> list[tuple[str, yaml.Node, yaml.Node]]:
+def mapping_items(
+    node: yaml.MappingNode, path: Path, walk: Walk
+) -> list[tuple[str, yaml.Node, yaml.Node]]:
     """Key/value pairs with merge keys resolved; duplicate and non-text keys reported."""
     try:
         _constructor.flatten_mapping(node)
@@ -147,7 +156,7 @@ def mapping_items(node: yaml.MappingNode, path: Path, walk: Walk) -> list[tuple[
         walk.error(path, node, f"bad merge key: {getattr(e, 'problem', e)}")
         return []
     seen: dict[str, yaml.Node] = {}
-    out = []
+    out: list[tuple[str, yaml.Node, yaml.Node]] = []
     for knode, vnode in node.value:
         if not isinstance(knode, yaml.ScalarNode) or is_null(knode):
             walk.error(path, knode, f"keys must be text, got {describe(knode)}")
@@ -174,7 +183,9 @@ class Spec:
 class Scalar(Spec):
     """A scalar whose text is checked by ``convert`` (raises ValueError with the reason)."""
 
-    tags: tuple[str, ...] = ()  # accepted resolved tags; empty = any scalar (Go decodes into string)
+    tags: tuple[
+        str, ...
+    ] = ()  # accepted resolved tags; empty = any scalar (Go decodes into string)
 
     def check(self, node: yaml.Node, path: Path, walk: Walk, acted: bool) -> Any:
         if not isinstance(node, yaml.ScalarNode):
@@ -196,8 +207,14 @@ class Scalar(Spec):
 class Str(Scalar):
     expect = "text"
 
-    def __init__(self, pattern: str | None = None, what: str = "", lower: bool = False,
-                 nonempty: bool = False, check: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        pattern: str | None = None,
+        what: str = "",
+        lower: bool = False,
+        nonempty: bool = False,
+        check: Callable[[str], str] | None = None,
+    ) -> None:
         self.pattern = re.compile(pattern) if pattern else None
         self.what = what
         self.lower = lower
@@ -253,7 +270,9 @@ class Enum(Scalar):
 
 
 HOSTNAME_RE = re.compile(
-    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?", re.I)
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?",
+    re.IGNORECASE,
+)
 
 
 def _ip(text: str) -> str:
@@ -282,7 +301,9 @@ def _address(text: str) -> str:
 
 def _hostname(text: str) -> str:
     if not HOSTNAME_RE.fullmatch(text):
-        raise ValueError(f"{text!r} is not a valid hostname (letters, digits, '-' and '.', labels of 1-63)")
+        raise ValueError(
+            f"{text!r} is not a valid hostname (letters, digits, '-' and '.', labels of 1-63)"
+        )
     return text.rstrip(".").lower()
 
 
@@ -372,7 +393,7 @@ class FileMode(Scalar):
         if node.tag == "tag:yaml.org,2002:int":
             value = _constructor.construct_yaml_int(node)
         elif re.fullmatch(r"0o[0-7]+", text):
-            value = int(text[2:], 8)
+            value = int(text, 8)  # int() reads the 0o prefix itself
         else:
             raise ValueError(f"{text!r} is not a file mode such as 0o644")
         if not 0 <= value <= 0o7777:
@@ -380,7 +401,9 @@ class FileMode(Scalar):
         return value
 
 
-PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END ([A-Z0-9 ]+)-----", re.S)
+PEM_RE = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)\r?\n-----END ([A-Z0-9 ]+)-----", re.DOTALL
+)
 
 
 def _der_length_ok(der: bytes) -> bool:
@@ -393,7 +416,7 @@ def _der_length_ok(der: bytes) -> bool:
     n = first & 0x7F
     if n == 0 or n > 4 or len(der) < 2 + n:
         return False
-    return 2 + n + int.from_bytes(der[2:2 + n], "big") == len(der)
+    return 2 + n + int.from_bytes(der[2 : 2 + n], "big") == len(der)
 
 
 def check_pem(text: str, labels: tuple[str, ...], what: str) -> bytes:
@@ -454,10 +477,14 @@ class Any_(Spec):
             walk.error(path, node, f"nested deeper than {MAX_DEPTH} levels")
             return INVALID
         if isinstance(node, yaml.MappingNode):
-            return {k: self.plain(v, path + (k,), walk, depth + 1) for k, _, v in mapping_items(node, path, walk)}
+            return {
+                k: self.plain(v, path + (k,), walk, depth + 1)
+                for k, _, v in mapping_items(node, path, walk)
+            }
         if isinstance(node, yaml.SequenceNode):
             return [self.plain(v, path + (i,), walk, depth + 1) for i, v in enumerate(node.value)]
         try:
+            assert isinstance(node, yaml.ScalarNode)  # the composer makes only these three kinds
             return _scalar_value(node)
         except (ValueError, OverflowError, yaml.YAMLError) as e:
             walk.error(path, node, str(e))
@@ -492,7 +519,9 @@ class ListOf(Spec):
 class MapOf(Spec):
     """A mapping with free keys (checked by ``key``) and values of one spec."""
 
-    def __init__(self, value: Spec, key: Callable[[str], str] | None = None, key_what: str = "") -> None:
+    def __init__(
+        self, value: Spec, key: Callable[[str], str] | None = None, key_what: str = ""
+    ) -> None:
         self.value = value
         self.key = key
         self.key_what = key_what
@@ -566,7 +595,9 @@ class Struct(Spec):
             if name in out:
                 continue
             if spec.required:
-                walk.error(path + (name,), node, f"required field {name!r} is missing in {self.name}")
+                walk.error(
+                    path + (name,), node, f"required field {name!r} is missing in {self.name}"
+                )
             elif spec.default is not None:
                 out[name] = spec.default() if callable(spec.default) else spec.default
         return out

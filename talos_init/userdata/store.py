@@ -23,7 +23,7 @@ def write_atomic(path: Path, data: bytes, mode: int = MODE) -> None:
         os.fchmod(fd, mode)  # the umask must not widen or narrow it
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -38,7 +38,9 @@ def write_atomic(path: Path, data: bytes, mode: int = MODE) -> None:
         os.close(dfd)
 
 
-def write_config(original: bytes, effective: dict[str, Any], yaml_path: Path, json_path: Path) -> None:
+def write_config(
+    original: bytes, effective: dict[str, Any], yaml_path: Path, json_path: Path
+) -> None:
     """The original document(s) as fetched, then the effective JSON (its presence means: valid)."""
     write_atomic(yaml_path, original)
     text = json.dumps(effective, indent=2, sort_keys=False, ensure_ascii=False) + "\n"

@@ -18,7 +18,16 @@ import yaml
 from talos_init.userdata import rules
 from talos_init.userdata.model import MachineConfig
 from talos_init.userdata.schema import KIND_DOCS, UNSUPPORTED_KINDS, V1ALPHA1
-from talos_init.userdata.spec import ERROR, INVALID, NOTICE, WARNING, Problem, Walk, describe, is_null
+from talos_init.userdata.spec import (
+    ERROR,
+    INVALID,
+    NOTICE,
+    WARNING,
+    Problem,
+    Walk,
+    describe,
+    is_null,
+)
 
 MAX_BYTES = 1 << 20
 
@@ -57,7 +66,11 @@ def _contains_invalid(value: Any) -> bool:
 
 def _doc_kind(node: yaml.MappingNode) -> tuple[str | None, yaml.Node | None]:
     for knode, vnode in node.value:
-        if isinstance(knode, yaml.ScalarNode) and knode.value == "kind" and isinstance(vnode, yaml.ScalarNode):
+        if (
+            isinstance(knode, yaml.ScalarNode)
+            and knode.value == "kind"
+            and isinstance(vnode, yaml.ScalarNode)
+        ):
             return str(vnode.value), vnode
     return None, None
 
@@ -84,8 +97,11 @@ def _fold(effective: dict[str, Any], kind: str, doc: dict[str, Any], walk: Walk)
 
     def put(target: dict[str, Any], key: str, value: Any, src: str, dst: str) -> None:
         if target.get(key):
-            walk.error((kind, src), walk.marks.get((kind, src), (1, 1)),
-                       f"conflicts with {dst}, which the v1alpha1 document also sets: keep one")
+            walk.error(
+                (kind, src),
+                walk.marks.get((kind, src), (1, 1)),
+                f"conflicts with {dst}, which the v1alpha1 document also sets: keep one",
+            )
             return
         target[key] = value
 
@@ -93,8 +109,13 @@ def _fold(effective: dict[str, Any], kind: str, doc: dict[str, Any], walk: Walk)
         put(network, "hostname", doc["hostname"], "hostname", "machine.network.hostname")
     elif kind == "ResolverConfig":
         if "nameservers" in doc:
-            put(network, "nameservers", [n["address"] for n in doc["nameservers"]], "nameservers",
-                "machine.network.nameservers")
+            put(
+                network,
+                "nameservers",
+                [n["address"] for n in doc["nameservers"]],
+                "nameservers",
+                "machine.network.nameservers",
+            )
         domains = doc.get("searchDomains", {}).get("domains")
         if domains is not None:
             put(network, "searchDomains", domains, "searchDomains", "machine.network.searchDomains")
@@ -175,7 +196,9 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            walk.error((), (1, 1), f"not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})")
+            walk.error(
+                (), (1, 1), f"not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})"
+            )
             return Result(None, walk.problems)
     else:
         text = data
@@ -200,7 +223,9 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
             continue
         assert kind_node is not None
         if kind in kinds:
-            walk.error((kind,), kind_node, f"{where}: a second {kind} document (only one is allowed)")
+            walk.error(
+                (kind,), kind_node, f"{where}: a second {kind} document (only one is allowed)"
+            )
         elif kind in KIND_DOCS:
             kinds[kind] = KIND_DOCS[kind].check(node, (kind,), walk, True)
         elif kind in UNSUPPORTED_KINDS:
@@ -208,16 +233,29 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
             walk.notice_unsupported((kind,), kind_node)
         else:
             known = ", ".join(sorted(KIND_DOCS))
-            walk.error((kind,), kind_node, f"{where}: unknown document kind {kind!r} (acted on here: {known})")
+            walk.error(
+                (kind,),
+                kind_node,
+                f"{where}: unknown document kind {kind!r} (acted on here: {known})",
+            )
     if walk.too_big:
         walk.error((), (1, 1), "the document expands to too many nodes (YAML alias expansion?)")
     if main is None and not any(p.severity == ERROR for p in walk.problems):
-        walk.error(("version",), (1, 1), "no v1alpha1 document (version: v1alpha1 with machine: and cluster:)")
+        walk.error(
+            ("version",),
+            (1, 1),
+            "no v1alpha1 document (version: v1alpha1 with machine: and cluster:)",
+        )
     if isinstance(main, dict):
         rules.run(main, walk)
-    if any(p.severity == ERROR for p in walk.problems) or _contains_invalid(main) or \
-            any(_contains_invalid(v) for v in kinds.values()):
-        if not any(p.severity == ERROR for p in walk.problems):  # cannot happen: INVALID is always reported
+    if (
+        any(p.severity == ERROR for p in walk.problems)
+        or _contains_invalid(main)
+        or any(_contains_invalid(v) for v in kinds.values())
+    ):
+        if not any(
+            p.severity == ERROR for p in walk.problems
+        ):  # cannot happen: INVALID is always reported
             walk.error((), (1, 1), "invalid config")
         return Result(None, sorted(walk.problems))
     effective = copy.deepcopy(main)

@@ -23,11 +23,23 @@ class Sleeps(list):
 
 
 def fetcher(tmp_path, sleeps=None, **policy) -> Fetcher:
-    kw = dict(connect_timeout=5, read_timeout=0.5, attempt_timeout=5, backoff_initial=0.01, backoff_max=0.05,
-              deadline=30)
+    kw = {
+        "connect_timeout": 5,
+        "read_timeout": 0.5,
+        "attempt_timeout": 5,
+        "backoff_initial": 0.01,
+        "backoff_max": 0.05,
+        "deadline": 30,
+    }
     kw.update(policy)
-    return Fetcher(FetchPolicy(**kw), sysfs=tmp_path, ca_bundle=None, extra_ca=None,
-                   sleep=sleeps if sleeps is not None else Sleeps(), rng=random.Random(0))
+    return Fetcher(
+        FetchPolicy(**kw),
+        sysfs=tmp_path,
+        ca_bundle=None,
+        extra_ca=None,
+        sleep=sleeps if sleeps is not None else Sleeps(),
+        rng=random.Random(0),
+    )
 
 
 def test_404_stops_at_once_with_the_status(http_server, tmp_path):
@@ -94,8 +106,11 @@ def test_gzip_bomb_is_refused(http_server, tmp_path):
 def test_retry_after_is_honoured(http_server, tmp_path):
     """A 503 or 429 with Retry-After waits at least that long before the next attempt."""
     sleeps = Sleeps()
-    http_server.play(reply(503, headers={"Retry-After": "7"}), reply(429, headers={"Retry-After": "3"}),
-                     reply(200, BODY))
+    http_server.play(
+        reply(503, headers={"Retry-After": "7"}),
+        reply(429, headers={"Retry-After": "3"}),
+        reply(200, BODY),
+    )
     assert fetcher(tmp_path, sleeps).fetch(http_server.url()).data == BODY
     assert sleeps[0] >= 7 and sleeps[1] >= 3 and all(s < 8 for s in sleeps)
 
@@ -113,7 +128,9 @@ def test_connection_refused_is_retried_until_the_deadline(tmp_path, http_server)
     http_server.shutdown()
     http_server.server_close()
     with pytest.raises(FetchError, match=r"gave up after \d+ attempts.*ConnectionRefusedError"):
-        fetcher(tmp_path, time.sleep, deadline=0.3, backoff_initial=0.05).fetch(f"http://127.0.0.1:{port}/c")
+        fetcher(tmp_path, time.sleep, deadline=0.3, backoff_initial=0.05).fetch(
+            f"http://127.0.0.1:{port}/c"
+        )
 
 
 def test_url_variables_are_sent(http_server, tmp_path):
@@ -141,6 +158,8 @@ def test_https_without_the_ca_fails_clearly(https_server, tmp_path):
     https_server.play(reply(200, BODY))
     f = fetcher(tmp_path)
     f.ca_bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-    with pytest.raises(FetchError, match=r"TLS: the certificate of 127\.0\.0\.1 is not trusted") as e:
+    with pytest.raises(
+        FetchError, match=r"TLS: the certificate of 127\.0\.0\.1 is not trusted"
+    ) as e:
         f.fetch(https_server.url())
     assert not e.value.transient

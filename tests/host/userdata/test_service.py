@@ -39,8 +39,23 @@ class Service:
         self.seen: list[str] = []
         env = {"PATH": os.environ.get("PATH", ""), "NOTIFY_SOCKET": str(self.notify_path)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "talos_init.userdata", "--root", str(root), "--retry-interval", "0.2", "0.4"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd="/", text=True)
+            [
+                sys.executable,
+                "-I",
+                "-m",
+                "talos_init.userdata",
+                "--root",
+                str(root),
+                "--retry-interval",
+                "0.2",
+                "0.4",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd="/",
+            text=True,
+        )
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
 
@@ -66,7 +81,7 @@ class Service:
         while True:
             try:
                 self.messages.append(self.notify.recv(4096).decode())
-            except (socket.timeout, BlockingIOError):
+            except (TimeoutError, BlockingIOError):
                 return self.messages
 
     def close(self) -> None:
@@ -110,7 +125,9 @@ def test_broken_config_is_reported_then_fixed_without_restart(service, http_serv
     s = service(f"talos.config={http_server.url()} console=ttyS0")
     s.wait_line("HTTP 404 Not Found")
     http_server.play(reply(200, BAD))
-    assert "machine.type: 'wroker' is not one of controlplane, worker" in s.wait_line("machine.type")
+    assert "machine.type: 'wroker' is not one of controlplane, worker" in s.wait_line(
+        "machine.type"
+    )
     s.wait_line("machine.network.interfaces[0].dhcp: expected true or false")
     s.wait_line("the machine config is invalid: 2 errors")
     assert s.proc.poll() is None
@@ -119,7 +136,10 @@ def test_broken_config_is_reported_then_fixed_without_restart(service, http_serv
     run = tmp_path / "root/run/talos"
     assert (run / "config.yaml").read_bytes() == GOOD
     effective = json.loads((run / "config.json").read_text())
-    assert effective["version"] == "v1alpha1" and effective["machine"]["network"]["hostname"] == "worker-7"
+    assert (
+        effective["version"] == "v1alpha1"
+        and effective["machine"]["network"]["hostname"] == "worker-7"
+    )
     for name in ("config.yaml", "config.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o600
     assert sorted(os.listdir(run)) == ["config.json", "config.yaml"]  # no temporary files left

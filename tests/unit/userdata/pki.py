@@ -21,20 +21,32 @@ class B64CA:
 def make_ca(name: str, ed: bool) -> B64CA:
     key = ed25519.Ed25519PrivateKey.generate() if ed else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, None if ed else hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, None if ed else hashes.SHA256())
+    )
     crt = cert.public_bytes(serialization.Encoding.PEM)
     if ed:
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         pem = pem.replace(b"PRIVATE KEY", b"ED25519 PRIVATE KEY")  # the label Talos writes
     else:
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
     return B64CA(base64.b64encode(crt).decode(), base64.b64encode(pem).decode())
 
 
@@ -44,5 +56,9 @@ CLUSTER_CA = make_ca("kubernetes", ed=False)
 
 def fill(text: str) -> str:
     """Replace @MACHINE_CRT@-style placeholders in a fixture with real base64 PEM."""
-    return (text.replace("@MACHINE_CRT@", MACHINE_CA.crt).replace("@MACHINE_KEY@", MACHINE_CA.key)
-            .replace("@CLUSTER_CRT@", CLUSTER_CA.crt).replace("@CLUSTER_KEY@", CLUSTER_CA.key))
+    return (
+        text.replace("@MACHINE_CRT@", MACHINE_CA.crt)
+        .replace("@MACHINE_KEY@", MACHINE_CA.key)
+        .replace("@CLUSTER_CRT@", CLUSTER_CA.crt)
+        .replace("@CLUSTER_KEY@", CLUSTER_CA.key)
+    )

@@ -28,14 +28,21 @@ def test_valid_config_exits_zero():
 def test_invalid_config_lists_every_error(tmp_path):
     """Errors print as FILE:LINE:COL: path: message, then a count, exit 1."""
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "configs/worker.yaml").read_text().replace("type: worker", "type: nope")
-                   .replace("disk: /dev/vda", "disk: vda"))
+    bad.write_text(
+        (ROOT / "configs/worker.yaml")
+        .read_text()
+        .replace("type: worker", "type: nope")
+        .replace("disk: /dev/vda", "disk: vda")
+    )
     code, out = run([str(bad)])
     lines = out.strip().splitlines()
     line = bad.read_text().splitlines().index("    type: nope") + 1
     assert code == EXIT_INVALID
     assert lines[0] == f"{bad}:{line}:11: machine.type: 'nope' is not one of controlplane, worker"
-    assert lines[1].startswith(f"{bad}:") and "machine.install.disk: 'vda' is not a device path" in lines[1]
+    assert (
+        lines[1].startswith(f"{bad}:")
+        and "machine.install.disk: 'vda' is not a device path" in lines[1]
+    )
     assert lines[-1] == f"{bad}: invalid: 2 errors"
 
 
@@ -48,6 +55,17 @@ def test_unreadable_file_and_usage(tmp_path):
 
 def test_standalone_module_runs():
     """python -m talos_init.userdata.cli FILE works without osctl."""
-    proc = subprocess.run([sys.executable, "-I", "-m", "talos_init.userdata.cli", str(ROOT / "configs/controlplane.yaml")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-m",
+            "talos_init.userdata.cli",
+            str(ROOT / "configs/controlplane.yaml"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and "valid controlplane config" in proc.stdout

@@ -36,7 +36,10 @@ def sysfs(tmp_path):
 def test_url_variables_are_filled(sysfs):
     """${mac} (first Ethernet link that is up), ${uuid} (lowercase), ${serial} and ${hostname}, URL-quoted."""
     url = fetch.expand("http://h/c?mac=${mac}&u=${uuid}&s=${serial}&h=${hostname}", sysfs, "node-1")
-    assert url == "http://h/c?mac=52:54:00:aa:bb:02&u=4c4c4544-0042-3510-8051-b7c04f4e3332&s=SN%2042%2Fx&h=node-1"
+    assert (
+        url
+        == "http://h/c?mac=52:54:00:aa:bb:02&u=4c4c4544-0042-3510-8051-b7c04f4e3332&s=SN%2042%2Fx&h=node-1"
+    )
 
 
 def test_mac_falls_back_to_first_link_by_index(sysfs):
@@ -77,7 +80,9 @@ def test_retry_after_raises_the_delay_up_to_its_cap():
 def test_parse_retry_after_seconds_and_date():
     """Retry-After is either seconds or an HTTP date."""
     assert fetch.parse_retry_after("120") == 120
-    assert fetch.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412480 - 30) == 30
+    assert (
+        fetch.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=lambda: 1445412480 - 30) == 30
+    )
     assert fetch.parse_retry_after("soon") is None and fetch.parse_retry_after(None) is None
 
 
@@ -105,7 +110,10 @@ def test_digest_mismatch_names_both_digests():
 
 def test_redact_hides_credentials_and_query_values():
     """Logged URLs carry neither userinfo nor query values."""
-    assert fetch.redact("https://u:p@h:8443/c.yaml?token=s3cret&x=1") == "https://h:8443/c.yaml?token=…&x=…"
+    assert (
+        fetch.redact("https://u:p@h:8443/c.yaml?token=s3cret&x=1")
+        == "https://h:8443/c.yaml?token=…&x=…"
+    )
 
 
 def test_file_url_reads_caps_and_gunzips(tmp_path):
@@ -131,8 +139,14 @@ def test_deadline_turns_transient_failures_into_one_final_error(tmp_path):
         slept.append(s)
         now[0] += s
 
-    f = Fetcher(FetchPolicy(deadline=10, backoff_initial=1, backoff_max=4, jitter=0), sysfs=tmp_path,
-                sleep=sleep, clock=lambda: now[0])
-    with pytest.raises(FetchError, match=r"gave up after 4 attempts .*deadline=10s.*\$\{uuid\} has no value") as e:
+    f = Fetcher(
+        FetchPolicy(deadline=10, backoff_initial=1, backoff_max=4, jitter=0),
+        sysfs=tmp_path,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
+    with pytest.raises(
+        FetchError, match=r"gave up after 4 attempts .*deadline=10s.*\$\{uuid\} has no value"
+    ) as e:
         f.fetch("http://127.0.0.1:9/${uuid}")
     assert not e.value.transient and slept == [1, 2, 4]

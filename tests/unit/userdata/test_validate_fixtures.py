@@ -23,8 +23,15 @@ def test_full_single_document_is_valid_and_normalized(fixture_text):
     assert selected["deviceSelector"] == {"hardwareAddr": "52:54:00:*", "driver": "virtio_net"}
     assert ignored["ignore"] is True and ignored["dhcp"] is False
     m = eff["machine"]
-    assert m["install"] == {"disk": "/dev/vda", "wipe": True, "image": "ghcr.io/siderolabs/installer:v1.7.0"}
-    assert m["kubelet"]["extraArgs"] == {"feature-gates": "ServerSideApply=true", "node-labels": ["a=b", "c=d"]}
+    assert m["install"] == {
+        "disk": "/dev/vda",
+        "wipe": True,
+        "image": "ghcr.io/siderolabs/installer:v1.7.0",
+    }
+    assert m["kubelet"]["extraArgs"] == {
+        "feature-gates": "ServerSideApply=true",
+        "node-labels": ["a=b", "c=d"],
+    }
     assert m["kubelet"]["nodeIP"]["validSubnets"] == ["10.0.0.0/8", "!10.0.0.3/32"]
     assert m["sysctls"] == {"kernel.domainname": "talos.dev", "net.ipv4.ip_forward": "1"}
     assert [f["permissions"] for f in m["files"]] == [0o644, 0o600]
@@ -56,11 +63,20 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
     """Valid Talos fields this node ignores are listed once per field, with their line."""
     result = validate.parse(fixture_text("full_single.yaml"))
     paths = [p.path for p in result.unsupported]
-    assert sorted(paths) == sorted([
-        "debug", "machine.certSANs", "machine.network.interfaces[*].dhcpOptions", "machine.install.image",
-        "machine.kubelet.extraConfig", "machine.time.bootTimeout", "machine.features", "cluster.id",
-        "cluster.etcd", "cluster.allowSchedulingOnControlPlanes",
-    ])
+    assert sorted(paths) == sorted(
+        [
+            "debug",
+            "machine.certSANs",
+            "machine.network.interfaces[*].dhcpOptions",
+            "machine.install.image",
+            "machine.kubelet.extraConfig",
+            "machine.time.bootTimeout",
+            "machine.features",
+            "cluster.id",
+            "cluster.etcd",
+            "cluster.allowSchedulingOnControlPlanes",
+        ]
+    )
     assert len(paths) == len(set(paths))
     image = next(p for p in result.unsupported if p.path == "machine.install.image")
     assert (image.line, image.column) == (52, 9)  # the key "image:" in the fixture
@@ -78,15 +94,22 @@ def test_multi_document_kinds_fold_into_v1alpha1(fixture_text):
     assert m["kubelet"]["nodeIP"] == {"validSubnets": ["10.0.2.0/24"]}
     assert m["time"]["servers"] == ["time.cloudflare.com"]
     assert sorted(p.path for p in result.unsupported) == [
-        "HostnameConfig.auto", "KubeSpanConfig", "ResolverConfig.searchDomains.disableDefault"]
+        "HostnameConfig.auto",
+        "KubeSpanConfig",
+        "ResolverConfig.searchDomains.disableDefault",
+    ]
     assert result.config.machine.network.hostname == "worker-7"
 
 
 def test_minimal_worker_gets_defaults(fixture_text):
     """A minimal worker gets the cluster network defaults and empty sections consumers rely on."""
     eff = validate.parse(fixture_text("minimal_worker.yaml")).config.effective
-    assert eff["cluster"]["network"] == {"dnsDomain": "cluster.local", "podSubnets": ["10.244.0.0/16"],
-                                         "serviceSubnets": ["10.96.0.0/12"], "cni": {"name": "flannel"}}
+    assert eff["cluster"]["network"] == {
+        "dnsDomain": "cluster.local",
+        "podSubnets": ["10.244.0.0/16"],
+        "serviceSubnets": ["10.96.0.0/12"],
+        "cni": {"name": "flannel"},
+    }
     assert eff["machine"]["network"] == {"interfaces": [], "nameservers": [], "searchDomains": []}
     assert eff["machine"]["install"] == {"wipe": False}
     assert eff["machine"]["kubelet"] == {"extraArgs": {}, "extraMounts": []}
@@ -95,6 +118,7 @@ def test_minimal_worker_gets_defaults(fixture_text):
 def test_shipped_configs_validate():
     """configs/controlplane.yaml and configs/worker.yaml are valid with nothing unsupported."""
     from pathlib import Path
+
     root = Path(__file__).resolve().parents[3]
     for name, role in (("controlplane.yaml", "controlplane"), ("worker.yaml", "worker")):
         result = validate.parse((root / "configs" / name).read_bytes())
@@ -109,4 +133,10 @@ def test_gen_config_style_controlplane_is_accepted(fixture_text):
     assert result.config.machine.type == "controlplane"
     assert result.config.machine.install_disk == "/dev/sda"
     notices = {p.path for p in result.unsupported}
-    assert {"machine.kubelet.image", "machine.features", "cluster.apiServer", "cluster.etcd", "persist"} <= notices
+    assert {
+        "machine.kubelet.image",
+        "machine.features",
+        "cluster.apiServer",
+        "cluster.etcd",
+        "persist",
+    } <= notices

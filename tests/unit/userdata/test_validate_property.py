@@ -11,15 +11,68 @@ from tests.unit.userdata.pki import fill
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=20),
-                    st.sampled_from(["v1alpha1", "controlplane", "worker", "10.0.0.0/8", "eth0", "0o644",
-                                     "https://a:6443", "2001-12-14", "~", "yes", "0x1f"]))
-keys = st.one_of(st.text(max_size=12), st.sampled_from([
-    "version", "machine", "cluster", "type", "token", "ca", "crt", "key", "network", "interfaces",
-    "interface", "dhcp", "addresses", "routes", "vlans", "vlanId", "mtu", "kind", "apiVersion", "hostname",
-    "kubelet", "extraMounts", "files", "controlPlane", "endpoint", "podSubnets", "cni", "nameservers"]))
-trees = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(keys, inner, max_size=5)), max_leaves=30)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "v1alpha1",
+            "controlplane",
+            "worker",
+            "10.0.0.0/8",
+            "eth0",
+            "0o644",
+            "https://a:6443",
+            "2001-12-14",
+            "~",
+            "yes",
+            "0x1f",
+        ]
+    ),
+)
+keys = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "version",
+            "machine",
+            "cluster",
+            "type",
+            "token",
+            "ca",
+            "crt",
+            "key",
+            "network",
+            "interfaces",
+            "interface",
+            "dhcp",
+            "addresses",
+            "routes",
+            "vlans",
+            "vlanId",
+            "mtu",
+            "kind",
+            "apiVersion",
+            "hostname",
+            "kubelet",
+            "extraMounts",
+            "files",
+            "controlPlane",
+            "endpoint",
+            "podSubnets",
+            "cni",
+            "nameservers",
+        ]
+    ),
+)
+trees = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=5)),
+    max_leaves=30,
+)
 
 
 def _check(result: validate.Result) -> None:
