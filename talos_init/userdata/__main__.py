@@ -48,8 +48,8 @@ def configure_logging() -> None:
 
         tlog.configure("userdata")
         return
-    except Exception:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
-        pass
+    except Exception as e:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
+        problem = e
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -58,6 +58,8 @@ def configure_logging() -> None:
         ],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+    if not isinstance(problem, ImportError):  # not landed yet is expected; anything else is a bug
+        log.warning("shared_logging_setup_failed", error=repr(problem))
 
 
 class Console:
