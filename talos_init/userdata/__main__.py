@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -131,7 +132,9 @@ def run(
             _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console)
             continue
         result = validate.parse(fetched.data)
-        source = fetched.url.rsplit("/", 1)[-1] or "config"
+        source = (
+            urlsplit(fetched.url).path.rsplit("/", 1)[-1] or "config"
+        )  # no query: it may hold a token
         for problem in sorted(result.errors + result.warnings):
             console.say(
                 problem.format(source), level=3 if problem.severity == validate.ERROR else 4

@@ -308,9 +308,10 @@ class Fetcher:
             if isinstance(location, bytes):
                 return location
             new = urljoin(url, location)
-            if scheme == "https" and urlsplit(new).scheme != "https":
+            allowed = ("https",) if scheme == "https" else ("http", "https")
+            if urlsplit(new).scheme not in allowed:  # no downgrade, and never to file://
                 raise FetchError(
-                    f"refusing a redirect from https to {redact(new)}", transient=False
+                    f"refusing a redirect from {scheme} to {redact(new)}", transient=False
                 )
             log.info("config_fetch_redirect", url=redact(url), location=redact(new))
             url = new

@@ -122,6 +122,13 @@ def test_redirect_is_followed(http_server, tmp_path):
     assert [p for p, _ in http_server.requests] == ["/config.yaml", "/real.yaml"]
 
 
+def test_redirect_to_a_local_file_is_refused(http_server, tmp_path):
+    """A server cannot redirect the node into reading its own files."""
+    http_server.play(reply(302, headers={"Location": "file:///etc/hostname"}))
+    with pytest.raises(FetchError, match="refusing a redirect from http to file:///etc/hostname"):
+        fetcher(tmp_path).fetch(http_server.url())
+
+
 def test_connection_refused_is_retried_until_the_deadline(tmp_path, http_server):
     """Nothing listening: transport errors are retried, then the deadline gives up naming the error."""
     port = http_server.server_address[1]
