@@ -1,8 +1,8 @@
 """``python3.11 -I -m talos_init.userdata``: the one-shot ``userdata`` service.
 
 1. Read the kernel command line (``talos.config=``, digests, deadline, hostname).
-2. No ``talos.config=``: say so plainly and wait, not ready, forever (exit 0 would
-   start the dependents without a config; exit non-zero would restart-loop).
+2. No ``talos.config=``: say so plainly and wait, not ready, until apply-config
+   (``apply.py``, called by apid) writes a valid config; then exit 0 as after a fetch.
 3. Fetch (fast retries, within ``talos.config.deadline`` when given).
 4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
 5. Fetch or validation failed: wait 15-30 s (jittered) and go back to 3, so fixing
@@ -34,11 +34,13 @@ from talos_init.userdata.fetch import (
     FetchError,
     FetchPolicy,
 )
+from talos_init.userdata.model import load_effective
 
 log = structlog.get_logger("userdata")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+APPLY_POLL = 1.0  # seconds between looks for a config written by apply-config
 RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or an invalid config
 
 
@@ -103,13 +105,12 @@ def run(
     if cmd.config_url is None:
         msg = (
             "no machine config: the kernel command line has no talos.config=URL; "
-            "waiting (the node stays up; boot with talos.config= to configure it)"
+            "waiting for one (osctl apply-config, or boot with talos.config=)"
         )
         console.say(msg, level=4)
         log.warning("config_url_missing")
         notify(f"STATUS={msg}")
-        while True:  # nothing will change the command line: wait until stopped
-            sleep(3600)
+        return wait_applied(paths, notify, sleep, console)
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(
         FetchPolicy(deadline=cmd.config_deadline),
@@ -169,6 +170,24 @@ def run(
         )
         notify(f"READY=1\nSTATUS=machine config ready ({result.config.machine.type})")
         return EXIT_OK
+
+
+def wait_applied(
+    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console
+) -> int:
+    """Wait until apply-config (``apply.apply_config``) has written a valid config.json."""
+    while True:
+        if paths.effective_config.exists():
+            try:
+                cfg = load_effective(paths.effective_config)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("applied_config_unreadable", error=repr(e))  # retried at the next poll
+            else:
+                console.say(f"machine config applied through the API ({cfg.machine.type})", level=6)
+                log.info("config_ready", machine_type=cfg.machine.type, source="apply-config")
+                notify(f"READY=1\nSTATUS=machine config applied ({cfg.machine.type})")
+                return EXIT_OK
+        sleep(APPLY_POLL)
 
 
 def _wait(

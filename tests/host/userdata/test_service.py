@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from talos_init.paths import Paths
+from talos_init.userdata.apply import apply_config
 from tests.host.userdata.conftest import reply
 from tests.unit.userdata.pki import fill
 
@@ -117,6 +119,18 @@ def test_no_config_url_waits_and_says_so(service):
         assert time.monotonic() < deadline, s.messages
     assert s.proc.poll() is None
     assert not any("READY=1" in m for m in s.messages)
+
+
+def test_apply_config_ends_the_wait(service, tmp_path):
+    """Waiting without a URL, the service finishes (exit 0, READY=1) once apply-config writes a config."""
+    s = service("console=ttyS0")
+    s.wait_line("no machine config")
+    result = apply_config(BAD, Paths(tmp_path / "root"))
+    assert result.config is None and not (tmp_path / "root/run/talos/config.json").exists()
+    assert apply_config(GOOD, Paths(tmp_path / "root")).ok
+    assert s.proc.wait(60) == 0
+    s.wait_line("machine config applied through the API (worker)")
+    assert any(m.startswith("READY=1") for m in s.drain_notify())
 
 
 def test_broken_config_is_reported_then_fixed_without_restart(service, http_server, tmp_path):
