@@ -343,6 +343,10 @@ class Fetcher:
             raise FetchError(f"{path} is larger than {limit} bytes; refused", transient=False)
         return self._decode(data, "")
 
+    def _trusted(self) -> str:
+        paths = [str(p) for p in (self.ca_bundle, self.extra_ca) if p is not None and p.exists()]
+        return ", ".join(paths) or "none (no CA bundle found)"
+
     def _http(self, url: str, remaining: float | None) -> bytes | str:
         """One request: the body, or the Location of a redirect."""
         p = self.policy
@@ -433,7 +437,7 @@ class Fetcher:
         except ssl.SSLCertVerificationError as e:
             raise FetchError(
                 f"TLS: the certificate of {host} is not trusted ({e.verify_message}); "
-                f"trusted: {self.ca_bundle} and {self.extra_ca}",
+                f"CAs trusted: {self._trusted()}",
                 transient=False,
             ) from None
         except TimeoutError:
