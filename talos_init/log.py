@@ -113,10 +113,13 @@ def render_json(event_dict: dict[str, Any]) -> str:
     return json.dumps(ev, default=str, separators=(",", ":"))
 
 
-def configure(console: IO[str] | int | str | None = None, kmsg: str | int | None = None,
+def configure(*, console: IO[str] | int | str | None = None, kmsg: str | int | None = None,
               json: bool = False, phase_getter: PhaseGetter | None = None,
               level: str = "info", clock: Callable[[], float] = time.monotonic) -> Sinks:
     """Configure structlog for this process; safe to call again (reconfigures).
+
+    Helper daemons call ``configure()``: one line per event on stderr, which
+    their supervisor captures.
 
     ``console``: a text stream, an fd, or a device path such as /dev/console
     (default: stderr). ``kmsg``: a path such as /dev/kmsg, an fd, or None.

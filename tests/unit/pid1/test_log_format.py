@@ -105,3 +105,9 @@ def test_unknown_level_is_named(kmsg):
     """A bad level is rejected with its name."""
     with pytest.raises(ValueError, match="'verbose'"):
         log.configure(level="verbose")
+
+
+def test_configure_takes_keywords_only(kmsg):
+    """A positional argument (a daemon passing its name) is a TypeError, not a console path."""
+    with pytest.raises(TypeError):
+        log.configure("userdata")  # type: ignore[misc]
