@@ -22,6 +22,16 @@ from pathlib import Path
 
 RELAY = Path(__file__).with_name("relay.py")
 GUEST_CONFIG_HOST = "10.0.2.100"  # the userdata server, as the guest sees it
+# Console lines after which waiting for anything else is pointless.
+FATAL = (r"Kernel panic - not syncing", r"no_service_supervisor")
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # QEMU runs in its own session (a test's Ctrl-C must not reach it first), so make sure it
+    # cannot outlive pytest if pytest itself is killed.
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class VMError(AssertionError):
@@ -75,7 +85,8 @@ class VM:
             "qemu-system-x86_64", "-machine", f"pc,accel={s.accel}", "-m", str(s.memory_mb),
             "-smp", str(s.cpus), "-nodefaults", "-no-user-config", "-display", "none",
             "-kernel", str(s.kernel), "-initrd", str(s.initrd),
-            "-append", " ".join(["console=ttyS0", "panic=-1", *s.cmdline]),
+            # loglevel=6: kernel warnings on the console, not the info records PID 1 also writes to kmsg.
+            "-append", " ".join(["console=ttyS0", "panic=-1", "loglevel=6", *s.cmdline]),
             "-serial", "stdio", "-monitor", "none",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
@@ -96,7 +107,8 @@ class VM:
         self._log = open(self.log_path, "w", encoding="utf-8", errors="replace")
         self.started_at = time.monotonic()
         self._proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      preexec_fn=_die_with_parent)
         self._reader = threading.Thread(target=self._read, name="vm-serial", daemon=True)
         self._reader.start()
         return self
@@ -147,15 +159,25 @@ class VM:
     def exited(self) -> bool:
         return self._proc is not None and self._proc.poll() is not None
 
-    def wait_for(self, pattern: str, timeout: float, since: int = 0) -> re.Match:
-        """Wait until a console line matches ``pattern`` (regex, multiline), or fail naming it."""
+    def wait_for(self, pattern: str, timeout: float, since: int = 0,
+                 fatal: tuple[str, ...] = FATAL) -> re.Match:
+        """Wait until a console line matches ``pattern`` (regex, multiline), or fail naming it.
+
+        Fails at once when a ``fatal`` line shows up (a panic, a PID 1 without services).
+        """
         rx = re.compile(pattern, re.MULTILINE)
+        stop = re.compile("|".join(fatal), re.MULTILINE) if fatal else None
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 m = rx.search(self._text, since)
                 if m:
                     return m
+                bad = stop.search(self._text, since) if stop else None
+                if bad:
+                    line_end = self._text.find("\n", bad.start())
+                    raise VMError(f"waiting for {pattern!r}: the console says "
+                                  f"{self._text[bad.start():line_end if line_end > 0 else None]!r}")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise VMError(f"no console line matching {pattern!r} within {timeout:.0f}s")
