@@ -88,6 +88,9 @@ def test_containerd_reaches_ready_through_sd_notify(node):
 def test_acpi_power_button_stops_services_in_reverse_order_and_qemu_exits(node):
     """system_powerdown: containerd stops before udevd, PID 1 powers off and QEMU exits by itself."""
     node.wait_for(service_line("containerd", "ready"), BOOT_TIMEOUT)
+    # The button is an input device PID 1 opens once udev loaded its driver: a press before
+    # that is lost in the kernel, so press only once PID 1 says it listens.
+    node.wait_for(r"power_button_watched", BOOT_TIMEOUT)
     since = len(node.console)
     node.powerdown()
     node.wait_exit(300)
