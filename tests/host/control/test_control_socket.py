@@ -168,3 +168,23 @@ def test_non_root_peer_is_refused(make_server):
         for p in run.iterdir():
             p.unlink()
         run.rmdir()
+
+
+def test_events_follow_an_event_log(make_server, loop_thread):
+    """The events method sends the tail of PID 1's EventLog, then each new event as it is recorded."""
+    from talos_init.control import events as control_events
+    from talos_init.events import EventLog
+
+    log = EventLog()
+    log.phase("mounts", "done")
+    log.record("service", "udevd", "ready")
+    server = make_server()
+    loop_thread.run(lambda: control_events.register(server, log))
+    client = LineClient(server.path)
+    client.send({"v": 1, "id": 1, "method": "events", "params": {"tail": 1, "follow": True}})
+    assert client.recv()["item"]["name"] == "udevd"
+    loop_thread.run(lambda: log.record("service", "apid", "running", reason="started"))
+    item = client.recv()["item"]
+    assert (item["name"], item["state"], item["reason"]) == ("apid", "running", "started")
+    assert [e["name"] for e in client.call("timeline", rid=2)["result"]] == ["mounts", "udevd", "apid"]
+    client.close()
