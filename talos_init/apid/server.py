@@ -18,6 +18,7 @@ import structlog
 from talos_init.apid import protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
+from talos_init.apid.tls import TlsConnection
 
 log = structlog.get_logger("apid")
 
@@ -74,7 +75,7 @@ class ApiServer:
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
         # Plain TCP first: the TLS handshake starts only once the connection holds a slot.
         self._server = await asyncio.start_server(self._on_connection, host, port,
-                                                  limit=self.limits.max_request, reuse_address=True)
+                                                  reuse_address=True)
         return [s.getsockname()[:2] for s in self._server.sockets]
 
     async def close(self) -> None:
@@ -92,7 +93,7 @@ class ApiServer:
         self.connections += 1
         try:
             await self._serve(reader, writer, peer_s)
-        except (ConnectionError, ssl.SSLError, asyncio.TimeoutError, asyncio.IncompleteReadError) as e:
+        except (ConnectionError, ssl.SSLError, asyncio.TimeoutError) as e:
             log.info("api_connection_dropped", peer=peer_s, reason=_reason(e))
         except Exception:
             log.exception("api_connection_failed", peer=peer_s)
@@ -101,22 +102,30 @@ class ApiServer:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        tls = TlsConnection(reader, writer, self.ctx, write_timeout=self.limits.write_timeout)
         try:
-            await writer.start_tls(self.ctx, ssl_handshake_timeout=self.limits.handshake_timeout)
+            await asyncio.wait_for(tls.handshake(), self.limits.handshake_timeout)
         except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as e:
-            # Policy: a refused certificate is the client's problem; log why and hang up.
+            # Policy: a refused certificate is the client's problem; the alert said why, hang up.
             log.info("api_handshake_refused", peer=peer, reason=_reason(e))
             return
-        peercert = writer.get_extra_info("peercert")
+        try:
+            await self._call(tls, peer)
+        finally:
+            await tls.close()
+
+    async def _call(self, tls: TlsConnection, peer: str) -> None:
+        peercert = tls.peercert()
         who = common_name(peercert)
         try:
-            line = await asyncio.wait_for(reader.readline(), self.limits.request_timeout)
+            line = await asyncio.wait_for(tls.readline(self.limits.max_request),
+                                          self.limits.request_timeout)
         except asyncio.TimeoutError:
-            await self._send(writer, protocol.error(protocol.TIMEOUT, "no request within "
-                                                    f"{self.limits.request_timeout:g}s"))
+            await tls.write(protocol.error(protocol.TIMEOUT, "no request within "
+                                           f"{self.limits.request_timeout:g}s"))
             return
-        except (ValueError, asyncio.LimitOverrunError):
-            await self._send(writer, protocol.error(
+        except ValueError:
+            await tls.write(protocol.error(
                 protocol.TOO_LARGE, f"request larger than {self.limits.max_request} bytes"))
             return
         if not line:
@@ -132,26 +141,25 @@ class ApiServer:
                                f"{method} needs role {need}; your certificate ({who}) has {have}")
             log.info("api_call", peer=peer, client=who, method=method)
             if protocol.METHODS[method].stream:
-                await self._stream(reader, writer, method, params)
+                await self._stream(tls, method, params)
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
                                                 self.limits.call_timeout)
-                await self._send(writer, protocol.encode({"result": result}))
+                await tls.write(protocol.encode({"result": result}))
         except ApiError as e:
-            await self._send(writer, protocol.error(e.code, e.message))
+            await tls.write(protocol.error(e.code, e.message))
         except asyncio.TimeoutError:
-            await self._send(writer, protocol.error(protocol.TIMEOUT, "the call took too long"))
+            await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
 
-    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      method: str, params: dict[str, Any]) -> None:
+    async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
         if self._streams >= self.limits.max_streams:
             raise ApiError(protocol.OVERLOADED, f"more than {self.limits.max_streams} open streams "
                                                 "on this node; try again later")
         self._streams += 1
         items: AsyncIterator[Any] = self.calls.streams[method](params)
-        pump = asyncio.ensure_future(self._pump(writer, items))
+        pump = asyncio.ensure_future(self._pump(tls, items))
         # The client sends nothing after its request: EOF means it left, so stop following.
-        gone = asyncio.ensure_future(reader.read(1))
+        gone = asyncio.ensure_future(tls.read(1))
         try:
             done, _ = await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
             if pump in done:
@@ -163,14 +171,10 @@ class ApiServer:
             await asyncio.gather(pump, gone, return_exceptions=True)
             await items.aclose()  # type: ignore[attr-defined]
 
-    async def _pump(self, writer: asyncio.StreamWriter, items: AsyncIterator[Any]) -> None:
+    async def _pump(self, tls: TlsConnection, items: AsyncIterator[Any]) -> None:
         async for item in items:
-            await self._send(writer, protocol.encode({"item": item}))
-        await self._send(writer, protocol.encode({"end": True}))
-
-    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.limits.write_timeout)
+            await tls.write(protocol.encode({"item": item}))
+        await tls.write(protocol.encode({"end": True}))
 
 
 def _reason(e: BaseException) -> str:
