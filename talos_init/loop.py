@@ -62,19 +62,40 @@ class Loop:
         self._signal_handlers: dict[int, Callback] = {}
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wakeup)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, [self._on_wakeup, None])
         self.wakeups = 0  # counted so benchmarks can show an idle loop stays asleep
 
     # -- file descriptors ---------------------------------------------------
 
     def add_reader(self, fd: int, callback: Callback, *args: Any) -> None:
-        self._selector.register(fd, selectors.EVENT_READ, lambda: callback(*args))
+        self._set(fd, 0, lambda: callback(*args))
 
     def remove_reader(self, fd: int) -> None:
+        self._set(fd, 0, None)  # removing twice is not an error
+
+    def add_writer(self, fd: int, callback: Callback, *args: Any) -> None:
+        self._set(fd, 1, lambda: callback(*args))
+
+    def remove_writer(self, fd: int) -> None:
+        self._set(fd, 1, None)
+
+    def _set(self, fd: int, slot: int, callback: Callback | None) -> None:
+        # One selector key per fd holds [reader, writer]: an fd can be both.
         try:
-            self._selector.unregister(fd)
+            key = self._selector.get_key(fd)
+            handlers = list(key.data)
         except (KeyError, ValueError):
-            pass  # already gone: removing twice is not an error
+            key, handlers = None, [None, None]
+        handlers[slot] = callback
+        mask = (selectors.EVENT_READ if handlers[0] else 0) | (
+            selectors.EVENT_WRITE if handlers[1] else 0)
+        if key is None:
+            if mask:
+                self._selector.register(fd, mask, handlers)
+        elif mask:
+            self._selector.modify(fd, mask, handlers)
+        else:
+            self._selector.unregister(fd)
 
     # -- timers and deferred calls -------------------------------------------
 
@@ -146,8 +167,13 @@ class Loop:
         except InterruptedError:
             events = []
         self.wakeups += 1
-        for key, _ in events:
-            self._run(key.data, ())
+        for key, mask in events:
+            reader, writer = key.data
+            if mask & selectors.EVENT_READ and reader is not None:
+                self._run(reader, ())
+            # The reader may have removed the writer (or closed the fd) meanwhile.
+            if mask & selectors.EVENT_WRITE and writer is not None and self._has(key.fd, 1, writer):
+                self._run(writer, ())
         now = self.clock()
         while self._timers and self._timers[0].when <= now:
             timer = heapq.heappop(self._timers)
@@ -157,6 +183,12 @@ class Loop:
         for _ in range(len(self._ready)):
             callback, args = self._ready.popleft()
             self._run(callback, args)
+
+    def _has(self, fd: int, slot: int, callback: Callback) -> bool:
+        try:
+            return self._selector.get_key(fd).data[slot] is callback
+        except (KeyError, ValueError):
+            return False
 
     def _next_timeout(self) -> float | None:
         if self._ready:
