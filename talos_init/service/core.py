@@ -186,8 +186,10 @@ class Core:
         self._move(out, st, Ev.SPAWNED, f"pid {pid}", now, pid=pid)
         if d.readiness.kind == "probe":
             out.append(StartProbe(sid))
-        elif d.readiness.kind == "none":
+        if d.readiness.kind == "none":
             self._ready(out, st, "running (no readiness check)", now)
+        else:
+            self._evaluate(now, out)  # dependents now say what they wait for
         return out
 
     def on_spawn_failed(self, sid: str, reason: str, now: float) -> list[Action]:
