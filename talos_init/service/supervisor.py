@@ -66,8 +66,10 @@ class Supervisor:
                  definitions: Iterable[Definition], paths: Paths, *,
                  cgroup_root: Path | None = Path("/sys/fs/cgroup"),
                  log_dir: Path | None = None, conditions: Conditions | None = None,
-                 base_env: dict[str, str] | None = None, rng: random.Random | None = None):
+                 base_env: dict[str, str] | None = None, rng: random.Random | None = None,
+                 proc: Path = Path("/proc")):
         self.loop, self.reaper, self.events, self.paths = loop, reaper, events, paths
+        self.proc = proc  # the kernel's view of processes; the real /proc even in tests
         self.conditions = conditions or Conditions(paths)
         self.core = c.Core(definitions, self.conditions.check_conditions,
                            self.conditions.check_skip, rng)
@@ -262,7 +264,7 @@ class Supervisor:
         self._cgroup[sid] = cgroup
         full_env = {**self.base_env, **env, "NOTIFY_SOCKET": str(self.paths.notify_socket)}
         request = SpawnRequest(argv, full_env, d.working_directory, cgroup, d.confinement,
-                               self.paths.at("/proc"))
+                               self.proc)
         try:
             pid, output = spawn(request)
         except SpawnError as exc:
@@ -307,8 +309,17 @@ class Supervisor:
             cgroup = self._cgroup.get(sid)
             if cgroup is not None and self.cgroups is not None:
                 self.cgroups.kill(cgroup)
+                self.loop.call_soon(self._remove_cgroup, sid, cgroup, 20)
         self._apply(self.core.on_exited(sid, status.pid, str(status), status.success,
                                         self.loop.clock()))
+
+    def _remove_cgroup(self, sid: str, path: Path, tries: int) -> None:
+        # cgroup.kill is asynchronous: retry briefly until the last process is gone.
+        if self.core.status[sid].state in ACTIVE and self.core.status[sid].pid is not None:
+            return  # started again meanwhile and uses it
+        assert self.cgroups is not None
+        if not self.cgroups.remove(path) and tries > 1:
+            self.loop.call_later(0.05, self._remove_cgroup, sid, path, tries - 1)
 
     def _signal(self, sid: str, signum: int) -> None:
         """To the process group, the main pid and everything in the cgroup."""
@@ -338,7 +349,7 @@ class Supervisor:
         if sid is not None:
             return sid
         if self.cgroups is not None:
-            proc = self.paths.at("/proc")
+            proc = self.proc
             for name, path in self._cgroup.items():
                 if path is not None and self.core.status[name].state in ACTIVE \
                         and self.cgroups.contains(path, pid, proc):

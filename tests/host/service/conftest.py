@@ -66,7 +66,9 @@ class Harness:
         return self.sup.core.status[sid].state.value
 
     def wait_state(self, sid: str, state: str, timeout: float = 30.0) -> None:
-        ok = self.loop.run_until(lambda: self.state(sid) == state, timeout=timeout)
+        ends = {state, "failed", "finished", "skipped"}  # no point waiting past an end
+        self.loop.run_until(lambda: self.state(sid) in ends, timeout=timeout)
+        ok = self.state(sid) == state
         assert ok, f"{sid} is {self.state(sid)} ({self.sup.core.status[sid].reason}), not {state}"
 
     def times(self, sid: str, state: str) -> list[float]:
