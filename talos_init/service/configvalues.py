@@ -71,10 +71,9 @@ def load(path: Path) -> Any:
 
 def resolve(d: Definition, config_path: Path) -> tuple[list[str], dict[str, str]]:
     """argv and environment with every placeholder filled; ConfigValueError names the first gap."""
+    # Without a config file yet, defaults may still fill everything; a required value
+    # then says what is missing.
     config = load(config_path) if needs_config(d) else None
-    if config is None and needs_config(d) and config_path:
-        # Defaults may still fill everything; a required value then says what is missing.
-        config = None
     argv = [expand(a, config) for a in d.argv]
     env = {k: expand(v, config) for k, v in d.environment.items()}
     if d.args_from:

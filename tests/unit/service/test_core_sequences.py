@@ -22,7 +22,10 @@ def test_chain_starts_in_dependency_order():
     s.ready("b")
     assert s.spawned == ["a", "b", "c"]
     assert s.seq("a") == ["waiting", "starting", "running", "ready"]
-    assert s.seq("c") == ["waiting", "waiting", "waiting", "starting", "running"]
+    assert [(t.state.value, t.reason) for t in s.core.status["c"].history] == [
+        ("waiting", "graph loaded"), ("waiting", "waiting for b (waiting)"),
+        ("waiting", "waiting for b (starting)"), ("waiting", "waiting for b (running)"),
+        ("starting", "dependencies ready"), ("running", "pid 103")]
 
 
 def test_independent_services_start_together():
