@@ -138,3 +138,12 @@ class Status:
         if changed:
             self.history.append(Transition(now, new, reason))
         return changed
+
+
+def markdown_table() -> str:
+    """The transition table as Markdown, for docs/for-devs/services.md (kept in sync by a test)."""
+    rows = ["| state | event | next state |", "|---|---|---|"]
+    for state, moves in TRANSITIONS.items():
+        for event, new in moves.items():
+            rows.append(f"| {state} | {event} | {new} |")
+    return "\n".join(rows)

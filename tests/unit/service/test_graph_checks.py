@@ -30,3 +30,12 @@ def test_orders_are_stable_and_reverse():
     assert order == ["apid", "containerd", "udevd", "networkd", "kubelet"]
     assert stop_order(defs) == list(reversed(order))
     assert check(defs) == []
+
+
+def test_docs_carry_the_current_transition_table():
+    """docs/for-devs/services.md shows exactly the table the code runs."""
+    from pathlib import Path
+
+    from talos_init.service.state import markdown_table
+    doc = Path(__file__).parents[3] / "docs" / "for-devs" / "services.md"
+    assert markdown_table() in doc.read_text()
