@@ -40,12 +40,10 @@ class Conditions:
         """A non-loopback link is up and there is a default route (IPv4 or IPv6)."""
         net = self.paths.at("/sys/class/net")
         try:
-            up = [p.name for p in net.iterdir() if p.name != "lo"
-                  and (p / "operstate").read_text().strip() in ("up", "unknown")
-                  and (p / "carrier").read_text().strip() == "1"]
+            links = [p for p in net.iterdir() if p.name != "lo"]
         except OSError:
-            up = []
-        if not up:
+            links = []
+        if not any(_link_up(p) for p in links):
             return "network_up (no link is up)"
         if not (_default_route(self.paths.at("/proc/net/route"), 1, "00000000")
                 or _default_route(self.paths.at("/proc/net/ipv6_route"), 0, "0" * 32)):
@@ -65,6 +63,14 @@ class Conditions:
     def check_skip(self, d: Definition) -> str | None:
         reason = self._check(d.skip_unless)
         return f"skip_unless not met: {reason}" if reason else None
+
+
+def _link_up(link: Path) -> bool:
+    try:  # carrier reads fail with EINVAL while a link is down: that is "not up"
+        return ((link / "operstate").read_text().strip() in ("up", "unknown")
+                and (link / "carrier").read_text().strip() == "1")
+    except OSError:
+        return False
 
 
 def _default_route(path: Path, column: int, zero: str) -> bool:

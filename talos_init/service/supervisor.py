@@ -210,9 +210,11 @@ class Supervisor:
         if isinstance(a, c.Record):
             st = self.core.status.get(a.id)
             self.events.record(a.kind, a.id, a.state, a.reason, **a.fields)
-            log.info("service_state" if a.kind == "service" else "service_health",
-                     service=a.id, state=a.state, reason=a.reason,
-                     pid=st.pid if st else None)
+            # A crash, a failure or bad health is worth a warning on the console.
+            level = log.warning if a.state in ("backoff", "failed") or \
+                a.reason.startswith("unhealthy") else log.info
+            level("service_state" if a.kind == "service" else "service_health",
+                  service=a.id, state=a.state, reason=a.reason, pid=st.pid if st else None)
         elif isinstance(a, c.Spawn):
             self._spawn(a.id)
         elif isinstance(a, c.Signal):

@@ -88,7 +88,9 @@ class Harness:
             self.loop.run_until(lambda: bool(done), timeout=30)
             self.sup.close()
         # Reap whatever is left of our children so nothing outlives the test.
-        left = _children()
+        # A SIGKILLed process needs a moment to die; only then is a survivor a leak.
+        self.loop.run_until(lambda: not _children(), timeout=5)
+        left = {pid: _cmdline(pid) for pid in _children()}
         for pid in left:  # a test that failed half-way: do not leak its processes
             os.kill(pid, signal.SIGKILL)
         self.loop.run_until(lambda: not _children(), timeout=5)
@@ -109,6 +111,13 @@ def _children() -> list[int]:
             if int(fields[1]) == me and fields[0] != "Z":
                 out.append(int(entry.name))
     return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
 
 
 def alive(pid: int) -> bool:

@@ -121,3 +121,30 @@ def test_stop_all_deadline_kills_what_is_left(harness):
     h.wait(lambda: done, timeout=10)
     h.wait_state("deaf", "finished")
     assert sup.core.status["deaf"].last_exit == "killed by signal 9 (SIGKILL)"
+
+
+def test_mainpid_hands_over_to_a_forked_daemon(harness):
+    """A daemon that forks away and reports MAINPID= is followed to the new pid."""
+    h = harness
+    d = h.define("forker", """
+child = os.fork()
+if child:
+    notify(f"MAINPID={child}")
+    time.sleep(0.3)   # let PID 1 read the message while we still exist
+    os._exit(0)
+notify("READY=1")
+while True:
+    time.sleep(1)
+""", readiness={"notify": True})
+    sup = h.supervise([d])
+    h.wait_state("forker", "ready")
+    first = sup.core.status["forker"].session
+    h.wait(lambda: sup.core.status["forker"].pid != first)
+    h.idle(0.6)  # the original process exits meanwhile: not the service's end
+    daemon = sup.core.status["forker"].pid
+    assert h.state("forker") == "ready"
+    import signal as sig
+    import os
+    os.kill(daemon, sig.SIGKILL)
+    h.wait_state("forker", "backoff")
+    assert sup.core.status["forker"].last_exit == "killed by signal 9 (SIGKILL)"
