@@ -76,7 +76,7 @@ def teardown(loop: Loop, sup: Supervisor) -> None:
 
 def bench_idle(tmp: Path, seconds: float, n: int = 20) -> None:
     defs = [define(tmp, f"idle{i:02d}", IDLE, readiness={"notify": True}) for i in range(n)]
-    loop, events, sup = setup(tmp, defs)
+    loop, _, sup = setup(tmp, defs)
     t0 = time.monotonic()
     sup.start()
     loop.run_until(lambda: all(s["state"] == "ready" for s in sup.services()), timeout=60)
@@ -111,7 +111,7 @@ def bench_restart(tmp: Path, rounds: int) -> None:
         if nxt is not None:
             totals.append(nxt.t - e.t)
             delays.append(e.fields["delay"])
-    overhead = [t - dl for t, dl in zip(totals, delays)]
+    overhead = [t - dl for t, dl in zip(totals, delays, strict=True)]
     print(f"restart latency over {len(totals)} crashes: exit seen -> running again "
           f"median {statistics.median(totals) * 1000:.1f} ms "
           f"(backoff delay chosen {statistics.median(delays) * 1000:.1f} ms with jitter; "
@@ -125,8 +125,9 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=20)
     args = parser.parse_args()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # subreaper, as PID 1 would be
-    import structlog
     import logging
+
+    import structlog
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     with tempfile.TemporaryDirectory() as tmp:
         bench_idle(Path(tmp), args.idle)

@@ -29,7 +29,7 @@ Callback = Callable[..., Any]
 class Timer:
     """A pending ``call_later``; ``cancel()`` is safe to call at any time."""
 
-    __slots__ = ("when", "seq", "callback", "args", "cancelled")
+    __slots__ = ("args", "callback", "cancelled", "seq", "when")
 
     def __init__(self, when: float, seq: int, callback: Callback, args: tuple[Any, ...]):
         self.when = when

@@ -19,7 +19,6 @@ from talos_init.service import graph
 from talos_init.service.definition import Definition, InvalidDefinitions
 from talos_init.service.state import ACTIVE, ENDED, Ev, State, Status, Transition, Want
 
-
 # -- actions -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -373,10 +372,9 @@ class Core:
     def _advance_stop(self, now: float, out: list[Action]) -> None:
         for sid in reversed(self.order):
             st = self.status[sid]
-            if st.state in (State.WAITING, State.BACKOFF):
-                self._stop_one(out, st, "system stopping", now)
-            elif st.state in (State.RUNNING, State.READY) and not any(
-                    self.status[x].state in ACTIVE for x in self.dependents[sid]):
+            no_process = st.state in (State.WAITING, State.BACKOFF)
+            dependents_down = not any(self.status[x].state in ACTIVE for x in self.dependents[sid])
+            if no_process or (st.state in (State.RUNNING, State.READY) and dependents_down):
                 self._stop_one(out, st, "system stopping", now)
         if not self.all_stopped and all(s.state not in ACTIVE for s in self.status.values()):
             self.all_stopped = True

@@ -113,15 +113,15 @@ class Definition:
     depends_on: tuple[str, ...] = ()
     conditions: tuple[Condition, ...] = ()
     skip_unless: tuple[Condition, ...] = ()
-    readiness: Readiness = Readiness("none")
+    readiness: Readiness = field(default_factory=lambda: Readiness("none"))
     restart: str = "always"  # always | on-failure | never
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
     stop_signal: int = int(_signal.SIGTERM)
     stop_timeout: float = 10.0
     log_ring_bytes: int = 256 * 1024
     log_max_line: int = 4096
     args_from: str | None = None  # config path of a mapping turned into --key=value
-    confinement: Confinement = Confinement()
+    confinement: Confinement = field(default_factory=Confinement)
 
     @property
     def one_shot(self) -> bool:
@@ -269,7 +269,8 @@ DEFAULT_CONDITION_KINDS = {"file_exists", "service_ready", "network_up", "time_s
 
 
 def parse(data: Any, source: str = "<memory>",
-          condition_kinds: set[str] | None = None) -> tuple[Definition | None, list[DefinitionError]]:
+          condition_kinds: set[str] | None = None
+          ) -> tuple[Definition | None, list[DefinitionError]]:
     """Validate one decoded document; returns the definition or every error."""
     c = _Checker(source, condition_kinds or DEFAULT_CONDITION_KINDS)
     d = c.mapping(data, "", TOP, required=("id", "argv"))
@@ -290,7 +291,8 @@ def parse(data: Any, source: str = "<memory>",
         if isinstance(d["argv"], list) and not d["argv"]:
             c.error("argv", "must name at least the program")
         elif argv and argv[0] and not argv[0].startswith("/"):
-            c.error("argv[0]", f"must be an absolute path (no PATH search in PID 1), got {argv[0]!r}")
+            c.error("argv[0]",
+                    f"must be an absolute path (no PATH search in PID 1), got {argv[0]!r}")
         for i, arg in enumerate(argv):
             c.placeholders(arg, f"argv[{i}]")
         kw["argv"] = tuple(argv)
@@ -327,7 +329,8 @@ def parse(data: Any, source: str = "<memory>",
     if "readiness" in d:
         kw["readiness"] = _readiness(c, d["readiness"])
     if "restart" in d:
-        kw["restart"] = c.choice(d["restart"], "restart", ("always", "on-failure", "never"), "always")
+        kw["restart"] = c.choice(d["restart"], "restart", ("always", "on-failure", "never"),
+                                 "always")
     if "backoff" in d:
         b = c.mapping(d["backoff"], "backoff", {"initial", "max", "stable_after"})
         initial = c.number(b.get("initial", 0.1), "backoff.initial", 0.1, positive=True)
@@ -390,7 +393,8 @@ def _readiness(c: _Checker, value: Any) -> Readiness:
             _check_probe_target(c, kind, target, path)
         probe = Probe(
             kind, target,
-            initial_delay=c.number(p.get("initial_delay", 0.0), "readiness.probe.initial_delay", 0.0),
+            initial_delay=c.number(p.get("initial_delay", 0.0), "readiness.probe.initial_delay",
+                                   0.0),
             period=c.number(p.get("period", 1.0), "readiness.probe.period", 1.0, minimum=0.01),
             timeout=c.number(p.get("timeout", 1.0), "readiness.probe.timeout", 1.0, positive=True),
             failure_threshold=c.integer(p.get("failure_threshold", 3),
@@ -412,7 +416,7 @@ def _check_probe_target(c: _Checker, kind: str, target: str, path: str) -> None:
             return
         host, port_ok = parts.hostname, True
         try:
-            parts.port
+            _ = parts.port  # raises on a bad port
         except ValueError:
             port_ok = False
     else:
@@ -425,7 +429,8 @@ def _check_probe_target(c: _Checker, kind: str, target: str, path: str) -> None:
         try:
             ipaddress.ip_address(host or "")
         except ValueError:
-            c.error(path, f"host must be an IP address or localhost (PID 1 does not resolve names), got {host!r}")
+            c.error(path, "host must be an IP address or localhost "
+                          f"(PID 1 does not resolve names), got {host!r}")
 
 
 def _signal_number(c: _Checker, value: Any, path: str) -> int:
@@ -510,7 +515,7 @@ def _decode(path: Path, text: str) -> Any:
 
     loader: Callable[..., Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise ValueError(str(exc).replace("\n", " ")) from None
 
@@ -527,7 +532,8 @@ def load_directory(directory: Path, condition_kinds: set[str] | None = None) -> 
     try:
         files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
     except OSError as exc:
-        raise InvalidDefinitions([DefinitionError(str(directory), "", f"cannot list: {exc}")]) from None
+        error = DefinitionError(str(directory), "", f"cannot list: {exc}")
+        raise InvalidDefinitions([error]) from None
     seen: dict[str, str] = {}
     broken: set[str] = set()  # ids of files with errors: not also "unknown dependency"
     for path in files:
@@ -537,8 +543,8 @@ def load_directory(directory: Path, condition_kinds: set[str] | None = None) -> 
             broken.add(path.stem)
             continue
         if definition.id in seen:
-            errors.append(DefinitionError(str(path), "id",
-                                          f"{definition.id!r} is already defined in {seen[definition.id]}"))
+            errors.append(DefinitionError(
+                str(path), "id", f"{definition.id!r} is already defined in {seen[definition.id]}"))
             continue
         seen[definition.id] = str(path)
         definitions.append(definition)

@@ -39,8 +39,8 @@ def check(definitions: Iterable[Definition], also_known: Iterable[str] = ()) -> 
     for d in defs.values():
         for path, dep in _edges(d):
             if dep not in known:
-                errors.append(GraphError(d.source, path,
-                                         f"unknown dependency: {d.id} -> {dep} (no service {dep!r})"))
+                errors.append(GraphError(
+                    d.source, path, f"unknown dependency: {d.id} -> {dep} (no service {dep!r})"))
     # Iterative DFS with colours; each cycle is reported once, at its closing edge.
     colour = dict.fromkeys(defs, 0)  # 0 new, 1 on the stack, 2 done
     for root in sorted(defs):

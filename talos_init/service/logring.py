@@ -75,7 +75,7 @@ class LogRing:
         for follower in list(self._followers):
             try:
                 follower(text)
-            except Exception:  # a broken follower is dropped, never breaks logging
+            except Exception:  # noqa: BLE001 - a broken follower is dropped, never breaks logging
                 self._followers.remove(follower)
         if self._file is not None:
             self._write_file(text)

@@ -57,7 +57,8 @@ class NotifyListener:
     def _on_readable(self) -> None:
         while True:
             try:
-                data, ancillary, flags, _ = self.sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(_UCRED.size))
+                data, ancillary, flags, _ = self.sock.recvmsg(
+                    MAX_MESSAGE, socket.CMSG_SPACE(_UCRED.size))
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -75,7 +76,8 @@ class NotifyListener:
             service = self.attribute(pid)
             if service is None:
                 self.dropped += 1
-                log.warning("notify_message_unattributed", pid=pid, message=data[:200].decode("utf-8", "replace"))
+                log.warning("notify_message_unattributed", pid=pid,
+                            message=data[:200].decode("utf-8", "replace"))
                 continue
             self.on_message(service, parse(data), pid)
 

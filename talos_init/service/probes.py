@@ -73,7 +73,8 @@ class Prober:
         self.attempts += 1
         family, address, self._request = _address(self.probe)
         self._buf = b""
-        sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+        sock = socket.socket(family,
+                             socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
         self._sock = sock
         self._deadline = self.loop.call_later(self.probe.timeout, self._finish, False,
                                               f"timed out after {self.probe.timeout:g}s")

@@ -48,11 +48,11 @@ def spawn(req: SpawnRequest) -> tuple[int, int]:
     if pid == 0:  # pragma: no cover - runs in the child, reported through err_w
         step = "setup"
         try:
-            for step, do in _child_steps(req, out_w, err_w):
+            for step, do in _child_steps(req, out_w, err_w):  # noqa: B007 - step names a failure
                 do()
             step = f"exec {req.argv[0]}"
             os.execve(argv[0], argv, env)
-        except BaseException as exc:  # everything goes back to the parent
+        except BaseException as exc:  # noqa: BLE001 - the child reports everything, then exits
             message = f"{step}: {getattr(exc, 'strerror', None) or exc}"
             try:
                 os.write(err_w, message.encode("utf-8", "replace")[:1000])

@@ -76,7 +76,8 @@ class Supervisor:
         self.defs = self.core.defs
         self.cgroups = Cgroups(cgroup_root) if cgroup_root is not None else None
         self.base_env = dict(BASE_ENV if base_env is None else base_env)
-        self.rings = {sid: LogRing(d.log_ring_bytes, d.log_max_line) for sid, d in self.defs.items()}
+        self.rings = {sid: LogRing(d.log_ring_bytes, d.log_max_line)
+                      for sid, d in self.defs.items()}
         self._cgroup: dict[str, Path | None] = {}
         self._outputs: dict[str, int] = {}
         self._timers: dict[tuple[str, str], Timer] = {}

@@ -143,8 +143,8 @@ while True:
     h.idle(0.6)  # the original process exits meanwhile: not the service's end
     daemon = sup.core.status["forker"].pid
     assert h.state("forker") == "ready"
-    import signal as sig
     import os
+    import signal as sig
     os.kill(daemon, sig.SIGKILL)
     h.wait_state("forker", "backoff")
     assert sup.core.status["forker"].last_exit == "killed by signal 9 (SIGKILL)"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
 from talos_init.service import core as c
 from talos_init.service.definition import parse
 
@@ -74,7 +72,3 @@ class Sim:
     def seq(self, sid):
         return self.core.sequence(sid)
 
-
-@pytest.fixture
-def sim():
-    return Sim

@@ -4,15 +4,14 @@ import signal
 
 import pytest
 
-from talos_init.service.state import IllegalTransition, State, Status, Ev
-from tests.unit.service.conftest import define
+from talos_init.service.state import Ev, IllegalTransition, State, Status
+from tests.unit.service.conftest import Sim, define
 
 NOTIFY = {"readiness": {"notify": True}}
 
 
 def test_chain_starts_in_dependency_order():
     """A service starts only once its dependency is ready, level by level."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", **NOTIFY), define("b", depends_on=["a"], **NOTIFY),
              define("c", depends_on=["b"], **NOTIFY)]).start()
     assert s.spawned == ["a"]
@@ -30,7 +29,6 @@ def test_chain_starts_in_dependency_order():
 
 def test_independent_services_start_together():
     """Services with no edge between them are spawned in the same step."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", **NOTIFY), define("b", **NOTIFY),
              define("c", depends_on=["a", "b"])]).start()
     assert sorted(s.spawned) == ["a", "b"]
@@ -42,7 +40,6 @@ def test_independent_services_start_together():
 
 def test_failed_dependency_leaves_dependents_waiting_with_reason():
     """A dependency that fails for good keeps dependents waiting, saying why."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", restart="never", **NOTIFY), define("b", depends_on=["a"])]).start()
     s.exit("a", code=1)
     assert s.state("a") == "failed"
@@ -53,7 +50,6 @@ def test_failed_dependency_leaves_dependents_waiting_with_reason():
 
 def test_one_shot_finished_satisfies_dependents():
     """A one-shot that exits 0 is finished, and its dependents start."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("fetch", readiness={"exit": True}, restart="on-failure"),
              define("use", depends_on=["fetch"])]).start()
     assert s.spawned == ["fetch"]
@@ -64,7 +60,6 @@ def test_one_shot_finished_satisfies_dependents():
 
 def test_backoff_grows_then_resets_after_stable_run():
     """Crash after crash the delay doubles (with jitter); a stable run resets it."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", restart="always", backoff={"initial": 0.1, "max": 1, "stable_after": 5})]).start()
     delays = []
     for _ in range(6):
@@ -87,7 +82,6 @@ def test_backoff_grows_then_resets_after_stable_run():
 
 def test_stop_all_goes_in_reverse_dependency_order():
     """Shutdown signals dependents first and a dependency only after they exited."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", **NOTIFY), define("b", depends_on=["a"], **NOTIFY),
              define("c", depends_on=["b"], **NOTIFY), define("d", depends_on=["a"], **NOTIFY)]).start()
     for x in ("a", "b", "c", "d"):
@@ -107,7 +101,6 @@ def test_stop_all_goes_in_reverse_dependency_order():
 
 def test_stop_timeout_escalates_to_sigkill():
     """A service that ignores its stop signal gets SIGKILL when the timeout fires."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", stop={"signal": "SIGINT", "timeout": 2})]).start()
     s.run(s.core.request_stop("a", s.now))
     assert s.signals == [("a", signal.SIGINT)]
@@ -120,7 +113,6 @@ def test_stop_timeout_escalates_to_sigkill():
 
 def test_waiting_and_backoff_services_are_cancelled_by_stop_all():
     """Services without a process end at once on shutdown; nothing restarts."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", **NOTIFY), define("b", depends_on=["a"]),
              define("c", restart="always")]).start()
     s.exit("c", 1)
@@ -133,7 +125,6 @@ def test_waiting_and_backoff_services_are_cancelled_by_stop_all():
 
 def test_condition_unmet_waits_and_rechecks():
     """An unmet condition keeps the service waiting with the reason, then a re-check starts it."""
-    from tests.unit.service.conftest import Sim
     present = set()
     s = Sim([define("a", conditions=[{"file_exists": "/x"}])],
             check_conditions=lambda d: None if "/x" in present else "file_exists /x").start()
@@ -146,7 +137,6 @@ def test_condition_unmet_waits_and_rechecks():
 
 def test_skipped_dependency_is_reported_not_failed():
     """skip_unless false: the service is skipped and dependents say so."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("kubelet", skip_unless=[{"file_exists": "/usr/bin/kubelet"}]),
              define("after", depends_on=["kubelet"])],
             check_skip=lambda d: "file_exists /usr/bin/kubelet" if d.skip_unless else None).start()
@@ -156,7 +146,6 @@ def test_skipped_dependency_is_reported_not_failed():
 
 def test_spawn_failure_backs_off_and_restart_request_restarts():
     """A spawn failure goes through the restart policy; restart stops then starts."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a")])
     s.fail_spawn["a"] = "chdir /nope: no such file"
     s.start()
@@ -172,7 +161,6 @@ def test_spawn_failure_backs_off_and_restart_request_restarts():
 
 def test_stale_exit_and_late_ready_are_ignored():
     """An exit for an old pid and a READY after the fact change nothing."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", **NOTIFY)]).start()
     assert s.core.on_exited("a", 99999, "exited with code 1", False, 0) == []
     s.ready("a")
@@ -182,7 +170,6 @@ def test_stale_exit_and_late_ready_are_ignored():
 
 def test_probe_threshold_marks_unhealthy_and_recovers():
     """Probe failures reach the threshold once, then a success reports healthy again."""
-    from tests.unit.service.conftest import Sim
     s = Sim([define("a", readiness={"probe": {"tcp": "127.0.0.1:1", "failure_threshold": 2}})]).start()
     s.run(s.core.on_probe("a", False, "refused", 0))
     assert s.state("a") == "running"

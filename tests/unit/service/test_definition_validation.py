@@ -2,9 +2,9 @@
 
 import signal
 
-from talos_init.service.definition import CAPABILITIES, InvalidDefinitions, load_directory, parse
-
 import pytest
+
+from talos_init.service.definition import CAPABILITIES, InvalidDefinitions, load_directory, parse
 
 
 def errors_of(data, source="<memory>"):
