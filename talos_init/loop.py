@@ -29,7 +29,7 @@ Callback = Callable[..., Any]
 class Timer:
     """A pending ``call_later``; ``cancel()`` is safe to call at any time."""
 
-    __slots__ = ("args", "callback", "cancelled", "seq", "when")
+    __slots__ = ("when", "seq", "callback", "args", "cancelled")
 
     def __init__(self, when: float, seq: int, callback: Callback, args: tuple[Any, ...]):
         self.when = when
@@ -50,6 +50,18 @@ def _ignore_signal(signum: int, frame: object) -> None:
     pass
 
 
+class _Handlers:
+    """Reader and writer callbacks of one fd, kept as the selector key's data."""
+
+    __slots__ = ("pair",)
+
+    def __init__(self, pair: list[Callback | None]):
+        self.pair = pair
+
+
+_WAKEUP = object()  # selector data of the signal wake-up pipe
+
+
 class Loop:
     """Single-threaded loop; every callback runs in the loop's thread."""
 
@@ -62,7 +74,7 @@ class Loop:
         self._signal_handlers: dict[int, Callback] = {}
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, [self._on_wakeup, None])
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKEUP)
         self.wakeups = 0  # counted so benchmarks can show an idle loop stays asleep
 
     # -- file descriptors ---------------------------------------------------
@@ -74,28 +86,28 @@ class Loop:
         self._set(fd, 0, None)  # removing twice is not an error
 
     def add_writer(self, fd: int, callback: Callback, *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable (until removed)."""
         self._set(fd, 1, lambda: callback(*args))
 
     def remove_writer(self, fd: int) -> None:
         self._set(fd, 1, None)
 
     def _set(self, fd: int, slot: int, callback: Callback | None) -> None:
-        # One selector key per fd holds [reader, writer]: an fd can be both.
+        # One selector key per fd holds [reader, writer]; the mask follows them.
         try:
             key = self._selector.get_key(fd)
-            handlers = list(key.data)
+            pair = list(key.data.pair)
         except (KeyError, ValueError):
-            key, handlers = None, [None, None]
-        handlers[slot] = callback
-        mask = (selectors.EVENT_READ if handlers[0] else 0) | (
-            selectors.EVENT_WRITE if handlers[1] else 0)
-        if key is None:
+            key, pair = None, [None, None]
+        pair[slot] = callback
+        mask = (selectors.EVENT_READ if pair[0] else 0) | (selectors.EVENT_WRITE if pair[1] else 0)
+        if key is not None:
             if mask:
-                self._selector.register(fd, mask, handlers)
+                self._selector.modify(fd, mask, _Handlers(pair))
+            else:
+                self._selector.unregister(fd)
         elif mask:
-            self._selector.modify(fd, mask, handlers)
-        else:
-            self._selector.unregister(fd)
+            self._selector.register(fd, mask, _Handlers(pair))
 
     # -- timers and deferred calls -------------------------------------------
 
@@ -168,12 +180,16 @@ class Loop:
             events = []
         self.wakeups += 1
         for key, mask in events:
-            reader, writer = key.data
-            if mask & selectors.EVENT_READ and reader is not None:
-                self._run(reader, ())
-            # The reader may have removed the writer (or closed the fd) meanwhile.
-            if mask & selectors.EVENT_WRITE and writer is not None and self._has(key.fd, 1, writer):
-                self._run(writer, ())
+            if key.data is _WAKEUP:
+                self._on_wakeup()
+                continue
+            # An earlier callback may have removed this fd: look it up each time.
+            for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
+                current = self._selector.get_map().get(key.fd)
+                if mask & flag and current is not None and current.data is not _WAKEUP:
+                    callback = current.data.pair[slot]
+                    if callback is not None:
+                        self._run(callback, ())
         now = self.clock()
         while self._timers and self._timers[0].when <= now:
             timer = heapq.heappop(self._timers)
@@ -183,12 +199,6 @@ class Loop:
         for _ in range(len(self._ready)):
             callback, args = self._ready.popleft()
             self._run(callback, args)
-
-    def _has(self, fd: int, slot: int, callback: Callback) -> bool:
-        try:
-            return self._selector.get_key(fd).data[slot] is callback
-        except (KeyError, ValueError):
-            return False
 
     def _next_timeout(self) -> float | None:
         if self._ready:
