@@ -67,7 +67,7 @@ def define(tmp: Path, sid: str, code: str, **fields):
 
 def teardown(loop: Loop, sup: Supervisor) -> None:
     done: list[bool] = []
-    sup.stop_all(lambda: done.append(True), timeout=10)
+    sup.stop_all(loop.clock() + 10, lambda: done.append(True))
     loop.run_until(lambda: bool(done), timeout=15)
     loop.run_until(lambda: False, timeout=0.2)  # reap the last exits
     sup.close()

@@ -2,20 +2,26 @@
 
 Interface for PID 1 (init.py) and the control socket::
 
+    sup = create(ctx)                 # init.py's factory: loads paths.services, checks the
+                                      # graph (raises InvalidDefinitions, every error logged)
+    # or, explicitly:
     sup = Supervisor(loop, reaper, events, definitions, paths,
-                     cgroup_root=Path("/sys/fs/cgroup"),  # a test mounts its own cgroup2
-                     log_dir=None)                        # or set_log_dir() once /var is up
+                     cgroup_root=Path("/sys/fs/cgroup"),  # None: no cgroups; tests mount their own
+                     log_dir=None,                        # or set_log_dir() once /var is up
+                     log_dir_after=None)                  # ("var", Path("/var/log")): automatic
     sup.start()                       # opens NOTIFY_SOCKET, starts the graph; returns at once
-    sup.stop_all(on_done, timeout=None)  # shutdown: reverse dependency order, each with its
-                                         # stop signal then SIGKILL after its stop timeout;
-                                         # on_done() runs once all have ended (or at timeout,
-                                         # after SIGKILL to whatever is left)
+    sup.stop_all(deadline, on_done)   # shutdown: reverse dependency order, each with its stop
+                                      # signal then SIGKILL after its own stop timeout;
+                                      # on_done() runs once, when all have ended, or at
+                                      # ``deadline`` (absolute, on loop.clock) after SIGKILL
+                                      # to whatever is left. Both arguments are optional.
     sup.services() -> list[dict]      # id, state, want, reason, health, pid, uptime,
                                       # restarts, last_exit, status, events (last 10)
     sup.start_service(id); sup.stop_service(id); sup.restart_service(id)
     sup.logs(id, tail=None) -> list[str]
     sup.follow_logs(id, callback) -> unsubscribe   # callback(line) for each new line
-    sup.set_log_dir(Path("/var/log"))  # also write /var/log/<id>.log from now on
+    sup.history(id) -> list[dict]     # the last 64 transitions
+    sup.set_log_dir(Path("/var/log")) # also write /var/log/<id>.log from now on
     sup.close()                       # tests: release the socket, timers and fds
 
 ``definitions`` come from ``definition.load_directory(paths.services)``, which
@@ -67,7 +73,7 @@ class Supervisor:
                  cgroup_root: Path | None = Path("/sys/fs/cgroup"),
                  log_dir: Path | None = None, conditions: Conditions | None = None,
                  base_env: dict[str, str] | None = None, rng: random.Random | None = None,
-                 proc: Path = Path("/proc")):
+                 proc: Path = Path("/proc"), log_dir_after: tuple[str, Path] | None = None):
         self.loop, self.reaper, self.events, self.paths = loop, reaper, events, paths
         self.proc = proc  # the kernel's view of processes; the real /proc even in tests
         self.conditions = conditions or Conditions(paths)
@@ -85,6 +91,8 @@ class Supervisor:
         self._on_stopped: list[Callable[[], None]] = []
         self._stop_deadline: Timer | None = None
         self.notify: NotifyListener | None = None
+        # (service id, directory): open log files once that one-shot finished (e.g. /var).
+        self.log_dir_after = log_dir_after
         if log_dir is not None:
             self.set_log_dir(log_dir)
 
@@ -98,17 +106,17 @@ class Supervisor:
             log.error("notify_socket_failed", path=str(self.paths.notify_socket), error=str(exc))
         self._apply(self.core.start(self.loop.clock()))
 
-    def stop_all(self, on_done: Callable[[], None] | None = None,
-                 timeout: float | None = None) -> None:
+    def stop_all(self, deadline: float | None = None,
+                 on_done: Callable[[], None] | None = None) -> None:
         """Stop every service, dependents first; ``on_done()`` once, when all have ended.
 
-        ``timeout`` bounds the whole stop: then everything left gets SIGKILL and
-        ``on_done`` runs anyway, so nothing can hang a reboot.
+        ``deadline`` (on ``loop.clock``) bounds the whole stop: then everything
+        left gets SIGKILL and ``on_done`` runs anyway, so nothing hangs a reboot.
         """
         if on_done is not None:
             self._on_stopped.append(on_done)
-        if timeout is not None and self._stop_deadline is None:
-            self._stop_deadline = self.loop.call_later(timeout, self._stop_deadline_passed)
+        if deadline is not None and self._stop_deadline is None:
+            self._stop_deadline = self.loop.call_at(deadline, self._stop_deadline_passed)
         self._apply(self.core.stop_all(self.loop.clock()))
         if self.core.all_stopped:
             self._all_stopped()
@@ -123,6 +131,7 @@ class Supervisor:
     def _all_stopped(self) -> None:
         if self._stop_deadline is not None:
             self._stop_deadline.cancel()
+        self._close_notify()
         callbacks, self._on_stopped = self._on_stopped, []
         for cb in callbacks:
             cb()
@@ -140,6 +149,9 @@ class Supervisor:
         self._outputs.clear()
         for ring in self.rings.values():
             ring.close_file()
+        self._close_notify()
+
+    def _close_notify(self) -> None:
         if self.notify is not None:
             self.notify.close()
             self.notify = None
@@ -198,6 +210,15 @@ class Supervisor:
         for sid, ring in self.rings.items():
             ring.open_file(directory / f"{sid}.log")
 
+    def _open_log_dir(self, directory: Path) -> None:
+        try:
+            directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as exc:  # policy: warn, keep logging to the rings only
+            log.warning("service_log_dir_failed", path=str(directory), error=str(exc))
+            return
+        log.info("service_log_dir", path=str(directory))
+        self.set_log_dir(directory)
+
     # -- carrying out the core's actions ---------------------------------------------
 
     def _apply(self, actions: list[c.Action]) -> None:
@@ -216,6 +237,9 @@ class Supervisor:
                 a.reason.startswith("unhealthy") else log.info
             level("service_state" if a.kind == "service" else "service_health",
                   service=a.id, state=a.state, reason=a.reason, pid=st.pid if st else None)
+            if self.log_dir_after and a.id == self.log_dir_after[0] and st is not None \
+                    and a.state == "finished" and st.last_exit_ok:
+                self._open_log_dir(self.log_dir_after[1])
         elif isinstance(a, c.Spawn):
             self._spawn(a.id)
         elif isinstance(a, c.Signal):
@@ -392,3 +416,27 @@ def _killpg(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def create(ctx: Any) -> Supervisor:
+    """init.py's factory: ``ctx`` has loop, reaper, events and paths (``InitContext``).
+
+    An invalid service directory is logged error by error and recorded as
+    events (kind "service", name "graph", state "invalid"), then raised as
+    ``InvalidDefinitions``: nothing starts, and PID 1's phase failure policy
+    decides what happens next.
+    """
+    from talos_init.service.definition import InvalidDefinitions, load_directory
+
+    paths: Paths = ctx.paths
+    try:
+        definitions = load_directory(paths.services)
+    except InvalidDefinitions as exc:
+        for error in exc.errors:
+            log.error("service_definition_invalid", error=str(error))
+            ctx.events.record("service", "graph", "invalid", str(error))
+        raise
+    ids = {d.id for d in definitions}
+    return Supervisor(ctx.loop, ctx.reaper, ctx.events, definitions, paths,
+                      cgroup_root=paths.at("/sys/fs/cgroup"),
+                      log_dir_after=("var", paths.at("/var/log")) if "var" in ids else None)

@@ -84,7 +84,7 @@ class Harness:
     def shutdown(self) -> None:
         if self.sup is not None:
             done = []
-            self.sup.stop_all(lambda: done.append(True), timeout=20)
+            self.sup.stop_all(self.loop.clock() + 20, lambda: done.append(True))
             self.loop.run_until(lambda: bool(done), timeout=30)
             self.sup.close()
         # Reap whatever is left of our children so nothing outlives the test.

@@ -98,7 +98,7 @@ while True:
     h.wait_state("top", "ready")
     done = []
     t0 = time.monotonic()
-    sup.stop_all(lambda: done.append(time.monotonic()))
+    sup.stop_all(on_done=lambda: done.append(time.monotonic()))
     h.wait(lambda: done)
     (top_end,), (mid_stop,) = h.times("top", "finished"), h.times("mid", "stopping")
     (mid_end,), (base_stop,) = h.times("mid", "finished"), h.times("base", "stopping")
@@ -117,7 +117,7 @@ def test_stop_all_deadline_kills_what_is_left(harness):
     sup = h.supervise([d])
     h.wait_state("deaf", "ready")
     done = []
-    sup.stop_all(lambda: done.append(True), timeout=0.5)
+    sup.stop_all(h.loop.clock() + 0.5, lambda: done.append(True))
     h.wait(lambda: done, timeout=10)
     h.wait_state("deaf", "finished")
     assert sup.core.status["deaf"].last_exit == "killed by signal 9 (SIGKILL)"
@@ -148,3 +148,43 @@ while True:
     os.kill(daemon, sig.SIGKILL)
     h.wait_state("forker", "backoff")
     assert sup.core.status["forker"].last_exit == "killed by signal 9 (SIGKILL)"
+
+
+def test_create_loads_the_services_directory_and_opens_var_logs(harness):
+    """init.py's factory runs the image's directory; after the var one-shot, logs go to /var/log."""
+    from types import SimpleNamespace
+
+    from talos_init.service.supervisor import create
+    h = harness
+    h.paths.services.mkdir(parents=True)
+    var_log = h.paths.at("/var/log")
+    for sid, extra in {"var": "readiness: {exit: true}\nrestart: never\n",
+                       "app": "depends_on: [var]\n"}.items():
+        argv = h.program(sid, f"print('{sid} says hi', flush=True)\n"
+                              + ("signal.pause()\n" if sid == "app" else ""))
+        (h.paths.services / f"{sid}.yaml").write_text(
+            f"id: {sid}\nargv: {argv}\n{extra}".replace("'", '"'))
+    ctx = SimpleNamespace(loop=h.loop, reaper=h.reaper, events=h.events, paths=h.paths)
+    h.sup = sup = create(ctx)
+    sup.start()
+    h.wait_state("app", "ready")
+    h.wait(lambda: (var_log / "app.log").exists() and "app says hi" in (var_log / "app.log").read_text())
+    assert "var says hi" in (var_log / "var.log").read_text()  # the ring was written first
+
+
+def test_create_refuses_an_invalid_directory_and_records_why(harness):
+    """An unknown dependency in the image: nothing is built, the error is an event."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from talos_init.service.definition import InvalidDefinitions
+    from talos_init.service.supervisor import create
+    h = harness
+    h.paths.services.mkdir(parents=True)
+    (h.paths.services / "kubelet.yaml").write_text("id: kubelet\nargv: [/bin/k]\ndepends_on: [cri]\n")
+    ctx = SimpleNamespace(loop=h.loop, reaper=h.reaper, events=h.events, paths=h.paths)
+    with pytest.raises(InvalidDefinitions):
+        create(ctx)
+    (event,) = h.events.history("service", "graph")
+    assert event.state == "invalid" and "kubelet -> cri" in event.reason
