@@ -429,13 +429,18 @@ def create(ctx: Any) -> Supervisor:
     from talos_init.service.definition import InvalidDefinitions, load_directory
 
     paths: Paths = ctx.paths
-    try:
-        definitions = load_directory(paths.services)
-    except InvalidDefinitions as exc:
-        for error in exc.errors:
-            log.error("service_definition_invalid", error=str(error))
-            ctx.events.record("service", "graph", "invalid", str(error))
-        raise
+    if not paths.services.is_dir():
+        # Policy: warn and run an empty graph (host-mode PID 1 tests have no image).
+        log.warning("no_service_definitions", path=str(paths.services))
+        definitions = []
+    else:
+        try:
+            definitions = load_directory(paths.services)
+        except InvalidDefinitions as exc:
+            for error in exc.errors:
+                log.error("service_definition_invalid", error=str(error))
+                ctx.events.record("service", "graph", "invalid", str(error))
+            raise
     ids = {d.id for d in definitions}
     return Supervisor(ctx.loop, ctx.reaper, ctx.events, definitions, paths,
                       cgroup_root=paths.at("/sys/fs/cgroup"),

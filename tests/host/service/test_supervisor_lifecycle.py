@@ -188,3 +188,18 @@ def test_create_refuses_an_invalid_directory_and_records_why(harness):
         create(ctx)
     (event,) = h.events.history("service", "graph")
     assert event.state == "invalid" and "kubelet -> cri" in event.reason
+
+
+def test_create_without_a_services_directory_runs_an_empty_graph(harness):
+    """No services directory (a bare root) is a warning and an empty graph, not a failure."""
+    from types import SimpleNamespace
+
+    from talos_init.service.supervisor import create
+    h = harness
+    ctx = SimpleNamespace(loop=h.loop, reaper=h.reaper, events=h.events, paths=h.paths)
+    h.sup = sup = create(ctx)
+    sup.start()
+    assert sup.services() == []
+    done = []
+    sup.stop_all(h.loop.clock() + 5, lambda: done.append(True))
+    assert done == [True]
