@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class Supervisor:
         self._timers: dict[tuple[str, str], Timer] = {}
         self._probers: dict[str, Prober] = {}
         self._on_stopped: list[Callable[[], None]] = []
+        self._queue: deque[c.Action] = deque()
+        self._applying = False
         self._stop_deadline: Timer | None = None
         self.notify: NotifyListener | None = None
         # (service id, directory): open log files once that one-shot finished (e.g. /var).
@@ -222,11 +225,21 @@ class Supervisor:
     # -- carrying out the core's actions ---------------------------------------------
 
     def _apply(self, actions: list[c.Action]) -> None:
-        for action in actions:
-            try:
-                self._do(action)
-            except Exception:  # policy: one failed action must not stop the others
-                log.exception("service_action_failed", action=repr(action))
+        # FIFO, never nested: actions that a spawn's outcome produces run after the
+        # rest of the current batch, so events are recorded in the order they happened.
+        self._queue.extend(actions)
+        if self._applying:
+            return
+        self._applying = True
+        try:
+            while self._queue:
+                action = self._queue.popleft()
+                try:
+                    self._do(action)
+                except Exception:  # policy: one failed action must not stop the others
+                    log.exception("service_action_failed", action=repr(action))
+        finally:
+            self._applying = False
 
     def _do(self, a: c.Action) -> None:
         if isinstance(a, c.Record):

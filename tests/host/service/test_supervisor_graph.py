@@ -224,3 +224,17 @@ signal.pause()
     assert h.state("victim") == "running" and h.state("dependent") == "waiting"
     assert sup.core.status["liar"].pid != sup.core.status["victim"].pid
     assert sup.notify is not None and sup.notify.dropped == 1
+
+
+def test_event_log_order_matches_each_services_history(harness):
+    """Events reach the EventLog in the order the core made the transitions."""
+    h = harness
+    defs = [h.define("base", NOTIFY_AFTER, readiness={"notify": True}),
+            h.define("top", NOTIFY_AFTER, depends_on=["base"], readiness={"notify": True})]
+    sup = h.supervise(defs)
+    h.wait_state("top", "ready")
+    for sid in ("base", "top"):
+        logged = [(e.state, e.reason) for e in h.events.history("service", sid)]
+        assert logged == [(t.state.value, t.reason) for t in sup.core.status[sid].history]
+    assert [e.reason for e in h.events.history("service", "top")][1:3] == [
+        "waiting for base (starting)", "waiting for base (running)"]
