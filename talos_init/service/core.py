@@ -316,10 +316,11 @@ class Core:
                 out.append(StopProbe(st.id))
             out.append(Signal(st.id, d.stop_signal))
             out.append(StartTimer(st.id, "stop", d.stop_timeout))
-        elif st.state in (State.WAITING, State.BACKOFF):
-            if st.state is State.BACKOFF:
-                out.append(CancelTimer(st.id, "backoff"))
-            self._move(out, st, Ev.CANCEL, "stopped before start", now)
+        elif st.state is State.WAITING:
+            self._move(out, st, Ev.CANCEL, f"{reason} before it started", now)
+        elif st.state is State.BACKOFF:
+            out.append(CancelTimer(st.id, "backoff"))
+            self._move(out, st, Ev.CANCEL, f"{reason} while waiting to restart", now)
 
     def request_stop(self, sid: str, now: float) -> list[Action]:
         """Stop one service and keep it down; its dependents are left as they are."""

@@ -52,9 +52,10 @@ class NotifyListener:
         self.sock.bind(str(path))
         # Services may run as other users; credentials, not the mode, say who is who.
         os.chmod(path, 0o666)
-        loop.add_reader(self.sock.fileno(), self._on_readable)
+        loop.add_reader(self.sock.fileno(), self.drain)
 
-    def _on_readable(self) -> None:
+    def drain(self) -> None:
+        """Handle every queued message now (also called before an exit is handled)."""
         while True:
             try:
                 data, ancillary, flags, _ = self.sock.recvmsg(

@@ -339,6 +339,10 @@ class Supervisor:
             del self._outputs[sid]
 
     def _exited(self, sid: str, status: ExitStatus) -> None:
+        # A message sent just before the exit (MAINPID= of a forking daemon, READY=1)
+        # must count before the exit does, as systemd orders them.
+        if self.notify is not None:
+            self.notify.drain()
         st = self.core.status[sid]
         main = status.pid == st.pid
         if main:

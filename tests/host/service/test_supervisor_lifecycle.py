@@ -130,8 +130,7 @@ def test_mainpid_hands_over_to_a_forked_daemon(harness):
 child = os.fork()
 if child:
     notify(f"MAINPID={child}")
-    time.sleep(0.3)   # let PID 1 read the message while we still exist
-    os._exit(0)
+    os._exit(0)   # at once: PID 1 must read the message before it handles this exit
 notify("READY=1")
 while True:
     time.sleep(1)
