@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from talos_init.events import EventLog
@@ -74,20 +75,43 @@ def teardown(loop: Loop, sup: Supervisor) -> None:
     loop.close()
 
 
-def bench_idle(tmp: Path, seconds: float, n: int = 20) -> None:
-    defs = [define(tmp, f"idle{i:02d}", IDLE, readiness={"notify": True}) for i in range(n)]
+PROBED = """
+import signal, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+signal.pause()
+"""
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_idle(tmp: Path, seconds: float, n: int = 20, probed: int = 0) -> None:
+    defs = [define(tmp, f"idle{i:02d}", IDLE, readiness={"notify": True})
+            for i in range(n - probed)]
+    for i in range(probed):
+        port = free_port()
+        d = define(tmp, f"probed{i:02d}", PROBED,
+                   readiness={"probe": {"tcp": f"127.0.0.1:{port}", "period": 1.0}})
+        defs.append(replace(d, argv=(*d.argv, str(port))))
     loop, _, sup = setup(tmp, defs)
     t0 = time.monotonic()
     sup.start()
     loop.run_until(lambda: all(s["state"] == "ready" for s in sup.services()), timeout=60)
     started = time.monotonic() - t0
-    print(f"start: {n} notify services ready in {started * 1000:.0f} ms "
+    label = f" ({probed} with a tcp probe every 1 s)" if probed else " (no probes)"
+    print(f"start: {n} services{label} ready in {started * 1000:.0f} ms "
           f"(fork+exec of {n} Python interpreters on a shared 2-core VM)")
     loop.run_until(lambda: False, timeout=0.5)  # let late log lines settle
     w0, c0, t0 = loop.wakeups, cpu(), time.monotonic()
     loop.run_until(lambda: False, timeout=seconds)
     elapsed, wakeups, used = time.monotonic() - t0, loop.wakeups - w0, cpu() - c0
-    print(f"idle: {n} ready services for {elapsed:.1f} s: {wakeups} loop wake-ups "
+    print(f"idle{label}: {n} ready services for {elapsed:.1f} s: {wakeups} loop wake-ups "
           f"({wakeups / elapsed:.2f}/s; run_until's own deadline accounts for 1), "
           f"supervisor CPU {used * 1000:.1f} ms ({used / elapsed * 100:.3f}% of one core)")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -128,9 +152,11 @@ def main() -> None:
     import logging
 
     import structlog
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     with tempfile.TemporaryDirectory() as tmp:
         bench_idle(Path(tmp), args.idle)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_idle(Path(tmp), args.idle, probed=2)
     with tempfile.TemporaryDirectory() as tmp:
         bench_restart(Path(tmp), args.restarts)
 
