@@ -79,7 +79,7 @@ signal.pause()
 
 
 def test_oom_score_caps_and_no_new_privs_apply_in_the_child(harness):
-    """The child runs with its OOM score, a reduced capability set and no_new_privs."""
+    """The child runs with its OOM score, rlimits, user, a reduced capability set and no_new_privs."""
     h = harness
     # Passed with -c: uid 65534 cannot read files under pytest's 0700 tmp dir.
     d = h.define("confined", """
@@ -87,9 +87,12 @@ print(open("/proc/self/oom_score_adj").read().strip(), flush=True)
 for line in open("/proc/self/status"):
     if line.split(":")[0] in ("CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Uid", "Gid"):
         print(line.strip(), flush=True)
+for line in open("/proc/self/limits"):
+    if line.startswith("Max open files"):
+        print("nofile:", *line.split()[3:5], flush=True)
 """, readiness={"exit": True}, restart="never",
         confinement={"oom_score_adj": 500, "no_new_privs": True, "user": 65534, "group": 65534,
-                     "capabilities": {"keep": ["net_bind_service"]}})
+                     "capabilities": {"keep": ["net_bind_service"]}, "rlimits": {"nofile": 512}})
     d = dataclasses.replace(d, argv=(d.argv[0], "-I", "-c", Path(d.argv[1]).read_text()
                                    .replace("from talos_init.sdnotify import notify", "")))
     sup = h.supervise([d])
@@ -97,6 +100,7 @@ for line in open("/proc/self/status"):
     out = {line.split(":")[0]: line.split(":", 1)[-1].split() for line in sup.logs("confined")}
     assert sup.logs("confined")[0] == "500"  # raising needs no CAP_SYS_RESOURCE (absent here)
     assert out["NoNewPrivs"] == ["1"]
+    assert out["nofile"] == ["512", "512"]
     assert out["Uid"][0] == "65534" and out["Gid"][0] == "65534"
     assert int(out["CapEff"][0], 16) == 1 << 10  # CAP_NET_BIND_SERVICE only
     assert int(out["CapBnd"][0], 16) == 1 << 10
