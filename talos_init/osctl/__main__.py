@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("endpoint", help="Kubernetes API endpoint, e.g. https://192.168.1.10:6443")
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
-    s = cmd("validate", "validate a machine config file")
-    s.add_argument("file")
+    s = cmd("validate", "validate a machine config file as a node would")
+    s.add_argument("file", help="the machine config (YAML), or - for standard input")
+    s.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     return p
 
 
@@ -235,13 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote {path}")
             return 0
         if args.command == "validate":
-            try:
-                # Owned by the machine-config work; imported only when asked for.
-                from talos_init.userdata.cli import validate_cli  # type: ignore[import-not-found]
-            except ImportError:
-                raise OsctlError("validate is not available in this build "
-                                 "(talos_init.userdata.cli is missing)") from None
-            return int(validate_cli([args.file]))
+            # The node's own validator, imported only when asked for.
+            from talos_init.userdata.cli import validate_cli
+            return int(validate_cli([args.file, *(["--quiet"] if args.quiet else [])]))
         ctx = load_context(config_path(args.osctlconfig), args.context)
         nodes = targets(args, ctx)
         client = Client(ctx, timeout=args.timeout)

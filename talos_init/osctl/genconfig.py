@@ -80,7 +80,7 @@ def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
         "token": cluster_token,
     }
     controlplane = {
-        "version": "v1alpha1", "debug": False, "persist": True, "machine": machine("controlplane"),
+        "version": "v1alpha1", "debug": False, "machine": machine("controlplane"),
         "cluster": {**common_cluster,
                     "secretboxEncryptionSecret": _b64(secrets.token_bytes(32)),
                     "ca": _pair(k8s_ca, k8s_ca_key),
@@ -89,7 +89,7 @@ def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
                     "etcd": {"ca": _pair(etcd_ca, etcd_ca_key)}},
     }
     worker = {
-        "version": "v1alpha1", "debug": False, "persist": True, "machine": machine("worker"),
+        "version": "v1alpha1", "debug": False, "machine": machine("worker"),
         "cluster": {**common_cluster,
                     "ca": {"crt": pki.encode_field(pki.cert_pem(k8s_ca)), "key": ""}},
     }

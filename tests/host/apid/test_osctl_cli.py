@@ -92,3 +92,15 @@ def test_context_errors_are_explained(tmp_path):
     (tmp_path / "c").write_text("context: a\ncontexts: {a: {endpoints: [127.0.0.1]}}\n")
     r = osctl("--osctlconfig", str(tmp_path / "c"), "--context", "b", "version")
     assert r.returncode == 1 and "no context 'b' (known: a)" in r.stderr
+
+
+def test_gen_config_output_passes_validate(tmp_path):
+    """`osctl validate` (the node's own validator) accepts both generated machine configs."""
+    assert osctl("gen", "config", "demo", "https://10.0.2.15:6443", "--output-dir",
+                 str(tmp_path)).returncode == 0
+    for name, kind in (("controlplane.yaml", "controlplane"), ("worker.yaml", "worker")):
+        r = osctl("validate", str(tmp_path / name))
+        assert r.returncode == 0 and f"valid {kind} config" in r.stdout, r.stdout + r.stderr
+    (tmp_path / "broken.yaml").write_text("version: v1alpha1\nmachine: {type: toaster}\n")
+    r = osctl("validate", str(tmp_path / "broken.yaml"))
+    assert r.returncode != 0 and "invalid" in r.stdout
