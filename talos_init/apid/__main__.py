@@ -55,7 +55,8 @@ async def run(args: argparse.Namespace) -> int:
     except (PkiError, OSError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
-    calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg))
+    calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
+                  containerd_socket=Path(args.containerd_socket))
     server = ApiServer(calls, ctx, Limits())
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="/run/talos/config.json", help="effective machine config")
     p.add_argument("--control-socket", default="/run/talos/init.sock")
     p.add_argument("--kmsg", default="/dev/kmsg")
+    p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
     args = p.parse_args(argv)
     Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)

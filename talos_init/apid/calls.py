@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import talos_init
-from talos_init.apid import facts
-from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, NOT_FOUND, UNAVAILABLE,
-                                      UNIMPLEMENTED, ApiError)
+from talos_init.apid import containerd, facts
+from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
+                                      UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
@@ -56,8 +56,10 @@ def _from_control(e: ControlError) -> ApiError:
 
 class Calls:
     def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
-                 kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc")):
+                 kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
+                 containerd_socket: Path = Path("/run/containerd/containerd.sock")):
         self.control = control
+        self.containerd = containerd.Client(str(containerd_socket))
         self.config_path = config
         self.kmsg = kmsg
         self.proc = proc
@@ -153,8 +155,19 @@ class Calls:
         return await asyncio.to_thread(facts.routes, self.proc / "net")
 
     async def containers(self, params: dict[str, Any]) -> Any:
-        raise ApiError(UNIMPLEMENTED, "containers needs containerd's gRPC API, which apid does not "
-                                      "speak yet (see docs/for-devs/api.md)")
+        namespace = params.get("namespace", "system")
+        if not isinstance(namespace, str) or not namespace:
+            raise ApiError(BAD_REQUEST, "parameter 'namespace' must be a non-empty string")
+        try:
+            return await asyncio.to_thread(self.containerd.containers, namespace)
+        except OSError as e:
+            raise ApiError(UNAVAILABLE, f"containerd at {self.containerd.socket_path} unreachable: "
+                                        f"{e.strerror or e}") from None
+        except containerd.GrpcError as e:
+            raise ApiError(UNAVAILABLE if e.status == 14 else INTERNAL,
+                           f"containerd: {e.message}") from None
+        except ValueError as e:  # a reply we cannot decode
+            raise ApiError(INTERNAL, f"containerd reply not understood: {e}") from None
 
     async def config(self, params: dict[str, Any]) -> Any:
         try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +118,7 @@ class Node:
     certs: Pki
     supervisor: FakeSupervisor
     process: subprocess.Popen[bytes]
+    containerd_dir: Path  # short: a unix socket path must fit in 108 bytes
 
     @property
     def target(self) -> str:
@@ -149,17 +152,17 @@ class Node:
                                *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
-def start_apid(tmp: Path, config: Path, control: Path, extra_env: dict[str, str] | None = None,
+def start_apid(tmp: Path, config: Path, control: Path, *extra_args: str,
                ) -> tuple[subprocess.Popen[bytes], str, int]:
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify_path = tmp / "notify.sock"
     notify.bind(str(notify_path))
     notify.settimeout(60)
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), **(extra_env or {})}
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
     log = open(tmp / "apid.log", "wb")  # a file, not a pipe: nobody reads apid's log while it runs
     proc = subprocess.Popen(
         [sys.executable, "-I", "-m", "talos_init.apid", "--listen", "127.0.0.1:0",
-         "--config", str(config), "--control-socket", str(control), "--state-dir", str(tmp / "state")],
+         "--config", str(config), "--control-socket", str(control), "--state-dir", str(tmp / "state"), *extra_args],
         env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     log.close()
     try:
@@ -200,10 +203,13 @@ def node(tmp_path: Path, certs: Pki) -> Iterator[Node]:
                "key": pki.encode_field(pki.key_pem(certs.ca_key))}},
         "cluster": {"clusterName": "test", "token": "secret.token"}}))
     config.chmod(0o600)
-    proc, host, port = start_apid(tmp_path, config, server.path)
+    ctd = Path(tempfile.mkdtemp(prefix="ctd-", dir="/tmp"))
+    proc, host, port = start_apid(tmp_path, config, server.path,
+                                  "--containerd-socket", str(ctd / "containerd.sock"))
     try:
-        yield Node(host, port, tmp_path, certs, supervisor, proc)
+        yield Node(host, port, tmp_path, certs, supervisor, proc, ctd)
     finally:
+        shutil.rmtree(ctd, ignore_errors=True)
         proc.terminate()
         try:
             proc.communicate(timeout=20)

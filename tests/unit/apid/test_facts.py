@@ -63,3 +63,17 @@ def test_list_dir_depth_and_limit(tmp_path):
         assert "absolute" in str(e)
     else:
         raise AssertionError("relative path accepted")
+
+
+def test_protobuf_fields_round_trip():
+    """Hand-written protobuf: varints, strings and nested messages decode to what was encoded."""
+    from talos_init.apid.containerd import decode, field
+
+    msg = field(1, "ctr") + field(3, 4242) + field(4, 2) + field(2, field(1, "nested")) + field(3, 300)
+    out = decode(msg)
+    assert out[1] == [b"ctr"] and out[3] == [4242, 300] and out[4] == [2]
+    assert decode(out[2][0]) == {1: [b"nested"]}
+    import pytest
+
+    with pytest.raises(ValueError, match="truncated"):
+        decode(field(1, "abc")[:-1])
