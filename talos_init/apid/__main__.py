@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from talos_init import log as talos_log
 from talos_init.apid import node_pki
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
     args = p.parse_args(argv)
+    talos_log.configure()  # one line per event on stderr, which the supervisor captures
     Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
     return asyncio.run(run(args))
 
