@@ -147,6 +147,8 @@ class ApiServer:
                                                 self.limits.call_timeout)
                 await tls.write(protocol.encode({"result": result}))
         except ApiError as e:
+            if e.code == protocol.PERMISSION_DENIED:
+                log.warning("api_call_refused", peer=peer, client=who, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
         except asyncio.TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
