@@ -42,6 +42,7 @@ def server_context(cert_file: str, key_file: str, ca_pem: str) -> ssl.SSLContext
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(cadata=ca_pem)
     ctx.load_cert_chain(cert_file, key_file)
+    ctx.num_tickets = 0  # one call per connection: resumption tickets would only cost bytes
     return ctx
 
 

@@ -202,8 +202,9 @@ class Client:
         try:
             try:
                 sock.sendall(protocol.request(method, params))
-                sock.settimeout(None if protocol.METHODS.get(method, None) and
-                                protocol.METHODS[method].stream else max(self.timeout, 70.0))
+                # Following waits as long as the user does; anything else has the call timeout
+                # (apid's own limit is 60 s) plus a margin.
+                sock.settimeout(None if params.get("follow") else max(self.timeout, 70.0))
                 f = sock.makefile("rb")
                 while True:
                     line = f.readline(8 * 1024 * 1024)
