@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from talos_init.apid.protocol import ROLES
 from talos_init.osctl import output
 from talos_init.osctl.client import Client, Context, OsctlError, config_path, load_context
 from talos_init.osctl.output import Column, human_bytes, human_duration
@@ -108,10 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)")
     s.add_argument("resource", choices=("config",))
     cmd("timeline", "the boot timeline")
-    s = cmd("gen", "generate things")
-    s.add_argument("what", choices=("config",))
+    gen = cmd("gen", "generate a cluster's configs and PKI, or a client certificate")
+    gensub = gen.add_subparsers(dest="what", required=True, metavar="WHAT")
+    s = gensub.add_parser("config", help="PKI, controlplane.yaml, worker.yaml, osctl config")
     s.add_argument("cluster")
     s.add_argument("endpoint", help="Kubernetes API endpoint, e.g. https://192.168.1.10:6443")
+    s.add_argument("--output-dir", default=".", type=Path)
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s = gensub.add_parser("cert", help="a client certificate signed by the machine CA")
+    s.add_argument("name", help="common name; files NAME.crt and NAME.key")
+    s.add_argument("--role", action="append", required=True, choices=ROLES, dest="roles")
+    s.add_argument("--pki", default="pki", type=Path, help="directory with ca.crt and ca.key")
+    s.add_argument("--days", type=int, default=365)
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
     s = cmd("validate", "validate a machine config file as a node would")
@@ -228,11 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "gen":
-            from talos_init.osctl.genconfig import generate
+            from talos_init.osctl import genconfig
 
-            endpoints = _split(args.endpoints) or None
-            for path in generate(args.cluster, args.endpoint, args.output_dir, force=args.force,
-                                 context_endpoints=endpoints):
+            if args.what == "cert":
+                paths = genconfig.client_cert(args.name, args.roles, args.pki, args.output_dir,
+                                              days=args.days, force=args.force)
+            else:
+                paths = genconfig.generate(args.cluster, args.endpoint, args.output_dir,
+                                           force=args.force,
+                                           context_endpoints=_split(args.endpoints) or None)
+            for path in paths:
                 print(f"wrote {path}")
             return 0
         if args.command == "validate":

@@ -46,6 +46,35 @@ def endpoint_host(endpoint: str) -> str:
     return parts.hostname
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    # Every file here holds a secret or sits next to one: owner-only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o600)
+
+
+def client_cert(name: str, roles: list[str], pki_dir: Path, outdir: Path, *, days: int = 365,
+                force: bool = False) -> list[Path]:
+    """NAME.crt and NAME.key, signed by pki_dir/ca.{crt,key}, with the roles as Organization."""
+    try:
+        ca_cert = pki.load_cert((pki_dir / "ca.crt").read_bytes(), str(pki_dir / "ca.crt"))
+        ca_key = pki.load_key((pki_dir / "ca.key").read_bytes(), str(pki_dir / "ca.key"))
+    except OSError as e:
+        raise OsctlError(f"cannot read the machine CA: {e}") from None
+    except pki.PkiError as e:
+        raise OsctlError(str(e)) from None
+    files = [outdir / f"{name}.crt", outdir / f"{name}.key"]
+    existing = [str(p) for p in files if p.exists()]
+    if existing and not force:
+        raise OsctlError(f"refusing to overwrite {', '.join(existing)} (use --force)")
+    cert, key = pki.new_client_cert(ca_cert, ca_key, name, roles, days=days)
+    outdir.mkdir(parents=True, exist_ok=True)
+    _write_private(files[0], pki.cert_pem(cert))
+    _write_private(files[1], pki.key_pem(key))
+    return files
+
+
 def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
              context_endpoints: list[str] | None = None) -> list[Path]:
     if not cluster or any(c.isspace() for c in cluster):
@@ -112,10 +141,5 @@ def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
         "pki/admin.crt": pki.cert_pem(admin), "pki/admin.key": pki.key_pem(admin_key),
     }
     for name, data in texts.items():
-        path = files[name]
-        # Every file here holds a secret or sits next to one: owner-only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(path, 0o600)
+        _write_private(files[name], data)
     return list(files.values())

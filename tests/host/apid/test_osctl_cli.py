@@ -104,3 +104,29 @@ def test_gen_config_output_passes_validate(tmp_path):
     (tmp_path / "broken.yaml").write_text("version: v1alpha1\nmachine: {type: toaster}\n")
     r = osctl("validate", str(tmp_path / "broken.yaml"))
     assert r.returncode != 0 and "invalid" in r.stdout
+
+
+def test_gen_cert_makes_a_working_reader(tmp_path):
+    """`gen cert --role os:reader` signs a certificate a real apid accepts as reader, and refuses reboot."""
+    out = tmp_path / "gen"
+    assert osctl("gen", "config", "demo", "10.0.2.15", "--output-dir", str(out)).returncode == 0
+    r = osctl("gen", "cert", "alice", "--role", "os:reader", "--pki", str(out / "pki"),
+              "--output-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    worker = yaml.safe_load((out / "worker.yaml").read_text())
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps(worker))
+    proc, host, port = start_apid(tmp_path / "cfg", tmp_path / "cfg" / "config.json",
+                                  tmp_path / "no-pid1.sock")
+    try:
+        ctx = yaml.safe_load((out / "osctlconfig").read_text())
+        ctx["contexts"]["demo"]["crt"] = pki.encode_field((tmp_path / "alice.crt").read_bytes())
+        ctx["contexts"]["demo"]["key"] = pki.encode_field((tmp_path / "alice.key").read_bytes())
+        (tmp_path / "alice.yaml").write_text(yaml.safe_dump(ctx))
+        base = ["--osctlconfig", str(tmp_path / "alice.yaml"), "-e", f"{host}:{port}"]
+        assert osctl(*base, "version").returncode == 0
+        r = osctl(*base, "reboot")
+        assert r.returncode == 1 and "your certificate (alice) has os:reader" in r.stderr, r.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
