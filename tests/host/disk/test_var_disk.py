@@ -153,3 +153,12 @@ def test_second_run_leaves_mounted_var_alone(loopdisk, layout):
     setup(_config(loopdisk.devnode), layout)
     result = setup(_config(loopdisk.devnode, wipe=True), layout)
     assert result.mode == "already-mounted"
+
+
+def test_interrupted_first_boot_gets_its_filesystem(loopdisk, layout):
+    """Our EPHEMERAL partition present but never formatted (power lost before mkfs) is formatted."""
+    subprocess.run(["sgdisk", "--new=1:0:0", "--change-name=1:EPHEMERAL", loopdisk.devnode],
+                   check=True, capture_output=True)
+    result = setup(_config(loopdisk.devnode), layout)
+    assert result.action == "format" and mountcall.mounted_at(layout.var) == "ext4"
+    assert blockdev.probe(result.partition)["LABEL"] == "EPHEMERAL"
