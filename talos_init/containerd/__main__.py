@@ -15,7 +15,12 @@ from pathlib import Path
 
 import structlog
 
-from talos_init.containerd.config import ContainerdConfigError, Layout, install_default_cni, write_all
+from talos_init.containerd.config import (
+    ContainerdConfigError,
+    Layout,
+    install_default_cni,
+    write_all,
+)
 
 log = structlog.get_logger("containerd")
 DEFAULT_CNI = Path(__file__).resolve().parents[2] / "configs/cni/10-talos-init-bridge.conflist"

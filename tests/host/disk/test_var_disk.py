@@ -27,8 +27,9 @@ def _mount_options(target) -> set[str]:
 
 
 def _partition_node(loopdisk) -> str:
-    from talos_init.disk.blockdev import find_by_path
     import pyudev
+
+    from talos_init.disk.blockdev import find_by_path
     disk = find_by_path(pyudev.Context(), loopdisk.devnode)
     node = blockdev.partition_node(disk, 1)
     assert node is not None

@@ -7,8 +7,14 @@ import tomllib
 
 import pytest
 
-from talos_init.containerd.config import (ContainerdConfigError, Layout, install_default_cni,
-                                          render, render_hosts, write_all)
+from talos_init.containerd.config import (
+    ContainerdConfigError,
+    Layout,
+    install_default_cni,
+    render,
+    render_hosts,
+    write_all,
+)
 
 
 def test_config_is_cri_ready_with_cgroupfs(tmp_path):

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from talos_init.hardening import (KSPP_SYSCTLS, apply_kernel_hardening, apply_machine,
-                                  check_cmdline, check_file_path, sysctl_path, write_file)
+from talos_init.hardening import (
+    KSPP_SYSCTLS,
+    apply_kernel_hardening,
+    apply_machine,
+    check_cmdline,
+    check_file_path,
+    sysctl_path,
+    write_file,
+)
 
 
 def _tree(root: Path, names: dict[str, str]) -> Path:

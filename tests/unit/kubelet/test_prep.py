@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talos_init.kubelet.prep import (KubeletPrepError, Layout, cluster_dns, merge_flags,
-                                     pick_node_ips, prepare, write_files)
+from talos_init.kubelet.prep import (
+    KubeletPrepError,
+    Layout,
+    cluster_dns,
+    merge_flags,
+    pick_node_ips,
+    prepare,
+    write_files,
+)
 
 FIXTURE = Path(__file__).with_name("worker-effective.json")
 NODE_ADDRS = [ipaddress.ip_address(a) for a in ("127.0.0.1", "10.0.2.15", "fd00::15", "::1")]
