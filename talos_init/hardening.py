@@ -43,7 +43,8 @@ KSPP_SYSCTLS: dict[str, str] = {
     "user.max_user_namespaces": "0",
 }
 # Values below which we never lower an existing setting (more is stricter).
-AT_LEAST = {"kernel.yama.ptrace_scope", "kernel.perf_event_paranoid"}
+# (machine.sysctls may still lower them: the operator's word is final.)
+AT_LEAST = frozenset({"kernel.yama.ptrace_scope", "kernel.perf_event_paranoid"})
 
 # What Kubernetes networking needs; bridge-nf-* exist only once br_netfilter is loaded.
 KUBERNETES_SYSCTLS: dict[str, str] = {
@@ -56,6 +57,8 @@ KUBERNETES_SYSCTLS: dict[str, str] = {
     "kernel.panic": "10",
     "kernel.panic_on_oops": "1",
     "vm.panic_on_oom": "0",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
 }
 KUBERNETES_MODULES = ("br_netfilter", "overlay")
 
@@ -91,7 +94,9 @@ def sysctl_path(proc_sys: Path, name: str) -> Path:
 
 
 def apply_sysctls(values: Mapping[str, str], proc_sys: Path, report: Report, *,
-                  source: str, missing_is_error: bool) -> None:
+                  source: str, missing_is_error: bool,
+                  at_least: frozenset[str] = frozenset()) -> None:
+    """Write each value; for names in ``at_least`` a higher current value is kept."""
     for name, value in values.items():
         try:
             path = sysctl_path(proc_sys, name)
@@ -106,7 +111,7 @@ def apply_sysctls(values: Mapping[str, str], proc_sys: Path, report: Report, *,
             continue
         want = str(value).strip()
         try:
-            if name in AT_LEAST:
+            if name in at_least:
                 current = path.read_text().strip()
                 if current.lstrip("-").isdigit() and want.lstrip("-").isdigit() and int(current) >= int(want):
                     report.kept[name] = current
@@ -128,7 +133,8 @@ def apply_kernel_hardening(proc_sys: Path = Path("/proc/sys"),
                            cmdline_path: Path = Path("/proc/cmdline")) -> Report:
     """PID 1, before any service: KSPP sysctls and the command-line check. Never raises."""
     report = Report()
-    apply_sysctls(KSPP_SYSCTLS, proc_sys, report, source="KSPP", missing_is_error=False)
+    apply_sysctls(KSPP_SYSCTLS, proc_sys, report, source="KSPP", missing_is_error=False,
+                  at_least=AT_LEAST)
     try:
         report.warnings += check_cmdline(cmdline_path.read_text())
     except OSError as exc:

@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyudev
@@ -175,13 +176,30 @@ def ensure_partition_node(disk: Disk, part: gpt.Partition, wait: float = 10.0) -
                 raise DiskError(f"{disk}: cannot add partition {part.number} to the kernel: {exc}") from None
         node = partition_node(disk, part.number)
     if node is None:
-        raise DiskError(f"{disk}: partition {part.number} is in the table but the kernel has no device for it")
+        raise DiskError(f"{disk}: partition {part.number} is in the table "
+                        "but the kernel has no device for it")
+    _check_geometry(disk, part, node)
     deadline = time.monotonic() + wait
     while not os.path.exists(node):  # devtmpfs/udev creates the node shortly after
         if time.monotonic() >= deadline:
             raise DiskError(f"{disk}: partition device {node} did not appear within {wait:g}s")
         time.sleep(0.05)
     return node
+
+
+def _check_geometry(disk: Disk, part: gpt.Partition, node: str) -> None:
+    """The kernel's partition must be the one in the table (a failed re-read leaves old bounds)."""
+    sysfs = Path("/sys/class/block") / os.path.basename(node)
+    try:
+        start = int((sysfs / "start").read_text()) * 512  # sysfs counts 512-byte sectors
+        size = int((sysfs / "size").read_text()) * 512
+    except (OSError, ValueError):
+        return  # no sysfs view: nothing to compare
+    if (start, size) != (part.start_bytes(disk.sector), part.size_bytes(disk.sector)):
+        raise DiskError(f"{disk}: the kernel's {node} (start {start}, size {size} bytes) does not "
+                        f"match the partition table ({part.start_bytes(disk.sector)}, "
+                        f"{part.size_bytes(disk.sector)}); the table could not be re-read, "
+                        "reboot to use the new table")
 
 
 def run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:

@@ -141,3 +141,21 @@ def test_bad_file_is_reported_others_written(tmp_path):
     assert len(report.errors) == 1 and "machine.files[0]" in report.errors[0]
     assert "'/etc/shadow' is not allowed" in report.errors[0]
     assert (tmp_path / "root/var/ok.txt").read_text() == "ok"
+
+
+def test_machine_sysctls_may_relax_kspp(tmp_path):
+    """The operator can lower a KSPP minimum through machine.sysctls (e.g. ptrace_scope=0)."""
+    proc_sys = _tree(tmp_path, {"kernel.yama.ptrace_scope": "1"})
+    report = apply_machine({"machine": {"sysctls": {"kernel.yama.ptrace_scope": "0"}}}, proc_sys,
+                           tmp_path / "root", modprobe=str(tmp_path / "none"))
+    assert report.ok and _read(proc_sys, "kernel.yama.ptrace_scope") == "0"
+
+
+def test_kubelet_protect_kernel_defaults_values(tmp_path):
+    """The values kubelet's protectKernelDefaults insists on are all set."""
+    wanted = {"vm.overcommit_memory": "1", "vm.panic_on_oom": "0", "kernel.panic": "10",
+              "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
+              "kernel.keys.root_maxbytes": "25000000"}
+    proc_sys = _tree(tmp_path, {k: "7" for k in wanted})
+    apply_machine({"machine": {}}, proc_sys, tmp_path / "root", modprobe=str(tmp_path / "none"))
+    assert {k: _read(proc_sys, k) for k in wanted} == wanted
