@@ -105,7 +105,8 @@ def apply_sysctls(values: Mapping[str, str], proc_sys: Path, report: Report, *,
             continue
         if not path.exists():
             if missing_is_error:
-                report.errors.append(f"{source}: sysctl {name} does not exist on this kernel ({path})")
+                report.errors.append(
+                    f"{source}: sysctl {name} does not exist on this kernel ({path})")
             else:
                 report.missing.append(name)
             continue
@@ -113,7 +114,8 @@ def apply_sysctls(values: Mapping[str, str], proc_sys: Path, report: Report, *,
         try:
             if name in at_least:
                 current = path.read_text().strip()
-                if current.lstrip("-").isdigit() and want.lstrip("-").isdigit() and int(current) >= int(want):
+                numbers = current.lstrip("-").isdigit() and want.lstrip("-").isdigit()
+                if numbers and int(current) >= int(want):
                     report.kept[name] = current
                     continue
             path.write_text(want + "\n")
@@ -150,7 +152,8 @@ def load_modules(names: Iterable[str], modprobe: str, report: Report) -> None:
             continue
         r = subprocess.run([modprobe, "-q", name], capture_output=True, text=True)
         if r.returncode != 0:  # built in or absent: the sysctl step reports what is missing
-            report.warnings.append(f"module {name}: modprobe exited {r.returncode}: {r.stderr.strip()}")
+            report.warnings.append(
+                f"module {name}: modprobe exited {r.returncode}: {r.stderr.strip()}")
 
 
 def check_file_path(path: str) -> str | None:
@@ -159,7 +162,8 @@ def check_file_path(path: str) -> str | None:
         return f"machine.files path {path!r} is not absolute"
     norm = os.path.normpath(path)
     if norm != path.rstrip("/") or path.endswith("/"):
-        return f"machine.files path {path!r} is not a normalized file path (no '..', '//' or trailing '/')"
+        return (f"machine.files path {path!r} is not a normalized file path "
+                "(no '..', '//' or trailing '/')")
     if norm in ALLOWED_FILES or any(norm.startswith(p) for p in ALLOWED_PREFIXES):
         return None
     allowed = ", ".join([*(p + "..." for p in ALLOWED_PREFIXES), *sorted(ALLOWED_FILES)])
@@ -203,7 +207,8 @@ def write_file(spec: Mapping[str, Any], root: Path) -> str:
         if existing is not None and existing.endswith(content):
             os.chmod(target, mode)
             return "unchanged (append: content already at the end)"
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(target, flags, mode)
         try:
             os.write(fd, content)
             os.fchmod(fd, mode)

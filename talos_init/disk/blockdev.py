@@ -43,7 +43,8 @@ class Disk:
 def _disk(device: pyudev.Device) -> Disk:
     sector = int(device.attributes.asint("queue/logical_block_size"))
     size = int(device.attributes.asint("size")) * 512  # sysfs counts 512-byte units
-    return Disk(device.device_node or f"/dev/{device.sys_name}", device.sys_name, sector, size, device)
+    node = device.device_node or f"/dev/{device.sys_name}"
+    return Disk(node, device.sys_name, sector, size, device)
 
 
 def find_by_path(context: pyudev.Context, path: str, wait: float = 10.0) -> Disk:
@@ -55,7 +56,8 @@ def find_by_path(context: pyudev.Context, path: str, wait: float = 10.0) -> Disk
             break
         except (pyudev.DeviceNotFoundError, OSError, ValueError) as exc:
             if time.monotonic() >= deadline:
-                raise DiskError(f"machine.install.disk {path}: no such block device ({exc})") from None
+                raise DiskError(
+                    f"machine.install.disk {path}: no such block device ({exc})") from None
             time.sleep(0.1)  # a one-shot child, not PID 1: a short poll is fine here
     if device.subsystem != "block":
         raise DiskError(f"machine.install.disk {path}: not a block device")
@@ -83,7 +85,8 @@ def _attr(device: pyudev.Device, name: str) -> str:
 def matches(device: pyudev.Device, selector: dict[str, Any]) -> bool:
     for key, pattern in selector.items():
         if key in SELECTOR_ATTRS:
-            value = _attr(device, SELECTOR_ATTRS[key]) or (device.properties.get(f"ID_{key.upper()}") or "")
+            value = (_attr(device, SELECTOR_ATTRS[key])
+                     or device.properties.get(f"ID_{key.upper()}") or "")
         elif key == "busPath":
             value = device.parent.device_path if device.parent is not None else ""
             value = value.removeprefix("/devices")
@@ -93,8 +96,9 @@ def matches(device: pyudev.Device, selector: dict[str, Any]) -> bool:
                      "sd" if device.sys_name.startswith("mmcblk") else
                      "hdd" if rotational == "1" else "ssd")
         else:
+            known = ", ".join(sorted([*SELECTOR_ATTRS, "busPath", "type"]))
             raise DiskError(f"machine.install.diskSelector.{key}: not supported "
-                            f"(supported: {', '.join(sorted([*SELECTOR_ATTRS, 'busPath', 'type']))})")
+                            f"(supported: {known})")
         if not fnmatch.fnmatchcase(value, str(pattern)):
             return False
     return True
@@ -173,7 +177,8 @@ def ensure_partition_node(disk: Disk, part: gpt.Partition, wait: float = 10.0) -
             try:
                 fcntl.ioctl(f.fileno(), BLKPG, bytes(arg))
             except OSError as exc:
-                raise DiskError(f"{disk}: cannot add partition {part.number} to the kernel: {exc}") from None
+                raise DiskError(f"{disk}: cannot add partition {part.number} "
+                                f"to the kernel: {exc}") from None
         node = partition_node(disk, part.number)
     if node is None:
         raise DiskError(f"{disk}: partition {part.number} is in the table "

@@ -33,7 +33,8 @@ def umount(target: str | os.PathLike[str]) -> None:
         raise OSError(err, f"umount: {os.strerror(err)}", os.fspath(target))
 
 
-def mounted_at(target: str | os.PathLike[str], mountinfo: str = "/proc/self/mountinfo") -> str | None:
+def mounted_at(target: str | os.PathLike[str],
+               mountinfo: str = "/proc/self/mountinfo") -> str | None:
     """The filesystem type mounted exactly at ``target``, or None."""
     want = os.path.realpath(target)
     found = None

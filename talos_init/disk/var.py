@@ -52,7 +52,7 @@ class Result:
 
 
 def choose_disk(install: dict[str, Any], context: pyudev.Context, wait: float) -> Disk | None:
-    """machine.install.disk, else the first disk matching machine.install.diskSelector, else None."""
+    """machine.install.disk, else the first disk matching install.diskSelector, else None."""
     if install.get("disk"):
         return blockdev.find_by_path(context, install["disk"], wait)
     selector = install.get("diskSelector")

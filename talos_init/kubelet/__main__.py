@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--healthz-port", type=int, default=Layout.healthz_port)
     args = p.parse_args(argv)
     if not os.access(args.kubelet, os.X_OK):
-        log.warning("kubelet_skipped", reason=f"skipped: no kubelet binary in this image ({args.kubelet})")
+        log.warning("kubelet_skipped",
+                    reason=f"skipped: no kubelet binary in this image ({args.kubelet})")
         return EXIT_NO_KUBELET
     layout = Layout(etc=args.etc, var_lib=args.var_lib, runtime_endpoint=args.runtime_endpoint,
                     healthz_port=args.healthz_port)

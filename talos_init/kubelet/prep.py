@@ -72,7 +72,8 @@ def cluster_dns(config: Mapping[str, Any]) -> list[str]:
     explicit = ((config.get("machine") or {}).get("kubelet") or {}).get("clusterDNS")
     if explicit:
         return [str(ipaddress.ip_address(a)) for a in explicit]
-    subnets = ((config.get("cluster") or {}).get("network") or {}).get("serviceSubnets") or ["10.96.0.0/12"]
+    cnet = (config.get("cluster") or {}).get("network") or {}
+    subnets = cnet.get("serviceSubnets") or ["10.96.0.0/12"]
     out = []
     for s in subnets:
         net = ipaddress.ip_network(s, strict=False)
@@ -120,7 +121,8 @@ def bootstrap_kubeconfig(config: Mapping[str, Any]) -> dict[str, Any]:
         token = cluster["token"]
         ca = cluster["ca"]["crt"]
     except (KeyError, TypeError) as exc:
-        raise KubeletPrepError(f"cluster.{exc.args[0]} is missing from the machine config") from None
+        raise KubeletPrepError(
+            f"cluster.{exc.args[0]} is missing from the machine config") from None
     name = cluster.get("clusterName") or "talos-init"
     return {
         "apiVersion": "v1",
@@ -194,8 +196,8 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     except ValueError:
         raise KubeletPrepError("cluster.ca.crt is not base64-encoded PEM") from None
     files = {
-        layout.config: (yaml.safe_dump(kubelet_configuration(config, layout), sort_keys=False).encode(), 0o644),
-        layout.bootstrap_kubeconfig: (yaml.safe_dump(bootstrap_kubeconfig(config), sort_keys=False).encode(), 0o600),
+        layout.config: (_yaml(kubelet_configuration(config, layout)), 0o644),
+        layout.bootstrap_kubeconfig: (_yaml(bootstrap_kubeconfig(config)), 0o600),
         layout.ca: (ca, 0o644),
     }
     ours = {
@@ -220,6 +222,10 @@ def prepare(config: Mapping[str, Any], layout: Layout,
         ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
     return Prepared(flags, files, notes)
+
+
+def _yaml(doc: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
 def write_files(prepared: Prepared, layout: Layout) -> None:
