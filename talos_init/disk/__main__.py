@@ -2,11 +2,13 @@
 
 Exit 0 once /var is mounted (disk or tmpfs); exit 1 with one log line naming
 the disk and the reason when it refuses (a disk holding foreign data,
-uncorrectable filesystem errors, a named disk that does not exist).
+uncorrectable filesystem errors, a named disk that does not exist). The
+options exist for tests; the service runs with the defaults.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -20,18 +22,22 @@ log = structlog.get_logger("disk")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    config_path = Path(args[0] if args else "/run/talos/config.json")
+    p = argparse.ArgumentParser(prog="talos_init.disk")
+    p.add_argument("--machine-config", type=Path, default=Path("/run/talos/config.json"))
+    p.add_argument("--var", type=Path, default=Layout.var)
+    p.add_argument("--etc", type=Path, default=Layout.etc)
+    p.add_argument("--report", type=Path, default=Layout.report)
+    args = p.parse_args(argv)
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(args.machine_config.read_text())
     except FileNotFoundError:
         config = None  # no machine config: no disk named, so /var is tmpfs
-        log.warning("config_missing", path=str(config_path))
+        log.warning("config_missing", path=str(args.machine_config))
     except (OSError, ValueError) as exc:
-        log.error("config_unreadable", path=str(config_path), error=str(exc))
+        log.error("config_unreadable", path=str(args.machine_config), error=str(exc))
         return 1
     try:
-        setup(config, Layout())
+        setup(config, Layout(var=args.var, etc=args.etc, report=args.report))
     except (DiskError, OSError) as exc:
         log.error("var_failed", error=str(exc))
         return 1
