@@ -23,8 +23,10 @@ from talos_init.containerd.config import (
 )
 
 log = structlog.get_logger("containerd")
-DEFAULT_CNI = Path(__file__).resolve().parents[2] / "configs/cni/10-talos-init-bridge.conflist"
-IMAGE_CNI = Path("/usr/lib/talos/cni/10-talos-init-bridge.conflist")  # where the image ships it
+DEFAULT_CNI = Path(__file__).resolve().parents[2] / "configs/cni/99-talos-init-default.conflist"
+# Where the image ships it. Named 99-: containerd uses the first conf by name, so any network
+# the cluster installs later (05-cilium, 10-flannel, 10-weave...) takes precedence.
+IMAGE_CNI = Path("/usr/lib/talos/cni/99-talos-init-default.conflist")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ def test_real_containerd_starts_from_generated_config_and_notifies(tmp_path, sho
         cri = [line for line in r.stdout.splitlines() if "io.containerd.grpc.v1" in line
                and " cri " in f" {line} "]
         assert cri and cri[0].split()[-1] == "ok", r.stdout
-        assert (cni_conf / "10-talos-init-bridge.conflist").exists()
+        assert (cni_conf / "99-talos-init-default.conflist").exists()
         assert (tmp_path / "etc/containerd/certs.d/docker.io/hosts.toml").exists()
         assert any("READY=1" in m for m in messages)
     finally:

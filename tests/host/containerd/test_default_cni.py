@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
-CONF = REPO / "configs/cni/10-talos-init-bridge.conflist"
+CONF = REPO / "configs/cni/99-talos-init-default.conflist"
 
 
 def test_default_conf_gives_a_pod_a_reachable_address(tmp_path):
