@@ -12,6 +12,7 @@ import os
 MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOATIME = 1024
+MS_SHARED = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -25,6 +26,13 @@ def mount(source: str, target: str | os.PathLike[str], fstype: str, flags: int,
                    data.encode() if data else None) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"mount {fstype} {source}: {os.strerror(err)}", os.fspath(target))
+
+
+def make_shared(target: str | os.PathLike[str]) -> None:
+    """Mark a mount point shared, so mounts made below it propagate (kubelet's Bidirectional)."""
+    if _libc.mount(None, os.fsencode(target), None, MS_SHARED, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"make shared: {os.strerror(err)}", os.fspath(target))
 
 
 def umount(target: str | os.PathLike[str]) -> None:

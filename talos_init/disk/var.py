@@ -185,6 +185,8 @@ def setup(config: dict[str, Any] | None, layout: Layout,
             mountcall.mount(node, layout.var, FSTYPE, VAR_FLAGS)
             log.info("var_mounted", device=node, path=str(layout.var),
                      options="nodev,nosuid,noatime")
+        # Pods with Bidirectional mount propagation need a shared /var/lib/kubelet.
+        mountcall.make_shared(layout.var)
     make_state_dirs(layout)
     write_report(layout.report, result)
     return result

@@ -18,11 +18,13 @@ def _config(disk: str, wipe: bool = False) -> dict:
 
 
 def _mount_options(target) -> set[str]:
+    """Per-mount options plus the optional fields (shared:N) of the visible mount at target."""
+    opts: set[str] = set()
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             if fields[4] == str(target):
-                opts = set(fields[5].split(","))
+                opts = set(fields[5].split(",")) | set(fields[6:fields.index("-")])
     return opts
 
 
@@ -45,7 +47,9 @@ def test_blank_disk_is_partitioned_formatted_labelled_and_mounted(loopdisk, layo
     sig = blockdev.probe(result.partition)
     assert sig["TYPE"] == "ext4" and sig["LABEL"] == "EPHEMERAL"
     assert mountcall.mounted_at(layout.var) == "ext4"
-    assert {"nodev", "nosuid", "noatime"} <= _mount_options(layout.var)
+    options = _mount_options(layout.var)
+    assert {"nodev", "nosuid", "noatime"} <= options
+    assert any(o.startswith("shared:") for o in options)  # kubelet's mount propagation
     for rel in ("lib/containerd", "lib/kubelet", "log", "lib/kubernetes"):
         assert (layout.var / rel).is_dir()
     assert os.readlink(layout.etc / "kubernetes") == str(layout.var / "lib/kubernetes")
