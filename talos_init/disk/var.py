@@ -116,6 +116,9 @@ def prepare(disk: Disk, wipe: bool, wait: float) -> tuple[str, Result]:
         raise DiskError(plan.reason)
     if plan.action in (Action.WIPE, Action.PARTITION):
         if plan.action is Action.WIPE:
+            log.warning("var_wiping", disk=disk.devnode,
+                        note="machine.install.wipe is true: every boot erases /var until it is "
+                             "set back to false")
             blockdev.zero_ends(disk)
         node = blockdev.ensure_partition_node(disk, _partition(disk), wait)
         _format(node)
