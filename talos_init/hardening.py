@@ -59,6 +59,10 @@ KUBERNETES_SYSCTLS: dict[str, str] = {
     "vm.panic_on_oom": "0",
     "kernel.keys.root_maxkeys": "1000000",
     "kernel.keys.root_maxbytes": "25000000",
+    # Room for many pods and their watchers, as Talos sets by default.
+    "fs.inotify.max_user_instances": "8192",
+    "fs.aio-max-nr": "1048576",
+    "kernel.pid_max": "262144",
 }
 KUBERNETES_MODULES = ("br_netfilter", "overlay")
 
