@@ -3,43 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def short_dir():
-    # unix socket paths are limited to 108 bytes: pytest's tmp_path is too deep.
-    d = Path(tempfile.mkdtemp(prefix="ctd-", dir="/tmp"))
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _wait_ready(sock: socket.socket, timeout: float) -> list[str]:
-    got = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.1, deadline - time.monotonic()))
-        try:
-            msg = sock.recv(4096).decode()
-        except TimeoutError:
-            break
-        got.append(msg)
-        if "READY=1" in msg.split("\n"):
-            return got
-    raise AssertionError(f"no READY=1 within {timeout}s; got {got}")
+from tests.host.containerd.conftest import REPO, wait_ready
 
 
 def test_real_containerd_starts_from_generated_config_and_notifies(tmp_path, short_dir):
@@ -63,7 +32,7 @@ def test_real_containerd_starts_from_generated_config_and_notifies(tmp_path, sho
     proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        messages = _wait_ready(notify, timeout=90)
+        messages = wait_ready(notify, timeout=90)
         assert address.is_socket()
         assert os.readlink(f"/proc/{proc.pid}/exe") == "/usr/bin/containerd"  # exec'd, same pid
         r = subprocess.run(["ctr", "--address", str(address), "plugins", "ls"],

@@ -13,8 +13,9 @@ CONF = REPO / "configs/cni/99-talos-init-default.conflist"
 
 def test_default_conf_gives_a_pod_a_reachable_address(tmp_path):
     """bridge + host-local put 10.88.0.x on the pod's eth0, reachable from the node's cni0."""
-    r = subprocess.run(["unshare", "--net", sys.executable, str(Path(__file__).with_name("cni_child.py")),
-                        str(CONF), str(tmp_path / "ipam")],
+    child = Path(__file__).with_name("cni_child.py")
+    r = subprocess.run(["unshare", "--net", sys.executable, str(child), str(CONF),
+                        str(tmp_path / "ipam")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
