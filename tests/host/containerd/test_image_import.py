@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from talos_init.containerd.images import Ctr, ImageError, parse_images
+from talos_init.containerd.images import Ctr, ImageError
 from tests.host.containerd.oci import oci_archive
 
 
@@ -26,12 +26,3 @@ def test_garbage_is_refused_with_ctrs_reason(containerd):
     """Bytes that are not an image archive fail with ctr's own message."""
     with pytest.raises(ImageError, match="ctr images import"):
         Ctr(address=containerd, timeout=60).import_stream([b"this is not a tar archive" * 100])
-
-
-def test_ctr_listing_is_parsed():
-    """ctr's two-word sizes and comma-separated platforms are read correctly."""
-    text = ("REF TYPE DIGEST SIZE PLATFORMS LABELS\n"
-            "a/b:1 application/vnd.oci.image.index.v1+json sha256:ab 1.5 KiB "
-            "linux/amd64,linux/arm64 -\n")
-    (img,) = parse_images(text)
-    assert img.size == 1536 and img.platforms == ("linux/amd64", "linux/arm64")
