@@ -221,6 +221,13 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     if labels:
         ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
     flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
+    for i, m in enumerate(kub.get("extraMounts") or []):
+        # Talos bind-mounts these into its kubelet container; ours runs in the node's own
+        # mount namespace, where every host path is already visible as itself.
+        if m.get("source") and m.get("source") != m.get("destination"):
+            notes.append(f"machine.kubelet.extraMounts[{i}]: {m['source']} -> "
+                         f"{m.get('destination')} is not applied (the kubelet sees host paths "
+                         "directly; use the source path)")
     return Prepared(flags, files, notes)
 
 

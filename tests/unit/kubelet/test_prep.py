@@ -110,3 +110,13 @@ def test_missing_cluster_fields_are_named(config, tmp_path):
     del config["cluster"]["controlPlane"]
     with pytest.raises(KubeletPrepError, match="cluster.controlPlane is missing"):
         prepare(config, Layout(etc=tmp_path), NODE_ADDRS)
+
+
+def test_extra_mounts_are_reported_not_silently_dropped(config, tmp_path):
+    """A bind from one path to another cannot apply to a host kubelet: a note says so."""
+    config["machine"]["kubelet"]["extraMounts"] = [
+        {"source": "/var/mnt/a", "destination": "/var/mnt/b", "type": "bind"},
+        {"source": "/var/local", "destination": "/var/local", "type": "bind"}]
+    notes = prepare(config, Layout(etc=tmp_path), NODE_ADDRS).notes
+    assert any("extraMounts[0]: /var/mnt/a -> /var/mnt/b is not applied" in n for n in notes)
+    assert not any("extraMounts[1]" in n for n in notes)
