@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("kubelet_prep_failed", error=str(exc))
         return 1
     for note in prepared.notes:
-        log.info("kubelet_flag_override", note=note)
+        log.info("kubelet_prep_note", note=note)
     argv_exec = [args.kubelet, *prepared.argv_flags]
     log.info("kubelet_exec", argv=argv_exec)
     try:
