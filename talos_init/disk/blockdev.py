@@ -40,6 +40,31 @@ class Disk:
         return self.devnode
 
 
+def udev_context() -> pyudev.Context:
+    """pyudev's Context, also where ctypes.util.find_library finds nothing.
+
+    find_library needs ldconfig's cache, gcc or ld; an initramfs has none of them,
+    so pyudev would report "No library named udev" although libudev.so.1 is there.
+    """
+    try:
+        return pyudev.Context()
+    except ImportError:
+        from pyudev._ctypeslib import utils
+
+        found = utils.find_library
+
+        def find_library(name: str) -> str | None:
+            soname = f"lib{name}.so.1"
+            try:
+                ctypes.CDLL(soname)
+            except OSError:
+                return found(name)
+            return soname
+
+        utils.find_library = find_library
+        return pyudev.Context()
+
+
 def _disk(device: pyudev.Device) -> Disk:
     sector = int(device.attributes.asint("queue/logical_block_size"))
     size = int(device.attributes.asint("size")) * 512  # sysfs counts 512-byte units

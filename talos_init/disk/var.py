@@ -175,7 +175,7 @@ def setup(config: dict[str, Any] | None, layout: Layout,
         log.info("var_already_mounted", path=str(layout.var), fstype=already)
         result = Result("already-mounted", notes=[f"{already} already mounted at {layout.var}"])
     else:
-        disk = choose_disk(install, context or pyudev.Context(), layout.device_wait)
+        disk = choose_disk(install, context or blockdev.udev_context(), layout.device_wait)
         if disk is None:
             mountcall.mount("tmpfs", layout.var, "tmpfs", mountcall.MS_NODEV | mountcall.MS_NOSUID,
                             "mode=0755")

@@ -34,3 +34,16 @@ def test_unsupported_selector_field_is_named():
     """A selector field we do not implement is an error naming it."""
     with pytest.raises(DiskError, match=r"diskSelector.uuid: not supported"):
         find_by_selector(pyudev.Context(), {"uuid": "x"})
+
+
+def test_libudev_is_found_without_an_ldconfig_cache(monkeypatch):
+    """In an initramfs ctypes.util.find_library finds nothing; libudev.so.1 is still loaded."""
+    from pyudev._ctypeslib import utils
+
+    from talos_init.disk.blockdev import udev_context
+
+    monkeypatch.setattr(utils, "find_library", lambda name: None)
+    with pytest.raises(ImportError):
+        pyudev.Context()
+    context = udev_context()
+    assert any(True for _ in context.list_devices(subsystem="block"))
