@@ -24,6 +24,8 @@ from typing import Any
 
 import structlog
 
+from talos_init.toolpath import ToolMissing, tool
+
 log = structlog.get_logger("hardening")
 
 # Kernel Self Protection Project recommendations, the set Talos applies at boot.
@@ -149,7 +151,14 @@ def apply_kernel_hardening(proc_sys: Path = Path("/proc/sys"),
     return report
 
 
-def load_modules(names: Iterable[str], modprobe: str, report: Report) -> None:
+def load_modules(names: Iterable[str], modprobe: str | None, report: Report) -> None:
+    """modprobe each module; ``modprobe`` None means look it up (images keep it anywhere)."""
+    if modprobe is None:
+        try:
+            modprobe = tool("modprobe")
+        except ToolMissing as exc:
+            report.warnings.append(f"modules {', '.join(names)} not loaded: {exc}")
+            return
     for name in names:
         if not os.path.exists(modprobe):
             report.warnings.append(f"module {name}: {modprobe} is not in the image")
@@ -235,7 +244,7 @@ def _atomic_write(target: Path, content: bytes, mode: int) -> None:
 
 
 def apply_machine(config: Mapping[str, Any], proc_sys: Path = Path("/proc/sys"),
-                  root: Path = Path("/"), modprobe: str = "/sbin/modprobe") -> Report:
+                  root: Path = Path("/"), modprobe: str | None = None) -> Report:
     """The one-shot after userdata and /var: modules, Kubernetes sysctls, then the config's."""
     machine = config.get("machine") or {}
     report = Report()

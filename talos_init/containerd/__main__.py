@@ -21,6 +21,7 @@ from talos_init.containerd.config import (
     install_default_cni,
     write_all,
 )
+from talos_init.toolpath import ensure_path
 
 log = structlog.get_logger("containerd")
 DEFAULT_CNI = Path(__file__).resolve().parents[2] / "configs/cni/99-talos-init-default.conflist"
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ContainerdConfigError, OSError) as exc:
         log.error("containerd_config_failed", error=str(exc))
         return 1
+    ensure_path()  # runc, the shims, mount: the daemon finds them through PATH
     log.info("containerd_exec", binary=args.containerd, config=str(layout.config))
     try:
         os.execv(args.containerd, [args.containerd, "--config", str(layout.config)])

@@ -16,6 +16,7 @@ from typing import Any
 import pyudev
 
 from talos_init.disk import gpt
+from talos_init.toolpath import ToolMissing, tool
 
 BLKRRPART = 0x125F
 BLKPG = 0x1269
@@ -145,7 +146,11 @@ def find_by_selector(context: pyudev.Context, selector: dict[str, Any]) -> Disk 
 
 def probe(devnode: str) -> dict[str, str]:
     """Signatures on ``devnode`` (blkid low-level probe, no cache); {} when blank."""
-    r = subprocess.run(["blkid", "-p", "-o", "export", devnode], capture_output=True, text=True)
+    try:
+        blkid = tool("blkid")
+    except ToolMissing as exc:
+        raise DiskError(f"{devnode}: cannot probe: {exc}") from None
+    r = subprocess.run([blkid, "-p", "-o", "export", devnode], capture_output=True, text=True)
     if r.returncode == 2:
         return {}
     if r.returncode == 8:
@@ -233,6 +238,11 @@ def _check_geometry(disk: Disk, part: gpt.Partition, node: str) -> None:
 
 
 def run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    """Run a filesystem tool (looked up by name); DiskError with its last lines on failure."""
+    try:
+        argv = [tool(argv[0]), *argv[1:]]
+    except ToolMissing as exc:
+        raise DiskError(f"{what}: {exc}") from None
     r = subprocess.run(argv, capture_output=True, text=True)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]

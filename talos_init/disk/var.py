@@ -21,6 +21,7 @@ import structlog
 from talos_init.disk import blockdev, gpt, mountcall
 from talos_init.disk.blockdev import Disk, DiskError
 from talos_init.disk.plan import FSTYPE, LABEL, Action, decide, fsck_verdict
+from talos_init.toolpath import ToolMissing, tool
 
 log = structlog.get_logger("disk")
 
@@ -87,7 +88,11 @@ def _format(node: str) -> None:
 
 
 def _check(node: str) -> str:
-    r = subprocess.run(["e2fsck", "-p", node], capture_output=True, text=True)
+    try:
+        e2fsck = tool("e2fsck")
+    except ToolMissing as exc:
+        raise DiskError(f"{node}: cannot check: {exc}") from None
+    r = subprocess.run([e2fsck, "-p", node], capture_output=True, text=True)
     ok, what = fsck_verdict(r.returncode)
     output = " | ".join((r.stdout + r.stderr).strip().splitlines()[-4:])
     log.info("var_checked", device=node, e2fsck_status=r.returncode, result=what, output=output)

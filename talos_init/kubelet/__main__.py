@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from talos_init.kubelet.prep import IPAddress, KubeletPrepError, Layout, prepare, write_files
+from talos_init.toolpath import ensure_path
 
 log = structlog.get_logger("kubelet")
 EXIT_NO_KUBELET = 69
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for note in prepared.notes:
         log.info("kubelet_prep_note", note=note)
+    ensure_path()  # runc, the shims, mount: the daemon finds them through PATH
     argv_exec = [args.kubelet, *prepared.argv_flags]
     log.info("kubelet_exec", argv=argv_exec)
     try:
