@@ -78,10 +78,10 @@ def containerd(tmp_path, short_dir):
 
 @pytest.fixture
 def fake_kubelet(tmp_path):
-    """The stand-in installed as an executable 'kubelet' in tmp_path, run by this venv's Python."""
+    """The stand-in installed as an executable 'kubelet' in tmp_path, byte for byte as an image
+    gets it: its own shebang runs it with the system /usr/bin/python3.11."""
     path = tmp_path / "bin/kubelet"
     path.parent.mkdir()
-    body = STANDIN.read_text().split("\n", 1)[1]
-    path.write_text(f"#!{sys.executable} -I\n{body}")
+    shutil.copyfile(STANDIN, path)
     path.chmod(0o755)
     return path
