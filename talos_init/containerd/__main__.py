@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for note in write_all(config, layout):
             log.info("containerd_config_note", note=note)
-        if install_default_cni(layout.cni_conf_dir, args.default_cni):
+        if not args.default_cni.exists():
+            # Not fatal: containerd runs, pods wait for the cluster's CNI.
+            log.warning("cni_default_missing", path=str(args.default_cni))
+        elif install_default_cni(layout.cni_conf_dir, args.default_cni):
             log.info("cni_default_installed", conf_dir=str(layout.cni_conf_dir),
                      conf=args.default_cni.name)
         for d in (layout.root, layout.state, layout.address.parent):

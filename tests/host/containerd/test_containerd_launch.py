@@ -66,3 +66,28 @@ def test_missing_containerd_binary_is_a_clear_failure(tmp_path, short_dir):
     r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 127
     assert "containerd_exec_failed" in r.stdout + r.stderr and "no-containerd" in r.stdout + r.stderr
+
+
+def test_missing_default_cni_conf_does_not_stop_containerd(tmp_path, short_dir):
+    """An image without the default CNI conf still gets containerd (ready), with a warning."""
+    notify_path = short_dir / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    argv = [sys.executable, "-I", "-m", "talos_init.containerd",
+            "--machine-config", str(tmp_path / "absent.json"),
+            "--config", str(tmp_path / "config.toml"), "--hosts-dir", str(tmp_path / "certs.d"),
+            "--root", str(tmp_path / "root"), "--state", str(short_dir / "state"),
+            "--address", str(short_dir / "c.sock"), "--cni-conf-dir", str(tmp_path / "net.d"),
+            "--customization", str(tmp_path / "none.part"),
+            "--default-cni", str(tmp_path / "no-such.conflist")]
+    proc = subprocess.Popen(argv, env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_ready(notify, 90)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors="replace")
+        notify.close()
+    assert "cni_default_missing" in out
+    assert not list((tmp_path / "net.d").glob("*.conflist"))  # containerd makes the dir itself
