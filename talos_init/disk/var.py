@@ -18,14 +18,15 @@ from typing import Any
 import pyudev
 import structlog
 
-from talos_init.disk import blockdev, gpt, mountcall
+from talos_init import mounts, syscalls
+from talos_init.disk import blockdev, gpt
 from talos_init.disk.blockdev import Disk, DiskError
 from talos_init.disk.plan import FSTYPE, LABEL, Action, decide, fsck_verdict
 from talos_init.toolpath import ToolMissing, tool
 
 log = structlog.get_logger("disk")
 
-VAR_FLAGS = mountcall.MS_NODEV | mountcall.MS_NOSUID | mountcall.MS_NOATIME
+VAR_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOATIME
 # Directories the node services keep their state in (relative to /var), with modes.
 STATE_DIRS = {"lib/containerd": 0o711, "lib/kubelet": 0o700, "lib/kubernetes": 0o755,
               "log": 0o755, "lib/cni": 0o755}
@@ -174,7 +175,7 @@ def setup(config: dict[str, Any] | None, layout: Layout,
           context: pyudev.Context | None = None) -> Result:
     install = ((config or {}).get("machine") or {}).get("install") or {}
     layout.var.mkdir(parents=True, exist_ok=True)
-    already = mountcall.mounted_at(layout.var, layout.mountinfo)
+    already = mounts.mounted_at(layout.var, layout.mountinfo)
     if already is not None:
         # A restarted one-shot: /var is in use by now; never touch the disk under it.
         log.info("var_already_mounted", path=str(layout.var), fstype=already)
@@ -182,7 +183,7 @@ def setup(config: dict[str, Any] | None, layout: Layout,
     else:
         disk = choose_disk(install, context or blockdev.udev_context(), layout.device_wait)
         if disk is None:
-            mountcall.mount("tmpfs", layout.var, "tmpfs", mountcall.MS_NODEV | mountcall.MS_NOSUID,
+            syscalls.mount("tmpfs", layout.var, "tmpfs", syscalls.MS_NODEV | syscalls.MS_NOSUID,
                             "mode=0755")
             log.warning("var_ephemeral", path=str(layout.var),
                         reason="no machine.install.disk or diskSelector in the config",
@@ -190,11 +191,11 @@ def setup(config: dict[str, Any] | None, layout: Layout,
             result = Result("ephemeral", notes=["/var is tmpfs; nothing survives a reboot"])
         else:
             node, result = prepare(disk, bool(install.get("wipe")), layout.device_wait)
-            mountcall.mount(node, layout.var, FSTYPE, VAR_FLAGS)
+            syscalls.mount(node, layout.var, FSTYPE, VAR_FLAGS)
             log.info("var_mounted", device=node, path=str(layout.var),
                      options="nodev,nosuid,noatime")
         # Pods with Bidirectional mount propagation need a shared /var/lib/kubelet.
-        mountcall.make_shared(layout.var)
+        syscalls.make_shared(layout.var)
     make_state_dirs(layout)
     write_report(layout.report, result)
     return result

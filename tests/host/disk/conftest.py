@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talos_init.disk import mountcall
+from talos_init import mounts, syscalls
 from talos_init.disk.var import Layout
 
 
@@ -38,5 +38,5 @@ def layout(tmp_path):
     try:
         yield lay
     finally:
-        while mountcall.mounted_at(lay.var) is not None:
-            mountcall.umount(lay.var)
+        while mounts.mounted_at(lay.var) is not None:
+            syscalls.umount2(lay.var)

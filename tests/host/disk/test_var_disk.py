@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from talos_init.disk import blockdev, gpt, mountcall
+from talos_init import mounts, syscalls
+from talos_init.disk import blockdev, gpt
 from talos_init.disk.blockdev import DiskError
 from talos_init.disk.var import setup
 
@@ -46,7 +47,7 @@ def test_blank_disk_is_partitioned_formatted_labelled_and_mounted(loopdisk, layo
     assert [p.name for p in parts] == ["EPHEMERAL"]
     sig = blockdev.probe(result.partition)
     assert sig["TYPE"] == "ext4" and sig["LABEL"] == "EPHEMERAL"
-    assert mountcall.mounted_at(layout.var) == "ext4"
+    assert mounts.mounted_at(layout.var) == "ext4"
     options = _mount_options(layout.var)
     assert {"nodev", "nosuid", "noatime"} <= options
     assert any(o.startswith("shared:") for o in options)  # kubelet's mount propagation
@@ -60,7 +61,7 @@ def test_existing_filesystem_is_checked_and_kept(loopdisk, layout):
     """A disk already holding our filesystem is mounted unchanged: a file written before survives."""
     setup(_config(loopdisk.devnode), layout)
     (layout.var / "log/keep.txt").write_text("still here\n")
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     result = setup(_config(loopdisk.devnode), layout)
     assert result.action == "check" and result.fsck == "clean"
     assert (layout.var / "log/keep.txt").read_text() == "still here\n"
@@ -71,7 +72,7 @@ def test_wipe_true_reformats(loopdisk, layout):
     setup(_config(loopdisk.devnode), layout)
     (layout.var / "log/old.txt").write_text("old\n")
     uuid_before = blockdev.probe(_partition_node(loopdisk))["UUID"]
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     result = setup(_config(loopdisk.devnode, wipe=True), layout)
     assert result.action == "wipe"
     assert not (layout.var / "log/old.txt").exists()
@@ -82,7 +83,7 @@ def test_filesystem_is_clean_after_unmount(loopdisk, layout):
     """After writing and unmounting, e2fsck -fn finds the filesystem clean."""
     result = setup(_config(loopdisk.devnode), layout)
     (layout.var / "lib/containerd/blob").write_bytes(os.urandom(1 << 20))
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     r = subprocess.run(["e2fsck", "-fn", result.partition], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -91,13 +92,13 @@ def test_zeroed_superblock_is_refused_not_reformatted(loopdisk, layout):
     """A partition whose superblock was destroyed is refused with a clear error, never reformatted."""
     result = setup(_config(loopdisk.devnode), layout)
     (layout.var / "log/precious").write_text("data\n")
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     with open(result.partition, "r+b") as f:
         f.seek(1024)
         f.write(bytes(1024))
     with pytest.raises(DiskError, match=r"no recognisable filesystem \(damaged ext4 superblock\?\)"):
         setup(_config(loopdisk.devnode), layout)
-    assert mountcall.mounted_at(layout.var) is None
+    assert mounts.mounted_at(layout.var) is None
     # Nothing was erased: a repair from the backup superblock brings the file back.
     r = subprocess.run(["e2fsck", "-fy", "-b", "8193", "-B", "1024", result.partition],
                        capture_output=True, text=True)
@@ -109,13 +110,13 @@ def test_zeroed_superblock_is_refused_not_reformatted(loopdisk, layout):
 def test_garbled_superblock_fails_the_check_and_is_not_mounted(loopdisk, layout):
     """A superblock with the ext4 magic but impossible geometry makes e2fsck fail: /var is not mounted."""
     result = setup(_config(loopdisk.devnode), layout)
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     with open(result.partition, "r+b") as f:
         f.seek(1024 + 0x18)  # s_log_block_size: an impossible block size
         f.write((40).to_bytes(4, "little"))
     with pytest.raises(DiskError, match=r"not mounting /var: .*e2fsck -p status"):
         setup(_config(loopdisk.devnode), layout)
-    assert mountcall.mounted_at(layout.var) is None
+    assert mounts.mounted_at(layout.var) is None
 
 
 def test_foreign_gpt_is_refused(loopdisk, layout):
@@ -124,7 +125,7 @@ def test_foreign_gpt_is_refused(loopdisk, layout):
                    check=True, capture_output=True)
     with pytest.raises(DiskError, match=r"no partition named EPHEMERAL \(partitions: 1:data\).*wipe: true"):
         setup(_config(loopdisk.devnode), layout)
-    assert mountcall.mounted_at(layout.var) is None
+    assert mounts.mounted_at(layout.var) is None
     assert [p.name for p in gpt.read(loopdisk.devnode, 512)] == ["data"]
 
 
@@ -132,7 +133,7 @@ def test_partition_name_is_rejected(loopdisk, layout):
     """Naming a partition instead of the whole disk is an error that says so."""
     setup(_config(loopdisk.devnode), layout)
     node = _partition_node(loopdisk)
-    mountcall.umount(layout.var)
+    syscalls.umount2(layout.var)
     with pytest.raises(DiskError, match="name the whole disk"):
         setup(_config(node), layout)
 
@@ -148,7 +149,7 @@ def test_no_disk_means_ephemeral_tmpfs(layout):
     """Without an install disk /var is tmpfs and the report says the node is ephemeral."""
     result = setup({"version": "v1alpha1", "machine": {}}, layout)
     assert result.mode == "ephemeral"
-    assert mountcall.mounted_at(layout.var) == "tmpfs"
+    assert mounts.mounted_at(layout.var) == "tmpfs"
     assert (layout.var / "lib/containerd").is_dir()
     assert json.loads(layout.report.read_text())["mode"] == "ephemeral"
 
@@ -165,5 +166,5 @@ def test_interrupted_first_boot_gets_its_filesystem(loopdisk, layout):
     subprocess.run(["sgdisk", "--new=1:0:0", "--change-name=1:EPHEMERAL", loopdisk.devnode],
                    check=True, capture_output=True)
     result = setup(_config(loopdisk.devnode), layout)
-    assert result.action == "format" and mountcall.mounted_at(layout.var) == "ext4"
+    assert result.action == "format" and mounts.mounted_at(layout.var) == "ext4"
     assert blockdev.probe(result.partition)["LABEL"] == "EPHEMERAL"

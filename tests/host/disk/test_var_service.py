@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from talos_init.disk import mountcall
+from talos_init import mounts, syscalls
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,9 +29,9 @@ def test_service_mounts_and_leaves_nothing_holding_var(tmp_path, loopdisk, layou
     """Exit 0, /var mounted, and nothing of ours keeps it busy: a plain umount succeeds."""
     r = _run(tmp_path, layout, {"machine": {"install": {"disk": loopdisk.devnode}}})
     assert r.returncode == 0, r.stdout + r.stderr
-    assert mountcall.mounted_at(layout.var) == "ext4"
+    assert mounts.mounted_at(layout.var) == "ext4"
     assert json.loads(layout.report.read_text())["mode"] == "disk"
-    mountcall.umount(layout.var)  # EBUSY here would mean a lingering process or open file
+    syscalls.umount2(layout.var)  # EBUSY here would mean a lingering process or open file
     fsck = subprocess.run(["e2fsck", "-fn", f"{loopdisk.devnode}p1"],
                           capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
@@ -45,7 +45,7 @@ def test_service_refusal_exits_1_with_the_reason(tmp_path, loopdisk, layout):
     assert r.returncode == 1
     out = r.stdout + r.stderr
     assert "var_failed" in out and loopdisk.devnode in out and "wipe: true" in out
-    assert mountcall.mounted_at(layout.var) is None
+    assert mounts.mounted_at(layout.var) is None
 
 
 def test_service_with_unreadable_config_exits_1(tmp_path, layout):
@@ -54,4 +54,4 @@ def test_service_with_unreadable_config_exits_1(tmp_path, layout):
     cfg.write_text("{not json")
     r = _service(cfg, layout)
     assert r.returncode == 1 and "config_unreadable" in r.stdout + r.stderr
-    assert mountcall.mounted_at(layout.var) is None
+    assert mounts.mounted_at(layout.var) is None
