@@ -122,13 +122,20 @@ class Calls:
             yield item
 
     async def stats(self, params: dict[str, Any]) -> Any:
-        services = await self._pid1("services.list")
+        """cpu and memory per service, then per container (each one's process tree)."""
         out = []
-        for svc in services:
+        for svc in await self._pid1("services.list"):
             pid = svc.get("pid") if isinstance(svc, dict) else None
-            usage = await asyncio.to_thread(facts.tree_usage, pid) if pid else \
-                {"pid": None, "cpu_time": None, "rss": None, "processes": 0}
-            out.append({"id": svc.get("id"), "state": svc.get("state"), **usage})
+            out.append({"kind": "service", "id": svc.get("id"), "state": svc.get("state"),
+                        **await asyncio.to_thread(facts.tree_usage, pid)})
+        for namespace in ("system", "k8s.io"):
+            try:
+                containers = await asyncio.to_thread(self.containerd.containers, namespace)
+            except (OSError, containerd.GrpcError, ValueError):
+                break  # containerd down or not started yet: services are still worth showing
+            for c in containers:
+                out.append({"kind": "container", "id": f"{namespace}/{c['id']}", "state": c["status"],
+                            **await asyncio.to_thread(facts.tree_usage, c["pid"])})
         return out
 
     # -- read here -----------------------------------------------------------------

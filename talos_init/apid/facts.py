@@ -209,8 +209,10 @@ def processes(sample: float = 0.2) -> list[dict[str, Any]]:
     return out
 
 
-def tree_usage(pid: int) -> dict[str, Any]:
+def tree_usage(pid: int | None) -> dict[str, Any]:
     """cpu seconds and resident memory of a process and all its descendants."""
+    if not pid:
+        return {"pid": None, "cpu_time": None, "rss": None, "processes": 0}
     try:
         root = psutil.Process(pid)
         family = [root, *root.children(recursive=True)]

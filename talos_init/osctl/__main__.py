@@ -27,7 +27,7 @@ COLUMNS: dict[str, list[Column]] = {
            ("CPU%", lambda r: f"{r['cpu_percent']:.1f}" if r.get("cpu_percent") is not None else None),
            ("CPU-TIME", _g("cpu_time")), ("RSS", lambda r: human_bytes(r.get("rss"))),
            ("COMMAND", lambda r: (r.get("command") or "")[:100])],
-    "stats": [("ID", _g("id")), ("STATE", _g("state")), ("PID", _g("pid")),
+    "stats": [("KIND", _g("kind")), ("ID", _g("id")), ("STATE", _g("state")), ("PID", _g("pid")),
               ("PROCS", _g("processes")), ("CPU-TIME", _g("cpu_time")),
               ("MEMORY", lambda r: human_bytes(r.get("rss")))],
     "mounts": [("SOURCE", _g("source")), ("TARGET", _g("target")), ("TYPE", _g("fstype")),

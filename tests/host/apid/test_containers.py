@@ -70,3 +70,19 @@ def test_containers_without_containerd_says_so(node):
     """With no containerd listening the call fails with 'containerd ... unreachable'."""
     r = node.osctl(node.osctlconfig("reader", ["os:reader"]), "containers")
     assert r.returncode == 1 and "containerd at" in r.stderr and "unreachable" in r.stderr, r.stderr
+
+
+def test_stats_lists_services_and_containers(node, containerd):
+    """stats has a row per service (with its process tree's usage) and per container."""
+    import json
+
+    create(containerd, "coredns-1", "registry.k8s.io/coredns:v1.11", "coredns-abc")
+    r = node.osctl(node.osctlconfig("reader", ["os:reader"]), "-o", "json", "stats")
+    assert r.returncode == 0, r.stderr
+    rows = {row["id"]: row for row in json.loads(r.stdout)}
+    assert rows["containerd"]["kind"] == "service" and rows["containerd"]["processes"] >= 1
+    assert rows["containerd"]["rss"] > 0
+    assert rows["kubelet"]["processes"] == 0  # no pid: nothing to measure
+    assert rows["k8s.io/coredns-1"] == {"kind": "container", "id": "k8s.io/coredns-1",
+                                        "state": "no task", "pid": None, "cpu_time": None,
+                                        "rss": None, "processes": 0}
