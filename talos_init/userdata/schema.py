@@ -460,7 +460,7 @@ MACHINE = Struct(
             )
         ),
         "acceptedCAs": U(ListOf(CERT_ONLY)),
-        "certSANs": U(ListOf(HOST_OR_IP)),
+        "certSANs": F(ListOf(HOST_OR_IP)),
         "controlPlane": U(
             Struct(
                 "controlPlane",
