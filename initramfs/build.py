@@ -72,7 +72,8 @@ def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
     for b in recipe["binary"]:
         st = Path(b["src"]).stat()
         h.update(f"{b['src']} {st.st_size} {st.st_mtime_ns}".encode())
-    roots = [HERE, *(REPO / p for p in recipe["python"]["packages"]), REPO / "services", *extra]
+    roots = [HERE, *(REPO / p for p in recipe["python"]["packages"]), REPO / "services",
+             *(REPO / f for f in recipe.get("files", {}) if not f.startswith("/")), *extra]
     for root in roots:
         files = sorted(root.rglob("*")) if root.is_dir() else [root] if root.exists() else []
         for f in files:
@@ -281,7 +282,7 @@ class Builder:
 
     def overlay(self) -> None:
         for name, dest in sorted(self.recipe.get("files", {}).items()):
-            self.tree.add_file(dest, "etc", src=Path(name).resolve(), mode=0o644)
+            self.tree.add_file(dest, "etc", src=(REPO / name).resolve(), mode=0o644)
         for root in (ROOTFS, *self.extra_rootfs):
             for f in sorted(root.rglob("*")):
                 if f.is_file():
