@@ -188,8 +188,16 @@ class Builder:
                 dest.write_bytes(e.content())
         modules = self._module_names()
         self.log(f"stdlib: tracing imports of {len(modules)} modules")
-        traced = stdlib.trace(self.interpreter, site_stage, [*modules, *py["extra_stdlib"]],
-                              py["exclude_stdlib"])
+        extra = []
+        for name in py["extra_stdlib"]:  # "pkg.*": every module of a stdlib package
+            if name.endswith(".*"):
+                pkg = name[:-2]
+                pkg_dir = stdlib.STDLIB.joinpath(*pkg.split("."))
+                extra += [pkg] + [f"{pkg}.{f.stem}" for f in sorted(pkg_dir.glob("*.py"))
+                                  if f.stem != "__init__"]
+            else:
+                extra.append(name)
+        traced = stdlib.trace(self.interpreter, site_stage, [*modules, *extra], py["exclude_stdlib"])
         for name, file in traced.modules.items():
             src = Path(file)
             rel = src.relative_to(stdlib.STDLIB)
