@@ -37,7 +37,7 @@ MILESTONES = [
     ("network up", TS + r".*service_state service=networkd state=ready", "ts"),
     ("userdata loaded", TS + r".*service_state service=userdata state=finished", "ts"),
     ("containerd ready", TS + r".*service_state service=containerd state=ready", "ts"),
-    ("kubelet ready", TS + r".*service_state service=kubelet state=(?:ready|skipped)", "ts"),
+    ("kubelet ready (or skipped)", TS + r".*service_state service=kubelet state=(?:ready|skipped)", "ts"),
 ]
 
 
