@@ -175,7 +175,8 @@ class Builder:
                 parts = PurePosixPath(rel).parts
                 if parts[0] == ".." or "__pycache__" in parts or not src.is_file():
                     continue
-                if any(parts[:len(x)] == x for x in excluded):
+                dotted = (*parts[:-1], parts[-1].split(".")[0])  # a module file or a package
+                if any(dotted[:len(x)] == x for x in excluded):
                     continue
                 if parts[0].endswith(".dist-info") and parts[-1] not in ("METADATA", "entry_points.txt"):
                     continue
