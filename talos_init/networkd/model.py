@@ -1,0 +1,422 @@
+"""What the network should look like, parsed from the cmdline and the machine config.
+
+No I/O here: the functions take the parsed kernel command line or the effective
+config (Talos v1alpha1 shape, as written by `userdata` to /run/talos/config.json)
+and return a `NetworkPlan`. Every field that cannot be used becomes a
+`ConfigError` naming its path (``machine.network.interfaces[1].routes[0].gateway``);
+the rest of the plan is kept, so one bad value never costs the whole network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from talos_init.cmdline import HOSTNAME_RE, KernelCmdline
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", re.I)
+IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")  # IFNAMSIZ - 1, no slash, colon or space
+BOND_MODES = {
+    "balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3,
+    "802.3ad": 4, "balance-tlb": 5, "balance-alb": 6,
+}
+XMIT_HASH_POLICIES = {"layer2": 0, "layer3+4": 1, "layer2+3": 2, "encap2+3": 3, "encap3+4": 4}
+LACP_RATES = {"slow": 0, "fast": 1}
+DEFAULT_DHCP_METRIC = 1024  # Talos' default route metric for DHCP routes
+DEFAULT_STATIC_METRIC = 1024
+
+# Fields of machine.network.interfaces[] we read but do not act on: reported, not fatal.
+UNSUPPORTED_INTERFACE_FIELDS = ("bridge", "wireguard", "vip", "dummy", "bridgePort", "dhcpOptions")
+KNOWN_INTERFACE_FIELDS = {"interface", "deviceSelector", "addresses", "cidr", "routes", "mtu", "dhcp",
+                          "ignore", "vlans", "bond", *UNSUPPORTED_INTERFACE_FIELDS}
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    path: str
+    message: str
+    severity: str = "error"  # "error": not applied; "unsupported": accepted and ignored
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Route:
+    network: IPNetwork
+    gateway: IPAddress | None
+    metric: int
+    source: IPAddress | None
+    path: str  # where it came from, for errors
+
+    @property
+    def family(self) -> int:
+        return self.network.version
+
+
+@dataclass(frozen=True)
+class Selector:
+    """How a configured interface finds its link: by name or by hardware address."""
+
+    name: str | None = None
+    hardware_addr: str | None = None  # lower case
+
+    def __str__(self) -> str:
+        return self.name if self.name else f"hardwareAddr {self.hardware_addr}"
+
+
+@dataclass
+class Bond:
+    mode: int = 0
+    slaves: list[Selector] = field(default_factory=list)
+    miimon: int | None = None
+    updelay: int | None = None
+    downdelay: int | None = None
+    xmit_hash_policy: int | None = None
+    lacp_rate: int | None = None
+
+
+@dataclass
+class LinkPlan:
+    """One link to configure: an existing one, or a VLAN or bond to create."""
+
+    selector: Selector
+    path: str
+    kind: str = "existing"  # existing | vlan | bond
+    parent: Selector | None = None  # VLAN's parent link
+    vlan_id: int | None = None
+    bond: Bond | None = None
+    dhcp: bool = False
+    addresses: list[tuple[IPInterface, str]] = field(default_factory=list)  # (address, path)
+    routes: list[Route] = field(default_factory=list)
+    mtu: int | None = None
+    ignore: bool = False
+
+
+@dataclass
+class HostEntry:
+    ip: IPAddress
+    aliases: list[str]
+
+
+@dataclass
+class NetworkPlan:
+    hostname: str | None = None
+    nameservers: list[IPAddress] = field(default_factory=list)
+    search_domains: list[str] = field(default_factory=list)
+    extra_hosts: list[HostEntry] = field(default_factory=list)
+    links: list[LinkPlan] = field(default_factory=list)
+    dhcp_on_carrier: bool = False  # no explicit config: DHCPv4 on every link with carrier
+    errors: list[ConfigError] = field(default_factory=list)
+
+
+def from_cmdline(cmd: KernelCmdline) -> NetworkPlan:
+    """The early plan: `ip=` if given, otherwise DHCPv4 on every link with carrier."""
+    plan = NetworkPlan(hostname=cmd.hostname)
+    if not cmd.ip:
+        plan.dhcp_on_carrier = True
+        return plan
+    for i, ip in enumerate(cmd.ip):
+        path = f"cmdline ip[{i}]"
+        if ip.autoconf in ("dhcp6", "auto6"):
+            plan.errors.append(ConfigError(path, f"autoconf {ip.autoconf} is not supported (DHCPv4 only)",
+                                           "unsupported"))
+            continue
+        if ip.autoconf in ("dhcp", "both") and ip.device is None:
+            plan.dhcp_on_carrier = True
+            continue
+        if ip.device is None and ip.autoconf == "static":
+            plan.errors.append(ConfigError(path, "a static address needs a device (the 6th field)"))
+            continue
+        link = LinkPlan(selector=Selector(name=ip.device), path=path, dhcp=ip.autoconf in ("dhcp", "both"))
+        if ip.address is not None:
+            link.addresses.append((ip.address, f"{path}.address"))
+        if ip.gateway is not None:
+            link.routes.append(Route(
+                ipaddress.ip_network("0.0.0.0/0" if ip.gateway.version == 4 else "::/0"),
+                ip.gateway, DEFAULT_STATIC_METRIC, None, f"{path}.gateway"))
+        plan.links.append(link)
+        if ip.hostname and plan.hostname is None:
+            plan.hostname = ip.hostname
+        plan.nameservers.extend(d for d in ip.dns if d not in plan.nameservers)
+    return plan
+
+
+class _Reader:
+    """Collects errors while reading typed values out of loose JSON."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+
+    def bad(self, path: str, message: str) -> None:
+        self.errors.append(ConfigError(path, message))
+
+    def obj(self, value: Any, path: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.bad(path, f"expected a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def list(self, value: Any, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.bad(path, f"expected a list, got {type(value).__name__}")
+            return []
+        return value
+
+    def int(self, value: Any, path: str, lo: int, hi: int) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            self.bad(path, f"expected an integer from {lo} to {hi}, got {value!r}")
+            return None
+        return value
+
+    def bool(self, value: Any, path: str) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.bad(path, f"expected true or false, got {value!r}")
+            return False
+        return value
+
+    def address(self, value: Any, path: str) -> IPAddress | None:
+        try:
+            return ipaddress.ip_address(str(value).strip())
+        except ValueError:
+            self.bad(path, f"{value!r} is not an IPv4 or IPv6 address")
+            return None
+
+    def cidr(self, value: Any, path: str) -> IPInterface | None:
+        text = str(value).strip()
+        if "/" not in text:
+            self.bad(path, f"{value!r} needs a prefix length (CIDR such as 192.168.1.10/24)")
+            return None
+        try:
+            return ipaddress.ip_interface(text)
+        except ValueError:
+            self.bad(path, f"{value!r} is not an address in CIDR notation")
+            return None
+
+    def network(self, value: Any, path: str) -> IPNetwork | None:
+        try:
+            return ipaddress.ip_network(str(value).strip(), strict=False)
+        except ValueError:
+            self.bad(path, f"{value!r} is not a network in CIDR notation")
+            return None
+
+    def mac(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str) or not MAC_RE.match(value):
+            self.bad(path, f"{value!r} is not a hardware address like 52:54:00:12:34:56")
+            return None
+        return value.lower()
+
+
+def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
+    out = []
+    for j, item in enumerate(r.list(items, path)):
+        rp = f"{path}[{j}]"
+        item = r.obj(item, rp)
+        gateway = r.address(item["gateway"], f"{rp}.gateway") if item.get("gateway") else None
+        if item.get("gateway") and gateway is None:
+            continue
+        net_text = item.get("network") or ("::/0" if gateway and gateway.version == 6 else "0.0.0.0/0")
+        network = r.network(net_text, f"{rp}.network")
+        if network is None:
+            continue
+        if gateway is not None and gateway.version != network.version:
+            r.bad(f"{rp}.gateway", f"gateway {gateway} is IPv{gateway.version} but network {network} "
+                                   f"is IPv{network.version}")
+            continue
+        source = r.address(item["source"], f"{rp}.source") if item.get("source") else None
+        if item.get("source") and source is None:
+            continue
+        metric = r.int(item.get("metric"), f"{rp}.metric", 0, 2**32 - 1)
+        if item.get("metric") is not None and metric is None:
+            continue
+        out.append(Route(network, gateway, DEFAULT_STATIC_METRIC if metric is None else metric, source, rp))
+    return out
+
+
+def _addresses(r: _Reader, item: dict[str, Any], path: str) -> list[tuple[IPInterface, str]]:
+    out = []
+    for j, a in enumerate(r.list(item.get("addresses"), f"{path}.addresses")):
+        addr = r.cidr(a, f"{path}.addresses[{j}]")
+        if addr is not None:
+            out.append((addr, f"{path}.addresses[{j}]"))
+    if item.get("cidr"):  # deprecated single-address form, still accepted by Talos
+        addr = r.cidr(item["cidr"], f"{path}.cidr")
+        if addr is not None:
+            out.append((addr, f"{path}.cidr"))
+    return out
+
+
+def _bond(r: _Reader, value: Any, path: str) -> Bond:
+    b = r.obj(value, path)
+    bond = Bond()
+    mode = b.get("mode", "balance-rr")
+    if mode not in BOND_MODES:
+        r.bad(f"{path}.mode", f"{mode!r} is not one of {', '.join(BOND_MODES)}")
+    else:
+        bond.mode = BOND_MODES[mode]
+    for j, name in enumerate(r.list(b.get("interfaces"), f"{path}.interfaces")):
+        if isinstance(name, str) and IFNAME_RE.match(name):
+            bond.slaves.append(Selector(name=name))
+        else:
+            r.bad(f"{path}.interfaces[{j}]", f"{name!r} is not an interface name")
+    for j, sel in enumerate(r.list(b.get("deviceSelectors"), f"{path}.deviceSelectors")):
+        sp = f"{path}.deviceSelectors[{j}]"
+        mac = r.mac(r.obj(sel, sp).get("hardwareAddr"), f"{sp}.hardwareAddr")
+        if mac:
+            bond.slaves.append(Selector(hardware_addr=mac))
+    bond.miimon = r.int(b.get("miimon"), f"{path}.miimon", 0, 2**31 - 1)
+    bond.updelay = r.int(b.get("updelay"), f"{path}.updelay", 0, 2**31 - 1)
+    bond.downdelay = r.int(b.get("downdelay"), f"{path}.downdelay", 0, 2**31 - 1)
+    if b.get("xmitHashPolicy") is not None:
+        if b["xmitHashPolicy"] in XMIT_HASH_POLICIES:
+            bond.xmit_hash_policy = XMIT_HASH_POLICIES[b["xmitHashPolicy"]]
+        else:
+            r.bad(f"{path}.xmitHashPolicy", f"{b['xmitHashPolicy']!r} is not one of "
+                                            f"{', '.join(XMIT_HASH_POLICIES)}")
+    if b.get("lacpRate") is not None:
+        if b["lacpRate"] in LACP_RATES:
+            bond.lacp_rate = LACP_RATES[b["lacpRate"]]
+        else:
+            r.bad(f"{path}.lacpRate", f"{b['lacpRate']!r} is not slow or fast")
+    if not bond.slaves:
+        r.bad(f"{path}.interfaces", "a bond needs at least one interface")
+    return bond
+
+
+def from_config(config: Any) -> NetworkPlan:
+    """The plan from the effective machine config (``machine.network``)."""
+    plan = NetworkPlan()
+    r = _Reader(plan.errors)
+    machine = r.obj(r.obj(config, "(config)").get("machine"), "machine")
+    net = r.obj(machine.get("network"), "machine.network")
+
+    hostname = net.get("hostname")
+    if hostname is not None:
+        if isinstance(hostname, str) and HOSTNAME_RE.match(hostname):
+            plan.hostname = hostname.lower()
+        else:
+            r.bad("machine.network.hostname", f"{hostname!r} is not a valid hostname")
+    for i, ns in enumerate(r.list(net.get("nameservers"), "machine.network.nameservers")):
+        addr = r.address(ns, f"machine.network.nameservers[{i}]")
+        if addr is not None and addr not in plan.nameservers:
+            plan.nameservers.append(addr)
+    for i, dom in enumerate(r.list(net.get("searchDomains"), "machine.network.searchDomains")):
+        if isinstance(dom, str) and HOSTNAME_RE.match(dom):
+            plan.search_domains.append(dom.lower())
+        else:
+            r.bad(f"machine.network.searchDomains[{i}]", f"{dom!r} is not a domain name")
+    for i, entry in enumerate(r.list(net.get("extraHostEntries"), "machine.network.extraHostEntries")):
+        ep = f"machine.network.extraHostEntries[{i}]"
+        entry = r.obj(entry, ep)
+        ip = r.address(entry.get("ip"), f"{ep}.ip")
+        aliases = []
+        for j, alias in enumerate(r.list(entry.get("aliases"), f"{ep}.aliases")):
+            if isinstance(alias, str) and HOSTNAME_RE.match(alias):
+                aliases.append(alias)
+            else:
+                r.bad(f"{ep}.aliases[{j}]", f"{alias!r} is not a host name")
+        if ip is not None and aliases:
+            plan.extra_hosts.append(HostEntry(ip, aliases))
+
+    for i, item in enumerate(r.list(net.get("interfaces"), "machine.network.interfaces")):
+        path = f"machine.network.interfaces[{i}]"
+        item = r.obj(item, path)
+        for key in item:
+            if key in UNSUPPORTED_INTERFACE_FIELDS:
+                plan.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored",
+                                               "unsupported"))
+            elif key not in KNOWN_INTERFACE_FIELDS:
+                r.bad(f"{path}.{key}", "unknown field")
+        name = item.get("interface")
+        selector: Selector | None = None
+        if name is not None:
+            if isinstance(name, str) and IFNAME_RE.match(name):
+                selector = Selector(name=name)
+            else:
+                r.bad(f"{path}.interface", f"{name!r} is not an interface name (1-15 characters, "
+                                           "no '/', ':' or space)")
+                continue
+        elif item.get("deviceSelector") is not None:
+            ds = r.obj(item["deviceSelector"], f"{path}.deviceSelector")
+            unknown = set(ds) - {"hardwareAddr"}
+            if unknown:
+                plan.errors.append(ConfigError(f"{path}.deviceSelector.{sorted(unknown)[0]}",
+                                               "only hardwareAddr is supported; ignored", "unsupported"))
+            mac = r.mac(ds.get("hardwareAddr"), f"{path}.deviceSelector.hardwareAddr")
+            if mac is None:
+                continue
+            selector = Selector(hardware_addr=mac)
+        else:
+            r.bad(path, "needs interface or deviceSelector")
+            continue
+
+        link = LinkPlan(selector=selector, path=path)
+        link.ignore = r.bool(item.get("ignore"), f"{path}.ignore")
+        link.dhcp = r.bool(item.get("dhcp"), f"{path}.dhcp")
+        link.mtu = r.int(item.get("mtu"), f"{path}.mtu", 68, 65535)
+        link.addresses = _addresses(r, item, path)
+        link.routes = _routes(r, item.get("routes"), f"{path}.routes")
+        if item.get("bond") is not None:
+            if selector.name is None:
+                r.bad(f"{path}.interface", "a bond needs a name (interface: bond0)")
+                continue
+            link.kind = "bond"
+            link.bond = _bond(r, item["bond"], f"{path}.bond")
+        plan.links.append(link)
+
+        for j, vlan in enumerate(r.list(item.get("vlans"), f"{path}.vlans")):
+            vp = f"{path}.vlans[{j}]"
+            vlan = r.obj(vlan, vp)
+            vid = r.int(vlan.get("vlanId"), f"{vp}.vlanId", 1, 4094)
+            if vid is None:
+                if vlan.get("vlanId") is None:
+                    r.bad(f"{vp}.vlanId", "is required")
+                continue
+            if selector.name is None:
+                r.bad(f"{vp}", "VLANs need their parent selected by interface name")
+                continue
+            vname = f"{selector.name}.{vid}"
+            if len(vname) > 15:
+                r.bad(f"{vp}.vlanId", f"VLAN link name {vname!r} is longer than 15 characters")
+                continue
+            vlink = LinkPlan(selector=Selector(name=vname), path=vp, kind="vlan",
+                             parent=selector, vlan_id=vid)
+            vlink.dhcp = r.bool(vlan.get("dhcp"), f"{vp}.dhcp")
+            vlink.mtu = r.int(vlan.get("mtu"), f"{vp}.mtu", 68, 65535)
+            vlink.addresses = _addresses(r, vlan, vp)
+            vlink.routes = _routes(r, vlan.get("routes"), f"{vp}.routes")
+            plan.links.append(vlink)
+    return plan
+
+
+def merge(early: NetworkPlan, config: NetworkPlan) -> NetworkPlan:
+    """The config wins per link and per setting; links it does not mention keep the early plan.
+
+    This keeps the path to the config server working when the config only
+    describes some links (Talos merges cmdline and machine config the same way).
+    """
+    configured = {str(link.selector) for link in config.links}
+    links = [link for link in early.links if str(link.selector) not in configured] + config.links
+    return NetworkPlan(
+        hostname=config.hostname or early.hostname,
+        nameservers=config.nameservers or early.nameservers,
+        search_domains=config.search_domains or early.search_domains,
+        extra_hosts=config.extra_hosts,
+        links=links,
+        dhcp_on_carrier=early.dhcp_on_carrier,  # still only on links no plan entry selects
+        errors=early.errors + config.errors,
+    )
