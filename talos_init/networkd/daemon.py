@@ -315,7 +315,9 @@ class Networkd:
                 log.error("apply_error", field=err.path, error=err.message)
         self._write_files(resolved)
         self.last_result = result
-        log.info("applied", generation=self.generation, changes=len(result.changes), errors=len(result.errors))
+        settled = asyncio.get_running_loop().time() >= self._link_deadline  # not waiting for links
+        log.info("applied", generation=self.generation, changes=len(result.changes), errors=len(result.errors),
+                 settled=settled)
         notify(f"STATUS=applied generation={self.generation} changes={len(result.changes)} "
                f"errors={len(result.errors)}")
         if not self.ready and await self._network_ready(resolved.desired):
