@@ -306,7 +306,8 @@ class Networkd:
         return r
 
     async def reconcile(self) -> ApplyResult:
-        resolved = self.resolve(self.plan)
+        generation, plan = self.generation, self.plan  # a config load may replace them meanwhile
+        resolved = self.resolve(plan)
         await self._sync_dhcp(resolved.dhcp)
         result = await self.reconciler.apply(resolved.desired)
         result.errors[:0] = resolved.errors
@@ -316,9 +317,9 @@ class Networkd:
         self._write_files(resolved)
         self.last_result = result
         settled = asyncio.get_running_loop().time() >= self._link_deadline  # not waiting for links
-        log.info("applied", generation=self.generation, changes=len(result.changes), errors=len(result.errors),
+        log.info("applied", generation=generation, changes=len(result.changes), errors=len(result.errors),
                  settled=settled)
-        notify(f"STATUS=applied generation={self.generation} changes={len(result.changes)} "
+        notify(f"STATUS=applied generation={generation} changes={len(result.changes)} "
                f"errors={len(result.errors)}")
         if not self.ready and await self._network_ready(resolved.desired):
             self.ready = True

@@ -128,6 +128,8 @@ def from_cmdline(cmd: KernelCmdline) -> NetworkPlan:
             plan.errors.append(ConfigError(path, f"autoconf {ip.autoconf} is not supported (DHCPv4 only)",
                                            "unsupported"))
             continue
+        if ip.autoconf in ("off", "none"):  # ip=off: the network is not configured before the config
+            continue
         if ip.autoconf in ("dhcp", "both") and ip.device is None:
             plan.dhcp_on_carrier = True
             continue
