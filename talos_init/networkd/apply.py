@@ -77,6 +77,14 @@ class ApplyResult:
     errors: list[ConfigError] = field(default_factory=list)
 
 
+def bond_attrs(bond: Bond) -> dict[str, int]:
+    """pyroute2 keyword arguments (IFLA_BOND_* lower-cased without IFLA_) for a new bond."""
+    names = {"mode": "bond_mode", "miimon": "bond_miimon", "updelay": "bond_updelay",
+             "downdelay": "bond_downdelay", "xmit_hash_policy": "bond_xmit_hash_policy",
+             "lacp_rate": "bond_ad_lacp_rate"}
+    return {nla: getattr(bond, key) for key, nla in names.items() if getattr(bond, key) is not None}
+
+
 def _route_key(family: int, dst: str, gateway: str | None, oif: int, metric: int) -> tuple[Any, ...]:
     return (family, dst, gateway, oif, metric)
 
@@ -144,12 +152,8 @@ class Reconciler:
                                        kind="vlan", link=parent["index"], vlan_id=d.vlan_id)
                 else:
                     assert d.bond is not None
-                    opts = {"bond_mode": d.bond.mode}
-                    for key in ("miimon", "updelay", "downdelay", "xmit_hash_policy", "lacp_rate"):
-                        if getattr(d.bond, key) is not None:
-                            opts[f"bond_{key}"] = getattr(d.bond, key)
                     await self._change(result, f"create bond {d.name}", self.ipr.link, "add", ifname=d.name,
-                                       kind="bond", **opts)
+                                       kind="bond", **bond_attrs(d.bond))
             except NetlinkError as e:
                 hint = (" (the kernel lacks support for this link kind: module 8021q or bonding not loaded?)"
                         if e.code == errno.EOPNOTSUPP else "")

@@ -72,15 +72,29 @@ class LinkTable:
 
     async def start(self, events: Any, ipr: Any) -> None:
         """`events` is an AsyncIPRoute already bound to RTMGRP_LINK; `ipr` is for the dump."""
+        self._ipr = ipr
         for msg in await dump(ipr.get_links):
             self._update("RTM_NEWLINK", msg)
         self._task = asyncio.create_task(self._follow(events), name="netlink link events")
 
     async def _follow(self, events: Any) -> None:
         while True:
-            async for msg in events.get():
-                if msg.get("event") in ("RTM_NEWLINK", "RTM_DELLINK"):
-                    self._update(msg["event"], msg)
+            try:
+                async for msg in events.get():
+                    if msg.get("event") in ("RTM_NEWLINK", "RTM_DELLINK"):
+                        self._update(msg["event"], msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # e.g. ENOBUFS after an event burst: events were lost, so re-dump
+                log.warning("link_events_resync", error=f"{type(e).__name__}: {e}")
+                await self._resync()
+
+    async def _resync(self) -> None:
+        fresh = {msg["index"]: msg for msg in await dump(self._ipr.get_links)}
+        for index in set(self.by_index) - set(fresh):
+            self._update("RTM_DELLINK", {"index": index})
+        for msg in fresh.values():
+            self._update("RTM_NEWLINK", msg)
 
     def stop(self) -> None:
         if self._task:

@@ -141,10 +141,22 @@ class Dnsmasq:
 
 
 @pytest.fixture
-def dnsmasq(topo: Topology, tmp_path: Path) -> Iterator[Dnsmasq]:
-    d = Dnsmasq(topo, tmp_path, t1=4, t2=100)
-    yield d
-    d.stop()
+def start_dnsmasq(topo: Topology, tmp_path: Path) -> Iterator[Callable[..., Dnsmasq]]:
+    started: list[Dnsmasq] = []
+
+    def start(t1: int = 4, t2: int = 100) -> Dnsmasq:
+        started.append(Dnsmasq(topo, tmp_path, t1=t1, t2=t2))
+        return started[-1]
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def dnsmasq(start_dnsmasq: Callable[..., Dnsmasq]) -> Dnsmasq:
+    """dnsmasq serving eth0, with T1 at 4 s so a renewal happens within a test."""
+    return start_dnsmasq()
 
 
 class Networkd:

@@ -64,3 +64,18 @@ def test_sigterm_releases_the_lease_and_removes_it(topo, dnsmasq, networkd):
     n.wait(lambda: "DHCPRELEASE(s0)" in dnsmasq.log(), "dnsmasq to log the release")
     assert bound["address"] not in topo.addresses("eth0")
     assert not [r for r in topo.routes("-4") if r["dst"] == "default"]
+
+
+def test_lease_is_rebound_at_t2_when_the_server_ignores_renewals(topo, start_dnsmasq, networkd):
+    """With unicast renewals dropped at the server, the client rebinds by broadcast at T2 and keeps its address."""
+    dnsmasq = start_dnsmasq(t1=3, t2=8)
+    n = networkd()
+    bound = n.wait_event("dhcp_bound", link="eth0")
+    # Renewals are unicast to the server's address; rebinding is broadcast and still gets through.
+    subprocess.run(["ip", "netns", "exec", topo.server, "iptables", "-A", "INPUT", "-d", "10.77.0.1", "-p", "udp",
+                    "--dport", "67", "-j", "DROP"], check=True)
+    mark = len(n.events)
+    rebound = n.wait_event("dhcp_rebound", after=mark, link="eth0", timeout=40)
+    assert rebound["address"] == bound["address"]
+    assert not [e for e in n.events[mark:] if e["event"] == "dhcp_renewed"]
+    assert "DHCPACK(s0)" in dnsmasq.log() and bound["address"] in topo.addresses("eth0")

@@ -65,3 +65,16 @@ def test_lease_info_from_an_ack():
     info = lease_info(FakeLease())
     assert str(info.address) == "10.77.0.60/24" and [str(r) for r in info.routers] == ["10.77.0.1"]
     assert info.search == ("a.test", "b.test") and info.hostname == "n1" and info.renewal_time == 60
+
+
+def test_bond_attributes_are_names_pyroute2_knows():
+    """Every bond setting maps to an IFLA_BOND_* attribute of the pyroute2 we ship."""
+    from pyroute2.netlink.rtnl.ifinfmsg.plugins.bond import bond as bond_nla
+
+    from talos_init.networkd.apply import bond_attrs
+    from talos_init.networkd.model import Bond
+
+    attrs = bond_attrs(Bond(mode=4, miimon=100, updelay=200, downdelay=200, xmit_hash_policy=1, lacp_rate=1))
+    known = {name for name, _ in bond_nla.nla_map}
+    assert len(attrs) == 6 and {f"IFLA_{k.upper()}" for k in attrs} <= known
+    assert attrs["bond_ad_lacp_rate"] == 1 and attrs["bond_mode"] == 4
