@@ -74,6 +74,15 @@ class Topology:
     def link(self, dev: str) -> dict[str, Any]:
         return ipj(self.node, "-d", "link", "show", "dev", dev)[0]
 
+    def settled(self) -> bool:
+        """No change of the kernel's own is pending: up links are operationally up, no address is in DAD."""
+        for link in ipj(self.node, "addr", "show"):
+            if "UP" in link["flags"] and link["ifname"] != "lo" and link.get("operstate") != "UP":
+                return False
+            if any(a.get("tentative") for a in link.get("addr_info", [])):
+                return False
+        return True
+
     def snapshot(self) -> Any:
         """Everything networkd may change, for before/after comparisons."""
         return {

@@ -58,6 +58,7 @@ def test_same_config_twice_changes_nothing(topo, networkd):
     n.write_config(STATIC)
     first = n.wait_applied(1)
     assert first["errors"] == 0
+    n.wait(topo.settled, "the kernel to finish operstate and DAD changes of its own")
     before = topo.snapshot()
     files = {p: (n.root / p).stat().st_mtime_ns for p in ("etc/resolv.conf", "etc/hosts", "etc/hostname")}
     n.signal(signal.SIGHUP)
