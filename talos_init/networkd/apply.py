@@ -224,10 +224,14 @@ class Reconciler:
         for key, msg in (await self._current_routes()).items():
             if key in want:
                 continue
+            # Delete exactly what the dump showed: the kernel matches scope and protocol too.
+            kw = {"family": key[0], "dst": key[1], "oif": key[3], "priority": key[4], "proto": msg.get("proto"),
+                  "scope": msg.get("scope"), "table": MAIN_TABLE}
+            if key[2] is not None:
+                kw["gateway"] = key[2]
             try:
                 await self._change(result, f"remove route {key[1]} via {key[2]} metric {key[4]}",
-                                   self.ipr.route, "del", family=key[0], dst=key[1], gateway=key[2],
-                                   oif=key[3], priority=key[4], proto=msg.get("proto"), table=MAIN_TABLE)
+                                   self.ipr.route, "del", **kw)
             except NetlinkError as e:
                 if e.code != errno.ESRCH:  # gone already, e.g. with its address
                     result.errors.append(ConfigError("(stale route)", f"cannot remove {key[1]}: {_reason(e)}"))

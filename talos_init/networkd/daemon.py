@@ -298,6 +298,9 @@ class Networkd:
             lease = self.leases.get(name)
             if lease is None:
                 continue
+            dl = next(x for x in d.links if x.name == name)
+            if dl.mtu is None and lease.mtu and lease.mtu >= 576:  # RFC 2132: 68, but below 576 is a bad server
+                dl.mtu = lease.mtu
             d.addresses.append(DesiredAddress(name, lease.address, f"(dhcp lease on {name})"))
             if lease.routers:
                 d.routes.append(DesiredRoute(name, Route(ipaddress.ip_network("0.0.0.0/0"), lease.routers[0],

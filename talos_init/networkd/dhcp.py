@@ -39,7 +39,7 @@ logging.getLogger("pyroute2.dhcp").setLevel(logging.WARNING)  # our own lease ev
 
 REQUESTED = (
     dhcp.Option.SUBNET_MASK, dhcp.Option.ROUTER, dhcp.Option.NAME_SERVER, dhcp.Option.DOMAIN_NAME,
-    dhcp.Option.HOST_NAME, dhcp.Option.DOMAIN_SEARCH, dhcp.Option.BROADCAST_ADDRESS,
+    dhcp.Option.HOST_NAME, dhcp.Option.DOMAIN_SEARCH, dhcp.Option.BROADCAST_ADDRESS, dhcp.Option.INTERFACE_MTU,
     dhcp.Option.LEASE_TIME, dhcp.Option.RENEWAL_TIME, dhcp.Option.REBINDING_TIME,
 )
 
@@ -55,6 +55,7 @@ class LeaseInfo:
     search: tuple[str, ...]
     hostname: str | None
     server: str | None
+    mtu: int | None
     lease_time: int | None
     renewal_time: int | None
     rebinding_time: int | None
@@ -74,6 +75,7 @@ def lease_info(lease: Lease) -> LeaseInfo:
         search=tuple(search),
         hostname=opts.get("host_name") or None,
         server=opts.get("server_id"),
+        mtu=opts.get("interface_mtu") or None,
         lease_time=opts.get("lease_time"),
         renewal_time=opts.get("renewal_time"),
         rebinding_time=opts.get("rebinding_time"),

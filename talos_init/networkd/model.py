@@ -159,7 +159,7 @@ class _Reader:
     def bad(self, path: str, message: str) -> None:
         self.errors.append(ConfigError(path, message))
 
-    def obj(self, value: Any, path: str) -> dict[str, Any]:
+    def mapping(self, value: Any, path: str) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -167,7 +167,7 @@ class _Reader:
             return {}
         return value
 
-    def list(self, value: Any, path: str) -> list[Any]:
+    def items(self, value: Any, path: str) -> list[Any]:
         if value is None:
             return []
         if not isinstance(value, list):
@@ -175,7 +175,7 @@ class _Reader:
             return []
         return value
 
-    def int(self, value: Any, path: str, lo: int, hi: int) -> int | None:
+    def integer(self, value: Any, path: str, lo: int, hi: int) -> int | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -183,7 +183,7 @@ class _Reader:
             return None
         return value
 
-    def bool(self, value: Any, path: str) -> bool:
+    def flag(self, value: Any, path: str) -> bool:
         if value is None:
             return False
         if not isinstance(value, bool):
@@ -225,9 +225,9 @@ class _Reader:
 
 def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
     out = []
-    for j, item in enumerate(r.list(items, path)):
+    for j, item in enumerate(r.items(items, path)):
         rp = f"{path}[{j}]"
-        item = r.obj(item, rp)
+        item = r.mapping(item, rp)
         gateway = r.address(item["gateway"], f"{rp}.gateway") if item.get("gateway") else None
         if item.get("gateway") and gateway is None:
             continue
@@ -242,7 +242,7 @@ def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
         source = r.address(item["source"], f"{rp}.source") if item.get("source") else None
         if item.get("source") and source is None:
             continue
-        metric = r.int(item.get("metric"), f"{rp}.metric", 0, 2**32 - 1)
+        metric = r.integer(item.get("metric"), f"{rp}.metric", 0, 2**32 - 1)
         if item.get("metric") is not None and metric is None:
             continue
         out.append(Route(network, gateway, DEFAULT_STATIC_METRIC if metric is None else metric, source, rp))
@@ -251,7 +251,7 @@ def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
 
 def _addresses(r: _Reader, item: dict[str, Any], path: str) -> list[tuple[IPInterface, str]]:
     out = []
-    for j, a in enumerate(r.list(item.get("addresses"), f"{path}.addresses")):
+    for j, a in enumerate(r.items(item.get("addresses"), f"{path}.addresses")):
         addr = r.cidr(a, f"{path}.addresses[{j}]")
         if addr is not None:
             out.append((addr, f"{path}.addresses[{j}]"))
@@ -263,26 +263,26 @@ def _addresses(r: _Reader, item: dict[str, Any], path: str) -> list[tuple[IPInte
 
 
 def _bond(r: _Reader, value: Any, path: str) -> Bond:
-    b = r.obj(value, path)
+    b = r.mapping(value, path)
     bond = Bond()
     mode = b.get("mode", "balance-rr")
     if mode not in BOND_MODES:
         r.bad(f"{path}.mode", f"{mode!r} is not one of {', '.join(BOND_MODES)}")
     else:
         bond.mode = BOND_MODES[mode]
-    for j, name in enumerate(r.list(b.get("interfaces"), f"{path}.interfaces")):
+    for j, name in enumerate(r.items(b.get("interfaces"), f"{path}.interfaces")):
         if isinstance(name, str) and IFNAME_RE.match(name):
             bond.slaves.append(Selector(name=name))
         else:
             r.bad(f"{path}.interfaces[{j}]", f"{name!r} is not an interface name")
-    for j, sel in enumerate(r.list(b.get("deviceSelectors"), f"{path}.deviceSelectors")):
+    for j, sel in enumerate(r.items(b.get("deviceSelectors"), f"{path}.deviceSelectors")):
         sp = f"{path}.deviceSelectors[{j}]"
-        mac = r.mac(r.obj(sel, sp).get("hardwareAddr"), f"{sp}.hardwareAddr")
+        mac = r.mac(r.mapping(sel, sp).get("hardwareAddr"), f"{sp}.hardwareAddr")
         if mac:
             bond.slaves.append(Selector(hardware_addr=mac))
-    bond.miimon = r.int(b.get("miimon"), f"{path}.miimon", 0, 2**31 - 1)
-    bond.updelay = r.int(b.get("updelay"), f"{path}.updelay", 0, 2**31 - 1)
-    bond.downdelay = r.int(b.get("downdelay"), f"{path}.downdelay", 0, 2**31 - 1)
+    bond.miimon = r.integer(b.get("miimon"), f"{path}.miimon", 0, 2**31 - 1)
+    bond.updelay = r.integer(b.get("updelay"), f"{path}.updelay", 0, 2**31 - 1)
+    bond.downdelay = r.integer(b.get("downdelay"), f"{path}.downdelay", 0, 2**31 - 1)
     if b.get("xmitHashPolicy") is not None:
         if b["xmitHashPolicy"] in XMIT_HASH_POLICIES:
             bond.xmit_hash_policy = XMIT_HASH_POLICIES[b["xmitHashPolicy"]]
@@ -303,8 +303,8 @@ def from_config(config: Any) -> NetworkPlan:
     """The plan from the effective machine config (``machine.network``)."""
     plan = NetworkPlan()
     r = _Reader(plan.errors)
-    machine = r.obj(r.obj(config, "(config)").get("machine"), "machine")
-    net = r.obj(machine.get("network"), "machine.network")
+    machine = r.mapping(r.mapping(config, "(config)").get("machine"), "machine")
+    net = r.mapping(machine.get("network"), "machine.network")
 
     hostname = net.get("hostname")
     if hostname is not None:
@@ -312,21 +312,21 @@ def from_config(config: Any) -> NetworkPlan:
             plan.hostname = hostname.lower()
         else:
             r.bad("machine.network.hostname", f"{hostname!r} is not a valid hostname")
-    for i, ns in enumerate(r.list(net.get("nameservers"), "machine.network.nameservers")):
+    for i, ns in enumerate(r.items(net.get("nameservers"), "machine.network.nameservers")):
         addr = r.address(ns, f"machine.network.nameservers[{i}]")
         if addr is not None and addr not in plan.nameservers:
             plan.nameservers.append(addr)
-    for i, dom in enumerate(r.list(net.get("searchDomains"), "machine.network.searchDomains")):
+    for i, dom in enumerate(r.items(net.get("searchDomains"), "machine.network.searchDomains")):
         if isinstance(dom, str) and HOSTNAME_RE.match(dom):
             plan.search_domains.append(dom.lower())
         else:
             r.bad(f"machine.network.searchDomains[{i}]", f"{dom!r} is not a domain name")
-    for i, entry in enumerate(r.list(net.get("extraHostEntries"), "machine.network.extraHostEntries")):
+    for i, entry in enumerate(r.items(net.get("extraHostEntries"), "machine.network.extraHostEntries")):
         ep = f"machine.network.extraHostEntries[{i}]"
-        entry = r.obj(entry, ep)
+        entry = r.mapping(entry, ep)
         ip = r.address(entry.get("ip"), f"{ep}.ip")
         aliases = []
-        for j, alias in enumerate(r.list(entry.get("aliases"), f"{ep}.aliases")):
+        for j, alias in enumerate(r.items(entry.get("aliases"), f"{ep}.aliases")):
             if isinstance(alias, str) and HOSTNAME_RE.match(alias):
                 aliases.append(alias)
             else:
@@ -334,9 +334,9 @@ def from_config(config: Any) -> NetworkPlan:
         if ip is not None and aliases:
             plan.extra_hosts.append(HostEntry(ip, aliases))
 
-    for i, item in enumerate(r.list(net.get("interfaces"), "machine.network.interfaces")):
+    for i, item in enumerate(r.items(net.get("interfaces"), "machine.network.interfaces")):
         path = f"machine.network.interfaces[{i}]"
-        item = r.obj(item, path)
+        item = r.mapping(item, path)
         for key in item:
             if key in UNSUPPORTED_INTERFACE_FIELDS:
                 plan.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored",
@@ -353,7 +353,7 @@ def from_config(config: Any) -> NetworkPlan:
                                            "no '/', ':' or space)")
                 continue
         elif item.get("deviceSelector") is not None:
-            ds = r.obj(item["deviceSelector"], f"{path}.deviceSelector")
+            ds = r.mapping(item["deviceSelector"], f"{path}.deviceSelector")
             unknown = set(ds) - {"hardwareAddr"}
             if unknown:
                 plan.errors.append(ConfigError(f"{path}.deviceSelector.{sorted(unknown)[0]}",
@@ -367,9 +367,9 @@ def from_config(config: Any) -> NetworkPlan:
             continue
 
         link = LinkPlan(selector=selector, path=path)
-        link.ignore = r.bool(item.get("ignore"), f"{path}.ignore")
-        link.dhcp = r.bool(item.get("dhcp"), f"{path}.dhcp")
-        link.mtu = r.int(item.get("mtu"), f"{path}.mtu", 68, 65535)
+        link.ignore = r.flag(item.get("ignore"), f"{path}.ignore")
+        link.dhcp = r.flag(item.get("dhcp"), f"{path}.dhcp")
+        link.mtu = r.integer(item.get("mtu"), f"{path}.mtu", 68, 65535)
         link.addresses = _addresses(r, item, path)
         link.routes = _routes(r, item.get("routes"), f"{path}.routes")
         if item.get("bond") is not None:
@@ -380,10 +380,10 @@ def from_config(config: Any) -> NetworkPlan:
             link.bond = _bond(r, item["bond"], f"{path}.bond")
         plan.links.append(link)
 
-        for j, vlan in enumerate(r.list(item.get("vlans"), f"{path}.vlans")):
+        for j, vlan in enumerate(r.items(item.get("vlans"), f"{path}.vlans")):
             vp = f"{path}.vlans[{j}]"
-            vlan = r.obj(vlan, vp)
-            vid = r.int(vlan.get("vlanId"), f"{vp}.vlanId", 1, 4094)
+            vlan = r.mapping(vlan, vp)
+            vid = r.integer(vlan.get("vlanId"), f"{vp}.vlanId", 1, 4094)
             if vid is None:
                 if vlan.get("vlanId") is None:
                     r.bad(f"{vp}.vlanId", "is required")
@@ -397,8 +397,8 @@ def from_config(config: Any) -> NetworkPlan:
                 continue
             vlink = LinkPlan(selector=Selector(name=vname), path=vp, kind="vlan",
                              parent=selector, vlan_id=vid)
-            vlink.dhcp = r.bool(vlan.get("dhcp"), f"{vp}.dhcp")
-            vlink.mtu = r.int(vlan.get("mtu"), f"{vp}.mtu", 68, 65535)
+            vlink.dhcp = r.flag(vlan.get("dhcp"), f"{vp}.dhcp")
+            vlink.mtu = r.integer(vlan.get("mtu"), f"{vp}.mtu", 68, 65535)
             vlink.addresses = _addresses(r, vlan, vp)
             vlink.routes = _routes(r, vlan.get("routes"), f"{vp}.routes")
             plan.links.append(vlink)

@@ -136,7 +136,7 @@ class Dnsmasq:
              "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
              f"--dhcp-option=option:T1,{t1}", f"--dhcp-option=option:T2,{t2}",
              "--dhcp-option=option:router,10.77.0.1", "--dhcp-option=option:dns-server,10.77.0.53",
-             "--dhcp-option=option:domain-name,dhcp.test", f"--dhcp-host={NODE_MAC},dhcp-node"],
+             "--dhcp-option=option:domain-name,dhcp.test", "--dhcp-option=option:mtu,1450", f"--dhcp-host={NODE_MAC},dhcp-node"],
             stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.host
 
 
 def test_lease_gives_address_route_dns_hostname_and_readiness(topo, dnsmasq, networkd):
-    """With no ip= and no config, a lease on the carrier link configures the node and makes it ready."""
+    """With no ip= and no config, a lease on the carrier link configures the node (MTU too) and makes it ready."""
     n = networkd()
     n.wait_notify("READY=1")
     bound = n.wait_event("dhcp_bound", link="eth0")
@@ -20,6 +20,7 @@ def test_lease_gives_address_route_dns_hostname_and_readiness(topo, dnsmasq, net
     default = [r for r in topo.routes("-4") if r["dst"] == "default"]
     assert default == [{"dst": "default", "gateway": "10.77.0.1", "dev": "eth0", "protocol": "dhcp",
                         "metric": 1024, "flags": []}]
+    assert topo.link("eth0")["mtu"] == 1450
     resolv = (n.root / "etc/resolv.conf").read_text()
     assert "nameserver 10.77.0.53" in resolv and "search dhcp.test" in resolv
     assert (n.root / "etc/hostname").read_text() == "dhcp-node\n"

@@ -23,6 +23,7 @@ STATIC = {
         "routes": [
             {"network": "10.200.0.0/16", "gateway": "10.88.0.1", "metric": 50},
             {"network": "0.0.0.0/0", "gateway": "10.88.0.1"},
+            {"network": "10.210.0.0/16"},  # on-link: no gateway
             {"network": "fd99::/64", "gateway": "fd88::1", "metric": 7},
         ],
     }],
@@ -43,7 +44,7 @@ def test_static_addresses_routes_mtu_and_files(topo, networkd):
     assert topo.addresses("eth1") == {"10.88.0.10/24", "fd88::10/64"}
     assert topo.link("eth1")["mtu"] == 1400
     assert _routes(topo, "-4") == {("10.200.0.0/16", "10.88.0.1", "eth1", 50),
-                                   ("default", "10.88.0.1", "eth1", 1024)}
+                                   ("default", "10.88.0.1", "eth1", 1024), ("10.210.0.0/16", None, "eth1", 1024)}
     assert _routes(topo, "-6") == {("fd99::/64", "fd88::1", "eth1", 7)}
     assert (n.root / "etc/resolv.conf").read_text().splitlines()[1:] == [
         "nameserver 10.88.0.53", "nameserver fd88::53", "search cluster.test"]
@@ -86,6 +87,7 @@ def test_changed_config_applies_only_the_difference(topo, networkd):
         "remove address 10.88.0.10/24 from eth1",
         "add address 10.88.0.11/24 to eth1",
         "remove route 0.0.0.0/0 via 10.88.0.1 metric 1024",
+        "remove route 10.210.0.0/16 via None metric 1024",
         "remove route fd99::/64 via fd88::1 metric 7",
         "add route 10.200.0.0/16 via 10.88.0.1 dev eth1 metric 50",  # its address went, and the route with it
     ])

@@ -60,11 +60,12 @@ def test_lease_info_from_an_ack():
         ip = "10.77.0.60"
         ack = {"options": {"subnet_mask": "255.255.255.0", "router": ["10.77.0.1"], "name_server": ["10.77.0.53"],
                            "domain_name": "a.test", "domain_search": ["b.test"], "host_name": "n1",
-                           "server_id": "10.77.0.1", "lease_time": 120, "renewal_time": 60,
+                           "server_id": "10.77.0.1", "interface_mtu": 1450, "lease_time": 120, "renewal_time": 60,
                            "rebinding_time": 105}}
     info = lease_info(FakeLease())
     assert str(info.address) == "10.77.0.60/24" and [str(r) for r in info.routers] == ["10.77.0.1"]
     assert info.search == ("a.test", "b.test") and info.hostname == "n1" and info.renewal_time == 60
+    assert info.mtu == 1450
 
 
 def test_bond_attributes_are_names_pyroute2_knows():
