@@ -250,9 +250,14 @@ class Networkd:
         r = Resolved()
         d = r.desired
         selected: set[str] = set()
+        # The config wins per link even when it selects by MAC what ip= named (merge() compares selectors).
+        by_config = {link.name for lp in plan.links if lp.path.startswith("machine")
+                     and (link := self.links.find(lp.selector)) is not None}
         for lp in plan.links:
             if lp.kind == "existing":
                 link = self.links.find(lp.selector)
+                if link is not None and link.name in by_config and not lp.path.startswith("machine"):
+                    continue
                 if link is None:
                     if asyncio.get_running_loop().time() < self._link_deadline:
                         continue  # still within the wait for links; reported when it ends

@@ -187,3 +187,39 @@ def test_bond_of_two_links(topo, networkd):
     assert bond["linkinfo"]["info_kind"] == "bond" and bond["linkinfo"]["info_data"]["mode"] == "active-backup"
     assert topo.link("eth0")["master"] == "bond0" and topo.link("eth1")["master"] == "bond0"
     assert topo.addresses("bond0") == {"10.88.0.10/24"}
+
+
+def test_unreadable_config_is_reported_and_the_next_good_one_applies(topo, networkd):
+    """A config.json that is not JSON is an error; networkd stays up and applies the next good one."""
+    n = networkd(cmdline="ip=off")
+    n.config_path.parent.mkdir(parents=True, exist_ok=True)
+    n.config_path.write_text('{"machine": {"network": ')
+    err = n.wait_event("config_unreadable")
+    assert str(n.config_path) == err["path"]
+    assert n.proc.poll() is None
+    n.write_config({"interfaces": [{"interface": "eth1", "addresses": ["10.88.0.10/24"]}]})
+    assert n.wait_applied(1)["errors"] == 0
+    assert topo.addresses("eth1") == {"10.88.0.10/24"}
+
+
+def test_config_dns_and_hostname_override_dhcp(topo, dnsmasq, networkd):
+    """DHCP's DNS servers and hostname are used until the config names its own."""
+    n = networkd()
+    n.wait_event("dhcp_bound", link="eth0")
+    n.wait(lambda: "nameserver 10.77.0.53" in (n.root / "etc/resolv.conf").read_text(), "DHCP's DNS")
+    n.write_config({"hostname": "cfg-node", "nameservers": ["10.88.0.53"]})
+    n.wait_applied(1)
+    resolv = (n.root / "etc/resolv.conf").read_text()
+    assert "nameserver 10.88.0.53" in resolv and "10.77.0.53" not in resolv
+    assert (n.root / "etc/hostname").read_text() == "cfg-node\n"
+    assert n.find("dhcp_stop") == []  # eth0 is not named by the config: its lease is kept
+
+
+def test_config_selecting_by_mac_replaces_the_ip_cmdline_settings(topo, networkd):
+    """ip= names eth0, the config selects the same link by MAC: only the config's address remains."""
+    n = networkd(cmdline="ip=10.77.0.20:::255.255.255.0::eth0:off")
+    n.wait_notify("READY=1")
+    assert topo.addresses("eth0") == {"10.77.0.20/24"}
+    n.write_config({"interfaces": [{"deviceSelector": {"hardwareAddr": NODE_MAC}, "addresses": ["10.77.0.21/24"]}]})
+    n.wait_applied(1)
+    assert topo.addresses("eth0") == {"10.77.0.21/24"}
