@@ -1,0 +1,251 @@
+"""``python3.11 -I -m talos_init.userdata``: the one-shot ``userdata`` service.
+
+1. Read the kernel command line (``talos.config=``, digests, deadline, hostname).
+2. No ``talos.config=``: say so plainly and wait, not ready, until apply-config
+   (``apply.py``, called by apid) writes a valid config; then exit 0 as after a fetch.
+3. Fetch (fast retries, within ``talos.config.deadline`` when given).
+4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
+5. Fetch or validation failed: wait 15-30 s (jittered) and go back to 3, so fixing
+   the file on the server fixes the node without a reboot. Never exit on bad input.
+6. Write /run/talos/config.yaml and config.json (atomic, 0600), READY=1, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+
+from talos_init import cmdline as cmdline_mod
+from talos_init.paths import Paths
+from talos_init.userdata import notify as notify_mod
+from talos_init.userdata import store, validate
+from talos_init.userdata.fetch import (
+    IMAGE_EXTRA_CA,
+    SYSTEM_CA_BUNDLE,
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+)
+from talos_init.userdata.model import load_effective
+
+log = structlog.get_logger("userdata")
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+APPLY_POLL = 1.0  # seconds between looks for a config written by apply-config
+RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or an invalid config
+
+
+def configure_logging() -> None:
+    """The shared setup once ``talos_init.log`` has landed; until then (or if it fails) our own."""
+    try:
+        from talos_init import log as tlog  # type: ignore[attr-defined]
+
+        tlog.configure("userdata")
+        return
+    except Exception as e:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
+        problem = e
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
+    if not isinstance(problem, ImportError):  # not landed yet is expected; anything else is a bug
+        log.warning("shared_logging_setup_failed", error=repr(problem))
+
+
+class Console:
+    """Lines an operator must see even if nobody reads the service's log: stderr and kmsg."""
+
+    def __init__(self, kmsg: Path | None) -> None:
+        self.kmsg = kmsg
+
+    def say(self, line: str, level: int = 3) -> None:
+        print(f"userdata: {line}", file=sys.stderr, flush=True)
+        if self.kmsg is None:
+            return
+        try:
+            with self.kmsg.open("w") as f:
+                f.write(f"<{level}>userdata: {line[:900]}\n")
+        except OSError:
+            pass  # kmsg is best effort: stderr already has it
+
+
+def run(
+    paths: Paths,
+    *,
+    sysfs: Path,
+    ca_bundle: Path | None,
+    extra_ca: Path | None,
+    file_root: Path = Path("/"),
+    retry_interval: tuple[float, float] = RETRY_INTERVAL,
+    notify: Callable[[str], bool] = notify_mod.notify,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+    console: Console | None = None,
+) -> int:
+    rng = rng or random.Random()
+    console = console or Console(None)
+    cmd = cmdline_mod.read(paths.cmdline)
+    for err in cmd.errors:
+        if err.param.startswith("talos."):
+            console.say(f"kernel command line: {err}", level=4)
+            log.warning("cmdline_error", param=err.param, value=err.value, reason=err.reason)
+    if cmd.config_url is None:
+        msg = (
+            "no machine config: the kernel command line has no talos.config=URL; "
+            "waiting for one (osctl apply-config, or boot with talos.config=)"
+        )
+        console.say(msg, level=4)
+        log.warning("config_url_missing")
+        notify(f"STATUS={msg}")
+        return wait_applied(paths, notify, sleep, console)
+    hostname = cmd.hostname or _system_hostname()
+    fetcher = Fetcher(
+        FetchPolicy(deadline=cmd.config_deadline),
+        sysfs=sysfs,
+        hostname=hostname,
+        ca_bundle=ca_bundle,
+        extra_ca=extra_ca,
+        sleep=sleep,
+        rng=rng,
+        file_root=file_root,
+    )
+    round_ = 0
+    while True:
+        round_ += 1
+        notify(f"STATUS=fetching the machine config (round {round_})")
+        try:
+            fetched = fetcher.fetch(cmd.config_url, cmd.config_sha256, cmd.config_sha512)
+        except FetchError as e:
+            console.say(f"cannot fetch the machine config: {e}")
+            _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console)
+            continue
+        result = validate.parse(fetched.data)
+        source = (
+            urlsplit(fetched.url).path.rsplit("/", 1)[-1] or "config"
+        )  # no query: it may hold a token
+        for problem in sorted(result.errors + result.warnings):
+            console.say(
+                problem.format(source), level=3 if problem.severity == validate.ERROR else 4
+            )
+        if result.config is None:
+            n = len(result.errors)
+            console.say(
+                f"the machine config is invalid: {n} error{'s' if n != 1 else ''} (listed above)"
+            )
+            log.error("config_invalid", errors=n, first=result.errors[0].format(source))
+            _wait(f"config invalid ({n} errors)", retry_interval, notify, sleep, rng, console)
+            continue
+        store.write_config(
+            fetched.data, result.config.effective, paths.config, paths.effective_config
+        )
+        unsupported = [p.path for p in result.unsupported]
+        log.info(
+            "config_ready",
+            machine_type=result.config.machine.type,
+            attempts=fetched.attempts,
+            rounds=round_,
+            unsupported=unsupported,
+            path=str(paths.effective_config),
+        )
+        if unsupported:
+            console.say(
+                f"accepted, not supported here (ignored): {', '.join(unsupported)}", level=5
+            )
+        console.say(
+            f"machine config ready ({result.config.machine.type}), written to {paths.effective_config}",
+            level=6,
+        )
+        notify(f"READY=1\nSTATUS=machine config ready ({result.config.machine.type})")
+        return EXIT_OK
+
+
+def wait_applied(
+    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console
+) -> int:
+    """Wait until apply-config (``apply.apply_config``) has written a valid config.json."""
+    while True:
+        if paths.effective_config.exists():
+            try:
+                cfg = load_effective(paths.effective_config)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.warning("applied_config_unreadable", error=repr(e))  # retried at the next poll
+            else:
+                console.say(f"machine config applied through the API ({cfg.machine.type})", level=6)
+                log.info("config_ready", machine_type=cfg.machine.type, source="apply-config")
+                notify(f"READY=1\nSTATUS=machine config applied ({cfg.machine.type})")
+                return EXIT_OK
+        sleep(APPLY_POLL)
+
+
+def _wait(
+    reason: str,
+    interval: tuple[float, float],
+    notify: Callable[[str], bool],
+    sleep: Callable[[float], None],
+    rng: random.Random,
+    console: Console,
+) -> None:
+    delay = rng.uniform(*interval)
+    console.say(
+        f"retrying in {delay:.0f}s; fix the config on the server and this node picks it up", level=4
+    )
+    log.info("config_retry_scheduled", reason=reason, seconds=round(delay, 1))
+    notify(f"STATUS={reason}; retrying in {delay:.0f}s")
+    sleep(delay)
+
+
+def _system_hostname() -> str | None:
+    name = socket.gethostname()
+    return None if name in ("", "localhost", "(none)") else name
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python3.11 -m talos_init.userdata",
+        description="Fetch, validate and write the machine config (one-shot).",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("/"),
+        help="node root for every host path (tests point it at a temp dir)",
+    )
+    parser.add_argument(
+        "--retry-interval",
+        type=float,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        default=RETRY_INTERVAL,
+        help="seconds between rounds after a failure (default 15 30)",
+    )
+    args = parser.parse_args(argv)
+    configure_logging()
+    paths = Paths(args.root)
+    root_is_host = args.root == Path("/")
+    kmsg = paths.at("/dev/kmsg")
+    return run(
+        paths,
+        sysfs=paths.at("/sys"),
+        ca_bundle=SYSTEM_CA_BUNDLE if root_is_host else paths.at(str(SYSTEM_CA_BUNDLE)),
+        extra_ca=IMAGE_EXTRA_CA if root_is_host else paths.at(str(IMAGE_EXTRA_CA)),
+        file_root=args.root,
+        retry_interval=(min(args.retry_interval), max(args.retry_interval)),
+        console=Console(kmsg if kmsg.exists() else None),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
