@@ -7,6 +7,8 @@ either way. Waiting for a link is waiting for an event, never polling.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import structlog
 
 from talos_init.networkd.apply import dump
+from talos_init.networkd.ethtool import driver_info
 from talos_init.networkd.model import Selector
 
 log = structlog.get_logger("networkd")
@@ -35,6 +38,21 @@ class Link:
     mtu: int
     master: int | None
     loopback: bool
+    perm_addr: str | None = None
+    driver: str | None = None  # ethtool driver name, e.g. virtio_net
+    bus_path: str | None = None  # ethtool bus info, e.g. 0000:00:03.0
+
+    @property
+    def physical(self) -> bool:
+        return self.bus_path is not None
+
+    def matches(self, sel: Selector) -> bool:
+        """All the deviceSelector's patterns match this link."""
+        checks = ((sel.hardware_addr, self.mac), (sel.permanent_addr, self.perm_addr), (sel.driver, self.driver),
+                  (sel.bus_path, self.bus_path))
+        if any(pattern is not None and not fnmatch.fnmatchcase(value or "", pattern) for pattern, value in checks):
+            return False
+        return sel.physical is None or sel.physical == self.physical
 
     @property
     def candidate(self) -> bool:
@@ -58,6 +76,7 @@ def link_from_msg(msg: Any) -> Link:
         mtu=msg.get("mtu") or 0,
         master=msg.get("master") or None,
         loopback=bool(flags & IFF_LOOPBACK),
+        perm_addr=(msg.get("perm_address") or "").lower() or None,
     )
 
 
@@ -108,6 +127,11 @@ class LinkTable:
             self.by_index.pop(index, None)
         else:
             new = link_from_msg(msg)
+            if old is not None and old.name == new.name:
+                new = dataclasses.replace(new, driver=old.driver, bus_path=old.bus_path)
+            else:  # new or renamed: ask the driver once
+                driver, bus = driver_info(new.name)
+                new = dataclasses.replace(new, driver=driver, bus_path=bus)
             if new == old:
                 return
             self.by_index[index] = new
@@ -124,8 +148,8 @@ class LinkTable:
     def find(self, selector: Selector) -> Link | None:
         if selector.name is not None:
             return self.by_name(selector.name)
-        # Several links share a MAC (bond slaves, VLANs): the one that is not virtual wins.
-        matches = [link for link in self.by_index.values() if link.mac == selector.hardware_addr]
+        # Several links share a MAC (bond slaves, VLANs): the one that is not virtual wins, then the first.
+        matches = [link for link in self.by_index.values() if not link.loopback and link.matches(selector)]
         matches.sort(key=lambda link: (link.kind not in CANDIDATE_KINDS, link.index))
         return matches[0] if matches else None
 

@@ -21,6 +21,7 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", re.I)
+MAC_PATTERN_RE = re.compile(r"^[0-9a-f:*?\[\]-]{1,17}$", re.I)  # a MAC or a shell pattern of one
 IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")  # IFNAMSIZ - 1, no slash, colon or space
 BOND_MODES = {
     "balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3,
@@ -62,13 +63,26 @@ class Route:
 
 @dataclass(frozen=True)
 class Selector:
-    """How a configured interface finds its link: by name or by hardware address."""
+    """How a configured interface finds its link: by name, or a Talos deviceSelector.
+
+    deviceSelector fields are shell-style patterns (``52:54:00:*``, ``virtio*``)
+    that must all match; ``physical`` is a link with a bus (ethtool bus info).
+    """
 
     name: str | None = None
-    hardware_addr: str | None = None  # lower case
+    hardware_addr: str | None = None  # patterns, MACs in lower case
+    permanent_addr: str | None = None
+    driver: str | None = None
+    bus_path: str | None = None
+    physical: bool | None = None
 
     def __str__(self) -> str:
-        return self.name if self.name else f"hardwareAddr {self.hardware_addr}"
+        if self.name:
+            return self.name
+        parts = [f"{k}={v}" for k, v in (("hardwareAddr", self.hardware_addr), ("permanentAddr", self.permanent_addr),
+                                          ("driver", self.driver), ("busPath", self.bus_path),
+                                          ("physical", self.physical)) if v is not None]
+        return "deviceSelector " + ",".join(parts)
 
 
 @dataclass
@@ -262,6 +276,32 @@ def _addresses(r: _Reader, item: dict[str, Any], path: str) -> list[tuple[IPInte
     return out
 
 
+def _device_selector(r: _Reader, plan: NetworkPlan | None, value: Any, path: str) -> Selector | None:
+    ds = r.mapping(value, path)
+    fields: dict[str, Any] = {}
+    for key, attr in (("hardwareAddr", "hardware_addr"), ("permanentAddr", "permanent_addr")):
+        if ds.get(key) is not None:
+            if not isinstance(ds[key], str) or not MAC_PATTERN_RE.match(ds[key]):
+                r.bad(f"{path}.{key}", f"{ds[key]!r} is not a hardware address or pattern like 52:54:00:*")
+                return None
+            fields[attr] = ds[key].lower()
+    for key, attr in (("driver", "driver"), ("busPath", "bus_path")):
+        if ds.get(key) is not None:
+            if not isinstance(ds[key], str) or not ds[key]:
+                r.bad(f"{path}.{key}", f"expected a name or pattern, got {ds[key]!r}")
+                return None
+            fields[attr] = ds[key]
+    if ds.get("physical") is not None:
+        fields["physical"] = r.flag(ds["physical"], f"{path}.physical")
+    for key in sorted(set(ds) - {"hardwareAddr", "permanentAddr", "driver", "busPath", "physical"}):
+        if plan is not None:
+            plan.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported"))
+    if not fields:
+        r.bad(path, "a deviceSelector needs at least one of hardwareAddr, permanentAddr, driver, busPath, physical")
+        return None
+    return Selector(**fields)
+
+
 def _bond(r: _Reader, value: Any, path: str) -> Bond:
     b = r.mapping(value, path)
     bond = Bond()
@@ -276,10 +316,9 @@ def _bond(r: _Reader, value: Any, path: str) -> Bond:
         else:
             r.bad(f"{path}.interfaces[{j}]", f"{name!r} is not an interface name")
     for j, sel in enumerate(r.items(b.get("deviceSelectors"), f"{path}.deviceSelectors")):
-        sp = f"{path}.deviceSelectors[{j}]"
-        mac = r.mac(r.mapping(sel, sp).get("hardwareAddr"), f"{sp}.hardwareAddr")
-        if mac:
-            bond.slaves.append(Selector(hardware_addr=mac))
+        selector = _device_selector(r, None, sel, f"{path}.deviceSelectors[{j}]")
+        if selector is not None:
+            bond.slaves.append(selector)
     bond.miimon = r.integer(b.get("miimon"), f"{path}.miimon", 0, 2**31 - 1)
     bond.updelay = r.integer(b.get("updelay"), f"{path}.updelay", 0, 2**31 - 1)
     bond.downdelay = r.integer(b.get("downdelay"), f"{path}.downdelay", 0, 2**31 - 1)
@@ -353,15 +392,9 @@ def from_config(config: Any) -> NetworkPlan:
                                            "no '/', ':' or space)")
                 continue
         elif item.get("deviceSelector") is not None:
-            ds = r.mapping(item["deviceSelector"], f"{path}.deviceSelector")
-            unknown = set(ds) - {"hardwareAddr"}
-            if unknown:
-                plan.errors.append(ConfigError(f"{path}.deviceSelector.{sorted(unknown)[0]}",
-                                               "only hardwareAddr is supported; ignored", "unsupported"))
-            mac = r.mac(ds.get("hardwareAddr"), f"{path}.deviceSelector.hardwareAddr")
-            if mac is None:
+            selector = _device_selector(r, plan, item["deviceSelector"], f"{path}.deviceSelector")
+            if selector is None:
                 continue
-            selector = Selector(hardware_addr=mac)
         else:
             r.bad(path, "needs interface or deviceSelector")
             continue

@@ -215,11 +215,12 @@ def test_config_dns_and_hostname_override_dhcp(topo, dnsmasq, networkd):
     assert n.find("dhcp_stop") == []  # eth0 is not named by the config: its lease is kept
 
 
-def test_config_selecting_by_mac_replaces_the_ip_cmdline_settings(topo, networkd):
-    """ip= names eth0, the config selects the same link by MAC: only the config's address remains."""
+def test_config_selecting_by_pattern_replaces_the_ip_cmdline_settings(topo, networkd):
+    """ip= names eth0, the config selects it by driver and MAC pattern: only the config's address remains."""
     n = networkd(cmdline="ip=10.77.0.20:::255.255.255.0::eth0:off")
     n.wait_notify("READY=1")
     assert topo.addresses("eth0") == {"10.77.0.20/24"}
-    n.write_config({"interfaces": [{"deviceSelector": {"hardwareAddr": NODE_MAC}, "addresses": ["10.77.0.21/24"]}]})
+    n.write_config({"interfaces": [{"deviceSelector": {"driver": "veth", "hardwareAddr": "52:54:00:aa:bb:*"},
+                                    "addresses": ["10.77.0.21/24"]}]})
     n.wait_applied(1)
     assert topo.addresses("eth0") == {"10.77.0.21/24"}

@@ -79,3 +79,17 @@ def test_bond_attributes_are_names_pyroute2_knows():
     known = {name for name, _ in bond_nla.nla_map}
     assert len(attrs) == 6 and {f"IFLA_{k.upper()}" for k in attrs} <= known
     assert attrs["bond_ad_lacp_rate"] == 1 and attrs["bond_mode"] == 4
+
+
+def test_device_selector_patterns_must_all_match():
+    """hardwareAddr, driver and busPath are shell patterns; physical means the link has a bus."""
+    nic = Link(2, "ens3", "52:54:00:12:34:56", None, True, True, 1500, None, False,
+               driver="virtio_net", bus_path="0000:00:03.0")
+    veth = Link(3, "veth0", "52:54:00:12:34:99", "veth", True, True, 1500, None, False, driver="veth")
+    table = LinkTable()
+    table.by_index = {2: nic, 3: veth}
+    assert table.find(Selector(hardware_addr="52:54:00:*")).name == "ens3"
+    assert table.find(Selector(driver="virtio*")).name == "ens3"
+    assert table.find(Selector(bus_path="0000:00:03.*", hardware_addr="52:54:00:12:34:56")).name == "ens3"
+    assert table.find(Selector(physical=False)).name == "veth0"
+    assert table.find(Selector(driver="veth", hardware_addr="52:54:00:12:34:56")) is None

@@ -123,3 +123,15 @@ def test_merge_config_wins_per_link_and_setting():
     by_name = {lk.selector.name: lk for lk in merged.links}
     assert by_name["eth1"].dhcp and by_name["eth1"].addresses == []
     assert [str(a) for a, _ in by_name["eth2"].addresses] == ["10.1.0.5/24"]
+
+
+def test_device_selector_fields_and_unsupported_keys():
+    """A deviceSelector keeps its patterns; keys the node cannot match are reported, an empty one is an error."""
+    plan = model.from_config({"machine": {"network": {"interfaces": [
+        {"deviceSelector": {"driver": "virtio*", "physical": True, "pciID": "1AF4:1000"}, "dhcp": True},
+        {"deviceSelector": {}},
+    ]}}})
+    sel = plan.links[0].selector
+    assert (sel.driver, sel.physical, sel.hardware_addr) == ("virtio*", True, None)
+    assert "machine.network.interfaces[0].deviceSelector.pciID" in _errors(plan, "unsupported")
+    assert "machine.network.interfaces[1].deviceSelector" in _errors(plan)
