@@ -20,6 +20,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -106,8 +107,9 @@ def _reason(e: NetlinkError) -> str:
 
 
 class Reconciler:
-    def __init__(self, ipr: Any):
+    def __init__(self, ipr: Any, sysctl: Path | None = Path("/proc/sys")):
         self.ipr = ipr  # an open AsyncIPRoute
+        self.sysctl = sysctl  # /proc/sys/net is the calling process's network namespace
 
     async def _links(self) -> dict[str, Any]:
         return {msg.get("ifname"): msg for msg in await dump(self.ipr.get_links)}
@@ -277,6 +279,7 @@ class Reconciler:
         index_names = {msg["index"]: name for name, msg in links.items()}
         managed = {links[n]["index"] for n in desired.managed if n in links}
         have = set()
+        stale = []
         for msg in await dump(self.ipr.get_addr):
             if msg.get("scope") != RT_SCOPE_UNIVERSE:
                 continue
@@ -284,23 +287,46 @@ class Reconciler:
             key = (msg["index"], addr)
             have.add(key)
             flags = msg.get("flags") or 0
-            if key in want or msg["index"] not in managed or not flags & IFA_F_PERMANENT:
-                continue
+            if key not in want and msg["index"] in managed and flags & IFA_F_PERMANENT:
+                stale.append(key)
+        # Add before removing: removing a link's last IPv4 address flushes all its IPv4 routes,
+        # and with promote_secondaries a new address survives the removal of the old primary.
+        retry = []
+        for key, d in want.items():
+            if key not in have and not await self._add_address(key[0], d, result, quiet_eexist=True):
+                retry.append((key[0], d))
+        for index, addr in stale:
+            name = index_names.get(index, str(index))
+            if addr.version == 4:
+                self._sysctl(f"net/ipv4/conf/{name}/promote_secondaries", "1")
             try:
-                await self._change(result, f"remove address {addr} from {index_names.get(msg['index'])}",
-                                   self.ipr.addr, "del", index=msg["index"], address=str(addr.ip),
-                                   prefixlen=addr.network.prefixlen)
+                await self._change(result, f"remove address {addr} from {name}", self.ipr.addr, "del",
+                                   index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
             except NetlinkError as e:
                 if e.code != errno.EADDRNOTAVAIL:
                     result.errors.append(ConfigError("(stale address)", f"cannot remove {addr}: {_reason(e)}"))
-        for key, d in want.items():
-            if key in have:
-                continue
-            addr = d.address
-            kw: dict[str, Any] = {"index": key[0], "address": str(addr.ip), "prefixlen": addr.network.prefixlen}
-            if addr.version == 4 and addr.network.prefixlen < 31:
-                kw["broadcast"] = str(addr.network.broadcast_address)
-            try:
-                await self._change(result, f"add address {addr} to {d.link}", self.ipr.addr, "add", **kw)
-            except NetlinkError as e:
+        for index, d in retry:  # the same IPv6 address with another prefix: added once the old one is gone
+            await self._add_address(index, d, result, quiet_eexist=False)
+
+    async def _add_address(self, index: int, d: DesiredAddress, result: ApplyResult, quiet_eexist: bool) -> bool:
+        addr = d.address
+        kw: dict[str, Any] = {"index": index, "address": str(addr.ip), "prefixlen": addr.network.prefixlen}
+        if addr.version == 4 and addr.network.prefixlen < 31:
+            kw["broadcast"] = str(addr.network.broadcast_address)
+        try:
+            await self._change(result, f"add address {addr} to {d.link}", self.ipr.addr, "add", **kw)
+            return True
+        except NetlinkError as e:
+            if not (quiet_eexist and e.code == errno.EEXIST):
                 result.errors.append(ConfigError(d.path, f"cannot add {addr} to {d.link}: {_reason(e)}"))
+            return False
+
+    def _sysctl(self, key: str, value: str) -> None:
+        if self.sysctl is None:
+            return
+        try:
+            path = self.sysctl / key
+            if path.read_text().strip() != value:
+                path.write_text(value)
+        except OSError as e:  # best effort: without it, routes are flushed and re-added
+            log.warning("sysctl_failed", key=key, error=str(e))

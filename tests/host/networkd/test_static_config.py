@@ -76,7 +76,7 @@ def test_changed_config_applies_only_the_difference(topo, networkd):
     n = networkd(cmdline="ip=off")
     n.write_config(STATIC)
     n.wait_applied(1)
-    changed = {**STATIC, "interfaces": [{**STATIC["interfaces"][0], "addresses": ["10.88.0.11/24", "fd88::10/64"],
+    changed = {**STATIC, "interfaces": [{**STATIC["interfaces"][0], "addresses": ["10.88.0.11/24", "fd88::10/96"],
                                          "routes": [{"network": "10.200.0.0/16", "gateway": "10.88.0.1",
                                                      "metric": 50}]}]}
     mark = len(n.events)
@@ -86,13 +86,15 @@ def test_changed_config_applies_only_the_difference(topo, networkd):
     assert changes == sorted([
         "remove address 10.88.0.10/24 from eth1",
         "add address 10.88.0.11/24 to eth1",
+        "remove address fd88::10/64 from eth1",
+        "add address fd88::10/96 to eth1",  # same IPv6 address, new prefix: after the old one is gone
         "remove route 0.0.0.0/0 via 10.88.0.1 metric 1024",
         "remove route 10.210.0.0/16 via None metric 1024",
         "remove route fd99::/64 via fd88::1 metric 7",
-        "add route 10.200.0.0/16 via 10.88.0.1 dev eth1 metric 50",  # its address went, and the route with it
-    ])
-    assert topo.addresses("eth1") == {"10.88.0.11/24", "fd88::10/64"}
+    ])  # 10.200.0.0/16 stays: the new address is added before the old one goes, so no route is flushed
+    assert topo.addresses("eth1") == {"10.88.0.11/24", "fd88::10/96"}
     assert _routes(topo, "-4") == {("10.200.0.0/16", "10.88.0.1", "eth1", 50)}
+    assert n.find("apply_error") == []
 
 
 def test_bad_config_names_each_field_and_applies_the_rest(topo, networkd):
