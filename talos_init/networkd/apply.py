@@ -80,14 +80,12 @@ class ApplyResult:
 
 def bond_attrs(bond: Bond) -> dict[str, int]:
     """pyroute2 keyword arguments (IFLA_BOND_* lower-cased without IFLA_) for a new bond."""
-    names = {"mode": "bond_mode", "miimon": "bond_miimon", "updelay": "bond_updelay",
-             "downdelay": "bond_downdelay", "xmit_hash_policy": "bond_xmit_hash_policy",
-             "lacp_rate": "bond_ad_lacp_rate"}
-    return {nla: getattr(bond, key) for key, nla in names.items() if getattr(bond, key) is not None}
+    return {"bond_mode": bond.mode, **bond.options}
 
 
-def _route_key(family: int, dst: str, gateway: str | None, oif: int, metric: int) -> tuple[Any, ...]:
-    return (family, dst, gateway, oif, metric)
+def _route_key(family: int, dst: str, gateway: str | None, oif: int, metric: int,
+               mtu: int | None) -> tuple[Any, ...]:
+    return (family, dst, gateway, oif, metric, mtu or None)
 
 
 async def dump(method: Any, **kwarg: Any) -> list[Any]:
@@ -206,7 +204,9 @@ class Reconciler:
                     continue
                 default = "0.0.0.0" if family == socket.AF_INET else "::"
                 dst = f"{msg.get('dst') or default}/{msg.get('dst_len') or 0}"
-                key = _route_key(family, dst, msg.get("gateway"), msg.get("oif"), msg.get("priority") or 0)
+                metrics = msg.get("metrics")
+                key = _route_key(family, dst, msg.get("gateway"), msg.get("oif"), msg.get("priority") or 0,
+                                 metrics.get("mtu") if metrics else None)
                 out[key] = msg
         return out
 
@@ -218,7 +218,7 @@ class Reconciler:
                 continue
             family = socket.AF_INET if d.route.family == 4 else socket.AF_INET6
             gw = str(d.route.gateway) if d.route.gateway else None
-            out[_route_key(family, str(d.route.network), gw, link["index"], d.route.metric)] = d
+            out[_route_key(family, str(d.route.network), gw, link["index"], d.route.metric, d.route.mtu)] = d
         return out
 
     async def _routes_remove(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
@@ -252,6 +252,8 @@ class Reconciler:
                 kw["scope"] = 253  # link: directly connected
             if r.source is not None:
                 kw["prefsrc"] = str(r.source)
+            if r.mtu is not None:
+                kw["metrics"] = {"mtu": r.mtu}
             try:
                 await self._change(result, f"add route {r.network} via {r.gateway} dev {d.link} metric {r.metric}",
                                    self.ipr.route, "add", **kw)

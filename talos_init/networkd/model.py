@@ -27,8 +27,28 @@ BOND_MODES = {
     "balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3,
     "802.3ad": 4, "balance-tlb": 5, "balance-alb": 6,
 }
-XMIT_HASH_POLICIES = {"layer2": 0, "layer3+4": 1, "layer2+3": 2, "encap2+3": 3, "encap3+4": 4}
-LACP_RATES = {"slow": 0, "fast": 1}
+# Talos bond field -> (pyroute2 attribute, maximum) for integers, (attribute, names) for enums.
+BOND_INTS = {
+    "miimon": ("bond_miimon", 2**32 - 1), "updelay": ("bond_updelay", 2**32 - 1),
+    "downdelay": ("bond_downdelay", 2**32 - 1), "arpInterval": ("bond_arp_interval", 2**32 - 1),
+    "resendIgmp": ("bond_resend_igmp", 255), "minLinks": ("bond_min_links", 2**32 - 1),
+    "lpInterval": ("bond_lp_interval", 2**32 - 1), "packetsPerSlave": ("bond_packets_per_slave", 65535),
+    "numPeerNotif": ("bond_num_peer_notif", 255), "tlbDynamicLb": ("bond_tlb_dynamic_lb", 1),
+    "allSlavesActive": ("bond_all_slaves_active", 1), "adActorSysPrio": ("bond_ad_actor_sys_prio", 65535),
+    "adUserPortKey": ("bond_ad_user_port_key", 1023),
+}
+BOND_ENUMS = {
+    "xmitHashPolicy": ("bond_xmit_hash_policy",
+                       {"layer2": 0, "layer3+4": 1, "layer2+3": 2, "encap2+3": 3, "encap3+4": 4, "vlan+srcmac": 5}),
+    "lacpRate": ("bond_ad_lacp_rate", {"slow": 0, "fast": 1}),
+    "arpValidate": ("bond_arp_validate", {"none": 0, "active": 1, "backup": 2, "all": 3, "filter": 4,
+                                          "filter_active": 5, "filter_backup": 6}),
+    "arpAllTargets": ("bond_arp_all_targets", {"any": 0, "all": 1}),
+    "primaryReselect": ("bond_primary_reselect", {"always": 0, "better": 1, "failure": 2}),
+    "failOverMac": ("bond_fail_over_mac", {"none": 0, "active": 1, "follow": 2}),
+    "adSelect": ("bond_ad_select", {"stable": 0, "bandwidth": 1, "count": 2}),
+}
+BOND_UNSUPPORTED = ("primary", "adActorSystem", "arpIPTarget", "peerNotifyDelay")
 DEFAULT_DHCP_METRIC = 1024  # Talos' default route metric for DHCP routes
 DEFAULT_STATIC_METRIC = 1024
 
@@ -55,6 +75,7 @@ class Route:
     metric: int
     source: IPAddress | None
     path: str  # where it came from, for errors
+    mtu: int | None = None  # path MTU for this route (RTAX_MTU)
 
     @property
     def family(self) -> int:
@@ -89,11 +110,7 @@ class Selector:
 class Bond:
     mode: int = 0
     slaves: list[Selector] = field(default_factory=list)
-    miimon: int | None = None
-    updelay: int | None = None
-    downdelay: int | None = None
-    xmit_hash_policy: int | None = None
-    lacp_rate: int | None = None
+    options: dict[str, int] = field(default_factory=dict)  # pyroute2 attribute -> value
 
 
 @dataclass
@@ -259,7 +276,10 @@ def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
         metric = r.integer(item.get("metric"), f"{rp}.metric", 0, 2**32 - 1)
         if item.get("metric") is not None and metric is None:
             continue
-        out.append(Route(network, gateway, DEFAULT_STATIC_METRIC if metric is None else metric, source, rp))
+        mtu = r.integer(item.get("mtu"), f"{rp}.mtu", 68, 65535)
+        if item.get("mtu") is not None and mtu is None:
+            continue
+        out.append(Route(network, gateway, DEFAULT_STATIC_METRIC if metric is None else metric, source, rp, mtu))
     return out
 
 
@@ -319,20 +339,22 @@ def _bond(r: _Reader, value: Any, path: str) -> Bond:
         selector = _device_selector(r, None, sel, f"{path}.deviceSelectors[{j}]")
         if selector is not None:
             bond.slaves.append(selector)
-    bond.miimon = r.integer(b.get("miimon"), f"{path}.miimon", 0, 2**31 - 1)
-    bond.updelay = r.integer(b.get("updelay"), f"{path}.updelay", 0, 2**31 - 1)
-    bond.downdelay = r.integer(b.get("downdelay"), f"{path}.downdelay", 0, 2**31 - 1)
-    if b.get("xmitHashPolicy") is not None:
-        if b["xmitHashPolicy"] in XMIT_HASH_POLICIES:
-            bond.xmit_hash_policy = XMIT_HASH_POLICIES[b["xmitHashPolicy"]]
+    for key, (attr, hi) in BOND_INTS.items():
+        value = r.integer(b.get(key), f"{path}.{key}", 0, hi)
+        if value is not None:
+            bond.options[attr] = value
+    for key, (attr, names) in BOND_ENUMS.items():
+        if b.get(key) is None:
+            continue
+        if b[key] in names:
+            bond.options[attr] = names[b[key]]
         else:
-            r.bad(f"{path}.xmitHashPolicy", f"{b['xmitHashPolicy']!r} is not one of "
-                                            f"{', '.join(XMIT_HASH_POLICIES)}")
-    if b.get("lacpRate") is not None:
-        if b["lacpRate"] in LACP_RATES:
-            bond.lacp_rate = LACP_RATES[b["lacpRate"]]
-        else:
-            r.bad(f"{path}.lacpRate", f"{b['lacpRate']!r} is not slow or fast")
+            r.bad(f"{path}.{key}", f"{b[key]!r} is not one of {', '.join(names)}")
+    if b.get("useCarrier") is not None:
+        bond.options["bond_use_carrier"] = int(r.flag(b["useCarrier"], f"{path}.useCarrier"))
+    for key in BOND_UNSUPPORTED:
+        if b.get(key) is not None:
+            r.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported"))
     if not bond.slaves:
         r.bad(f"{path}.interfaces", "a bond needs at least one interface")
     return bond

@@ -23,7 +23,7 @@ STATIC = {
         "routes": [
             {"network": "10.200.0.0/16", "gateway": "10.88.0.1", "metric": 50},
             {"network": "0.0.0.0/0", "gateway": "10.88.0.1"},
-            {"network": "10.210.0.0/16"},  # on-link: no gateway
+            {"network": "10.210.0.0/16", "mtu": 1300},  # on-link: no gateway
             {"network": "fd99::/64", "gateway": "fd88::1", "metric": 7},
         ],
     }],
@@ -46,6 +46,7 @@ def test_static_addresses_routes_mtu_and_files(topo, networkd):
     assert _routes(topo, "-4") == {("10.200.0.0/16", "10.88.0.1", "eth1", 50),
                                    ("default", "10.88.0.1", "eth1", 1024), ("10.210.0.0/16", None, "eth1", 1024)}
     assert _routes(topo, "-6") == {("fd99::/64", "fd88::1", "eth1", 7)}
+    assert [r["metrics"] for r in topo.routes("-4") if r["dst"] == "10.210.0.0/16"] == [[{"mtu": 1300}]]
     assert (n.root / "etc/resolv.conf").read_text().splitlines()[1:] == [
         "nameserver 10.88.0.53", "nameserver fd88::53", "search cluster.test"]
     hosts = (n.root / "etc/hosts").read_text()

@@ -69,27 +69,14 @@ def test_lease_info_from_an_ack():
 
 
 def test_bond_attributes_are_names_pyroute2_knows():
-    """Every bond setting maps to an IFLA_BOND_* attribute of the pyroute2 we ship."""
+    """Every bond setting the model can produce maps to an IFLA_BOND_* attribute of the pyroute2 we ship."""
     from pyroute2.netlink.rtnl.ifinfmsg.plugins.bond import bond as bond_nla
 
+    from talos_init.networkd import model
     from talos_init.networkd.apply import bond_attrs
-    from talos_init.networkd.model import Bond
 
-    attrs = bond_attrs(Bond(mode=4, miimon=100, updelay=200, downdelay=200, xmit_hash_policy=1, lacp_rate=1))
+    every = {attr: 1 for attr, _ in [*model.BOND_INTS.values(), *model.BOND_ENUMS.values()]}
+    attrs = bond_attrs(model.Bond(mode=4, options={**every, "bond_use_carrier": 1}))
     known = {name for name, _ in bond_nla.nla_map}
-    assert len(attrs) == 6 and {f"IFLA_{k.upper()}" for k in attrs} <= known
-    assert attrs["bond_ad_lacp_rate"] == 1 and attrs["bond_mode"] == 4
-
-
-def test_device_selector_patterns_must_all_match():
-    """hardwareAddr, driver and busPath are shell patterns; physical means the link has a bus."""
-    nic = Link(2, "ens3", "52:54:00:12:34:56", None, True, True, 1500, None, False,
-               driver="virtio_net", bus_path="0000:00:03.0")
-    veth = Link(3, "veth0", "52:54:00:12:34:99", "veth", True, True, 1500, None, False, driver="veth")
-    table = LinkTable()
-    table.by_index = {2: nic, 3: veth}
-    assert table.find(Selector(hardware_addr="52:54:00:*")).name == "ens3"
-    assert table.find(Selector(driver="virtio*")).name == "ens3"
-    assert table.find(Selector(bus_path="0000:00:03.*", hardware_addr="52:54:00:12:34:56")).name == "ens3"
-    assert table.find(Selector(physical=False)).name == "veth0"
-    assert table.find(Selector(driver="veth", hardware_addr="52:54:00:12:34:56")) is None
+    assert len(attrs) == len(model.BOND_INTS) + len(model.BOND_ENUMS) + 2
+    assert {f"IFLA_{k.upper()}" for k in attrs} <= known

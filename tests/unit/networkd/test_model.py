@@ -75,8 +75,9 @@ def test_full_config_is_read():
     assert bymac.selector.hardware_addr == "52:54:00:aa:bb:cc"
     assert [(str(r.network), str(r.gateway), r.metric) for r in bymac.routes] == [
         ("0.0.0.0/0", "192.168.1.1", 100), ("::/0", "fd00::1", model.DEFAULT_STATIC_METRIC)]
-    assert bond.kind == "bond" and bond.bond.mode == 4 and bond.bond.lacp_rate == 1
-    assert [s.name for s in bond.bond.slaves] == ["eth2", "eth3"] and bond.bond.xmit_hash_policy == 1
+    assert bond.kind == "bond" and bond.bond.mode == 4
+    assert bond.bond.options == {"bond_miimon": 100, "bond_ad_lacp_rate": 1, "bond_xmit_hash_policy": 1}
+    assert [s.name for s in bond.bond.slaves] == ["eth2", "eth3"]
 
 
 def test_bad_values_are_named_by_path_and_the_rest_is_kept():
