@@ -162,14 +162,14 @@ BOND = Struct(
     {
         "interfaces": F(STRS),
         "deviceSelectors": F(ListOf(DEVICE_SELECTOR)),
-        "arpIPTarget": F(ListOf(IP)),
+        "arpIPTarget": U(ListOf(IP)),
         "mode": F(STR),
         "xmitHashPolicy": F(STR),
         "lacpRate": F(STR),
-        "adActorSystem": F(STR),
+        "adActorSystem": U(STR),
         "arpValidate": F(STR),
         "arpAllTargets": F(STR),
-        "primary": F(STR),
+        "primary": U(STR),
         "primaryReselect": F(STR),
         "failOverMac": F(STR),
         "adSelect": F(STR),
@@ -187,7 +187,7 @@ BOND = Struct(
         "useCarrier": F(BOOL),
         "adActorSysPrio": F(Int(0, 65535)),
         "adUserPortKey": F(Int(0, 65535)),
-        "peerNotifyDelay": F(UINT32),
+        "peerNotifyDelay": U(UINT32),
     },
 )
 
@@ -237,7 +237,7 @@ INTERFACE = Struct(
         "dhcp": F(BOOL),
         "ignore": F(BOOL),
         "dhcpOptions": U(DHCP_OPTIONS),
-        "bond": U(BOND),
+        "bond": F(BOND),  # networkd (all but primary, adActorSystem, arpIPTarget, peerNotifyDelay)
         "bridge": U(BRIDGE),
         "bridgePort": U(Struct("bridgePort", {"master": F(STR)})),
         "dummy": U(BOOL),
@@ -254,7 +254,7 @@ NETWORK = Struct(
         "nameservers": F(ListOf(IP, unique=True)),
         "searchDomains": F(ListOf(HOSTNAME)),
         "disableSearchDomain": U(BOOL),
-        "extraHostEntries": U(
+        "extraHostEntries": F(  # networkd writes them to /etc/hosts
             ListOf(Struct("extraHostEntry", {"ip": F(IP), "aliases": F(ListOf(HOSTNAME))}))
         ),
         "kubespan": U(
