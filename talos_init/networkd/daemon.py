@@ -82,6 +82,8 @@ class Networkd:
         self._config_task: asyncio.Task[None] | None = None
         self.last_result = ApplyResult()
         self._link_deadline = 0.0  # until then, a link the plan names may still appear
+        self.early = NetworkPlan()
+        self.watch: FileWatch | None = None
 
     # -- the checklist -----------------------------------------------------
 
@@ -95,23 +97,29 @@ class Networkd:
         await self.events.bind(groups=RTMGRP_LINK)  # subscribe before the dump: no link is missed
         self.ipr = AsyncIPRoute()
         self.reconciler = Reconciler(self.ipr)
+        # SIGTERM must not wait for the link timeout: the early stage runs as a task.
+        start = asyncio.create_task(self.start(), name="start")
+        stop = asyncio.create_task(self._stopping.wait(), name="wait for SIGTERM")
+        await asyncio.wait({start, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if start.done() and start.exception() is not None:
+            raise start.exception()  # type: ignore[misc]  # netlink unusable: let the supervisor restart us
+        await stop
+        start.cancel()
+        await self.shutdown()
+        return 0
+
+    async def start(self) -> None:
         await self.bring_up_loopback()
         await self.links.start(self.events, self.ipr)
-
         self.early = self.read_cmdline()
         self.plan = self.early
         await self.bring_up_candidates()
         await self.wait_links(self.plan, "cmdline")
         self.request_reconcile()
-
         assert self.opts.config is not None
         self.watch = FileWatch(self.opts.config, self.reload_config)
         if self.opts.config.exists():
             self.reload_config()
-
-        await self._stopping.wait()
-        await self.shutdown()
-        return 0
 
     async def bring_up_loopback(self) -> None:
         index = (await self.ipr.link_lookup(ifname="lo"))[0]
@@ -174,6 +182,8 @@ class Networkd:
     # -- config --------------------------------------------------------------
 
     def reload_config(self) -> None:
+        if self.watch is None:
+            return  # still starting: the config is read once the watch is in place
         if self._config_task and not self._config_task.done():
             self._config_task.cancel()
         self._config_task = asyncio.create_task(self._load_config(), name="load config")
@@ -418,7 +428,8 @@ class Networkd:
         resolved.desired.managed |= dhcp_links
         await self.reconciler.apply(resolved.desired)
         self.links.stop()
-        self.watch.close()
+        if self.watch is not None:
+            self.watch.close()
         self.events.close()
         self.ipr.close()
         log.info("stopped")

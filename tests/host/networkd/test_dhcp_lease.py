@@ -80,3 +80,15 @@ def test_lease_is_rebound_at_t2_when_the_server_ignores_renewals(topo, start_dns
     assert rebound["address"] == bound["address"]
     assert not [e for e in n.events[mark:] if e["event"] == "dhcp_renewed"]
     assert "DHCPACK(s0)" in dnsmasq.log() and bound["address"] in topo.addresses("eth0")
+
+
+def test_sigterm_while_waiting_for_carrier_exits_at_once(topo, networkd):
+    """No DHCP server and no carrier: SIGTERM during the wait for links still stops networkd promptly."""
+    subprocess.run(["ip", "-n", topo.server, "link", "set", "s0", "down"], check=True)
+    subprocess.run(["ip", "-n", topo.server, "link", "set", "s1", "down"], check=True)
+    n = networkd(link_timeout=600)
+    n.wait_event("early_plan")
+    n.signal(signal.SIGTERM)
+    assert n.proc.wait(20) == 0
+    n.wait_event("stopped")
+    assert n.find("link_wait_timeout") == []
