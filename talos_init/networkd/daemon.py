@@ -67,6 +67,13 @@ class Resolved:
     dhcp: set[str] = field(default_factory=set)  # links that should run DHCPv4
 
 
+def _selector_path(link: model.LinkPlan) -> str:
+    """The field that selects the link, for 'no such link' errors."""
+    if not link.path.startswith("machine"):
+        return f"{link.path}.device"  # ip=
+    return f"{link.path}.{'interface' if link.selector.name else 'deviceSelector'}"
+
+
 class Networkd:
     def __init__(self, opts: Options):
         self.opts = opts
@@ -153,9 +160,7 @@ class Networkd:
         out = []
         for link in plan.links:
             if link.kind == "existing":
-                field_name = "interface" if link.selector.name else "deviceSelector.hardwareAddr"
-                out.append((link.selector, f"{link.path}.{field_name}" if link.path.startswith("machine")
-                            else f"{link.path}.device"))
+                out.append((link.selector, _selector_path(link)))
             if link.bond:
                 out += [(s, f"{link.path}.bond.interfaces") for s in link.bond.slaves]
         return out
@@ -271,10 +276,8 @@ class Networkd:
                 if link is None:
                     if asyncio.get_running_loop().time() < self._link_deadline:
                         continue  # still within the wait for links; reported when it ends
-                    field_name = "interface" if lp.selector.name else "deviceSelector.hardwareAddr"
-                    path = f"{lp.path}.{field_name}" if lp.path.startswith("machine") else f"{lp.path}.device"
-                    r.errors.append(ConfigError(path, f"no link matches {lp.selector} "
-                                                      f"(links: {self.links.describe()})"))
+                    r.errors.append(ConfigError(_selector_path(lp), f"no link matches {lp.selector} "
+                                                                    f"(links: {self.links.describe()})"))
                     continue
                 name = link.name
             else:
@@ -296,6 +299,7 @@ class Networkd:
                     else:
                         dl.slaves.append(s.name)
                         selected.add(s.name)
+                        d.managed.add(s.name)  # a bond slave carries no address of its own
             d.links.append(dl)
             d.managed.add(name)
             d.addresses += [DesiredAddress(name, a, p) for a, p in lp.addresses]
