@@ -24,8 +24,12 @@ def import_seconds(module: str, runs: int = 5) -> float:
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run([PY, "-I", "-c", f"import {module}" if module else "pass"], check=True, cwd=ROOT,
-                       env={"PYTHONPATH": str(ROOT)})
+        subprocess.run(
+            [PY, "-I", "-c", f"import {module}" if module else "pass"],
+            check=True,
+            cwd=ROOT,
+            env={"PYTHONPATH": str(ROOT)},
+        )
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -34,7 +38,10 @@ def ready_and_rss() -> tuple[float, int, int]:
     ns = f"nwdbench{os.getpid()}"
     subprocess.run(["ip", "netns", "add", ns], check=True)
     try:
-        subprocess.run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0"], check=True)
+        subprocess.run(
+            ["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0"],
+            check=True,
+        )
         subprocess.run(["ip", "-n", ns, "link", "set", "p0", "up"], check=True)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -45,15 +52,36 @@ def ready_and_rss() -> tuple[float, int, int]:
             sock.settimeout(60)
             env = {"PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(root / "notify.sock")}
             t = time.perf_counter()
-            proc = subprocess.Popen(["unshare", "--uts", "ip", "netns", "exec", ns, PY, "-I", "-m",
-                                     "talos_init.networkd", "--root", str(root)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+            proc = subprocess.Popen(
+                [
+                    "unshare",
+                    "--uts",
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    PY,
+                    "-I",
+                    "-m",
+                    "talos_init.networkd",
+                    "--root",
+                    str(root),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=ROOT,
+            )
             try:
                 while "READY=1" not in sock.recv(4096).decode():
                     pass
                 ready = time.perf_counter() - t
                 status = Path(f"/proc/{proc.pid}/status").read_text().splitlines()
-                kb = {line.split(":")[0]: int(line.split()[1]) for line in status if line.startswith("Vm")}
+                kb = {
+                    line.split(":")[0]: int(line.split()[1])
+                    for line in status
+                    if line.startswith("Vm")
+                }
                 return ready, kb["VmRSS"], kb["VmHWM"]
             finally:
                 proc.terminate()
@@ -70,7 +98,9 @@ def main() -> None:
         print(f"import {module:<34} {(import_seconds(module) - base) * 1000:7.1f} ms over start")
     ready, rss, hwm = ready_and_rss()
     print(f"start to READY=1 (static ip=, one link):   {ready * 1000:7.1f} ms")
-    print(f"RSS when ready:                            {rss / 1024:7.1f} MiB (peak {hwm / 1024:.1f} MiB)")
+    print(
+        f"RSS when ready:                            {rss / 1024:7.1f} MiB (peak {hwm / 1024:.1f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -83,8 +83,9 @@ def bond_attrs(bond: Bond) -> dict[str, int]:
     return {"bond_mode": bond.mode, **bond.options}
 
 
-def _route_key(family: int, dst: str, gateway: str | None, oif: int, metric: int,
-               mtu: int | None) -> tuple[Any, ...]:
+def _route_key(
+    family: int, dst: str, gateway: str | None, oif: int, metric: int, mtu: int | None
+) -> tuple[Any, ...]:
     return (family, dst, gateway, oif, metric, mtu or None)
 
 
@@ -123,12 +124,16 @@ class Reconciler:
         await self._routes_add(desired, links, result)
         return result
 
-    async def _change(self, result: ApplyResult, what: str, method: Any, *argv: Any, **kwarg: Any) -> None:
+    async def _change(
+        self, result: ApplyResult, what: str, method: Any, *argv: Any, **kwarg: Any
+    ) -> None:
         await method(*argv, **kwarg)
         result.changes.append(what)
         log.info("netlink_change", change=what)
 
-    async def _virtual_links(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
+    async def _virtual_links(
+        self, desired: Desired, links: dict[str, Any], result: ApplyResult
+    ) -> None:
         # Bonds first: a VLAN may sit on a bond.
         for d in sorted(desired.links, key=lambda d: {"bond": 0, "vlan": 1}.get(d.kind, 2)):
             if d.kind == "existing":
@@ -137,29 +142,60 @@ class Reconciler:
             if have is not None:
                 kind = have.get(("linkinfo", "kind"))
                 if kind != d.kind:
-                    result.errors.append(ConfigError(d.path, f"link {d.name} exists but is a {kind or 'physical'} "
-                                                             f"link, not a {d.kind}"))
+                    result.errors.append(
+                        ConfigError(
+                            d.path,
+                            f"link {d.name} exists but is a {kind or 'physical'} "
+                            f"link, not a {d.kind}",
+                        )
+                    )
                 elif d.kind == "vlan" and have.get(("linkinfo", "data", "vlan_id")) != d.vlan_id:
-                    result.errors.append(ConfigError(d.path, f"link {d.name} exists with another VLAN id"))
+                    result.errors.append(
+                        ConfigError(d.path, f"link {d.name} exists with another VLAN id")
+                    )
                 continue
             try:
                 if d.kind == "vlan":
                     parent = links.get(d.parent or "")
                     if parent is None:
-                        result.errors.append(ConfigError(d.path, f"parent link {d.parent} does not exist"))
+                        result.errors.append(
+                            ConfigError(d.path, f"parent link {d.parent} does not exist")
+                        )
                         continue
-                    await self._change(result, f"create vlan {d.name}", self.ipr.link, "add", ifname=d.name,
-                                       kind="vlan", link=parent["index"], vlan_id=d.vlan_id)
+                    await self._change(
+                        result,
+                        f"create vlan {d.name}",
+                        self.ipr.link,
+                        "add",
+                        ifname=d.name,
+                        kind="vlan",
+                        link=parent["index"],
+                        vlan_id=d.vlan_id,
+                    )
                 else:
                     assert d.bond is not None
-                    await self._change(result, f"create bond {d.name}", self.ipr.link, "add", ifname=d.name,
-                                       kind="bond", **bond_attrs(d.bond))
+                    await self._change(
+                        result,
+                        f"create bond {d.name}",
+                        self.ipr.link,
+                        "add",
+                        ifname=d.name,
+                        kind="bond",
+                        **bond_attrs(d.bond),
+                    )
             except NetlinkError as e:
-                hint = (" (the kernel lacks support for this link kind: module 8021q or bonding not loaded?)"
-                        if e.code == errno.EOPNOTSUPP else "")
-                result.errors.append(ConfigError(d.path, f"cannot create {d.kind} {d.name}: {_reason(e)}{hint}"))
+                hint = (
+                    " (the kernel lacks support for this link kind: module 8021q or bonding not loaded?)"
+                    if e.code == errno.EOPNOTSUPP
+                    else ""
+                )
+                result.errors.append(
+                    ConfigError(d.path, f"cannot create {d.kind} {d.name}: {_reason(e)}{hint}")
+                )
 
-    async def _link_settings(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
+    async def _link_settings(
+        self, desired: Desired, links: dict[str, Any], result: ApplyResult
+    ) -> None:
         for d in desired.links:
             link = links.get(d.name)
             if link is None:
@@ -168,33 +204,70 @@ class Reconciler:
             for slave in d.slaves:
                 s = links.get(slave)
                 if s is None:
-                    result.errors.append(ConfigError(f"{d.path}.bond.interfaces", f"no link named {slave}"))
+                    result.errors.append(
+                        ConfigError(f"{d.path}.bond.interfaces", f"no link named {slave}")
+                    )
                     continue
                 if s.get("master") == index:
                     continue
                 try:
                     if s.get("flags", 0) & 1:
-                        await self._change(result, f"set {slave} down to enslave it",
-                                           self.ipr.link, "set", index=s["index"], state="down")
-                    await self._change(result, f"enslave {slave} to {d.name}",
-                                       self.ipr.link, "set", index=s["index"], master=index)
-                    await self._change(result, f"set {slave} up", self.ipr.link, "set", index=s["index"],
-                                       state="up")
+                        await self._change(
+                            result,
+                            f"set {slave} down to enslave it",
+                            self.ipr.link,
+                            "set",
+                            index=s["index"],
+                            state="down",
+                        )
+                    await self._change(
+                        result,
+                        f"enslave {slave} to {d.name}",
+                        self.ipr.link,
+                        "set",
+                        index=s["index"],
+                        master=index,
+                    )
+                    await self._change(
+                        result,
+                        f"set {slave} up",
+                        self.ipr.link,
+                        "set",
+                        index=s["index"],
+                        state="up",
+                    )
                 except NetlinkError as e:
-                    result.errors.append(ConfigError(f"{d.path}.bond.interfaces",
-                                                     f"cannot enslave {slave} to {d.name}: {_reason(e)}"))
+                    result.errors.append(
+                        ConfigError(
+                            f"{d.path}.bond.interfaces",
+                            f"cannot enslave {slave} to {d.name}: {_reason(e)}",
+                        )
+                    )
             if d.mtu is not None and link.get("mtu") != d.mtu:
                 try:
-                    await self._change(result, f"set {d.name} mtu {d.mtu}", self.ipr.link, "set", index=index,
-                                       mtu=d.mtu)
+                    await self._change(
+                        result,
+                        f"set {d.name} mtu {d.mtu}",
+                        self.ipr.link,
+                        "set",
+                        index=index,
+                        mtu=d.mtu,
+                    )
                 except NetlinkError as e:
-                    result.errors.append(ConfigError(f"{d.path}.mtu", f"cannot set MTU {d.mtu} on {d.name}: "
-                                                                      f"{_reason(e)}"))
+                    result.errors.append(
+                        ConfigError(
+                            f"{d.path}.mtu", f"cannot set MTU {d.mtu} on {d.name}: {_reason(e)}"
+                        )
+                    )
             if not link.get("flags", 0) & 1:
                 try:
-                    await self._change(result, f"set {d.name} up", self.ipr.link, "set", index=index, state="up")
+                    await self._change(
+                        result, f"set {d.name} up", self.ipr.link, "set", index=index, state="up"
+                    )
                 except NetlinkError as e:
-                    result.errors.append(ConfigError(d.path, f"cannot set {d.name} up: {_reason(e)}"))
+                    result.errors.append(
+                        ConfigError(d.path, f"cannot set {d.name} up: {_reason(e)}")
+                    )
 
     async def _current_routes(self) -> dict[tuple[Any, ...], Any]:
         out = {}
@@ -205,12 +278,20 @@ class Reconciler:
                 default = "0.0.0.0" if family == socket.AF_INET else "::"
                 dst = f"{msg.get('dst') or default}/{msg.get('dst_len') or 0}"
                 metrics = msg.get("metrics")
-                key = _route_key(family, dst, msg.get("gateway"), msg.get("oif"), msg.get("priority") or 0,
-                                 metrics.get("mtu") if metrics else None)
+                key = _route_key(
+                    family,
+                    dst,
+                    msg.get("gateway"),
+                    msg.get("oif"),
+                    msg.get("priority") or 0,
+                    metrics.get("mtu") if metrics else None,
+                )
                 out[key] = msg
         return out
 
-    def _desired_routes(self, desired: Desired, links: dict[str, Any]) -> dict[tuple[Any, ...], DesiredRoute]:
+    def _desired_routes(
+        self, desired: Desired, links: dict[str, Any]
+    ) -> dict[tuple[Any, ...], DesiredRoute]:
         out = {}
         for d in desired.routes:
             link = links.get(d.link)
@@ -218,34 +299,62 @@ class Reconciler:
                 continue
             family = socket.AF_INET if d.route.family == 4 else socket.AF_INET6
             gw = str(d.route.gateway) if d.route.gateway else None
-            out[_route_key(family, str(d.route.network), gw, link["index"], d.route.metric, d.route.mtu)] = d
+            out[
+                _route_key(
+                    family, str(d.route.network), gw, link["index"], d.route.metric, d.route.mtu
+                )
+            ] = d
         return out
 
-    async def _routes_remove(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
+    async def _routes_remove(
+        self, desired: Desired, links: dict[str, Any], result: ApplyResult
+    ) -> None:
         want = self._desired_routes(desired, links)
         for key, msg in (await self._current_routes()).items():
             if key in want:
                 continue
             # Delete exactly what the dump showed: the kernel matches scope and protocol too.
-            kw = {"family": key[0], "dst": key[1], "oif": key[3], "priority": key[4], "proto": msg.get("proto"),
-                  "scope": msg.get("scope"), "table": MAIN_TABLE}
+            kw = {
+                "family": key[0],
+                "dst": key[1],
+                "oif": key[3],
+                "priority": key[4],
+                "proto": msg.get("proto"),
+                "scope": msg.get("scope"),
+                "table": MAIN_TABLE,
+            }
             if key[2] is not None:
                 kw["gateway"] = key[2]
             try:
-                await self._change(result, f"remove route {key[1]} via {key[2]} metric {key[4]}",
-                                   self.ipr.route, "del", **kw)
+                await self._change(
+                    result,
+                    f"remove route {key[1]} via {key[2]} metric {key[4]}",
+                    self.ipr.route,
+                    "del",
+                    **kw,
+                )
             except NetlinkError as e:
                 if e.code != errno.ESRCH:  # gone already, e.g. with its address
-                    result.errors.append(ConfigError("(stale route)", f"cannot remove {key[1]}: {_reason(e)}"))
+                    result.errors.append(
+                        ConfigError("(stale route)", f"cannot remove {key[1]}: {_reason(e)}")
+                    )
 
-    async def _routes_add(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
+    async def _routes_add(
+        self, desired: Desired, links: dict[str, Any], result: ApplyResult
+    ) -> None:
         have = await self._current_routes()
         for key, d in self._desired_routes(desired, links).items():
             if key in have:
                 continue
             r = d.route
-            kw: dict[str, Any] = {"family": key[0], "dst": str(r.network), "oif": key[3],
-                                  "priority": r.metric, "proto": d.proto, "table": MAIN_TABLE}
+            kw: dict[str, Any] = {
+                "family": key[0],
+                "dst": str(r.network),
+                "oif": key[3],
+                "priority": r.metric,
+                "proto": d.proto,
+                "table": MAIN_TABLE,
+            }
             if r.gateway is not None:
                 kw["gateway"] = str(r.gateway)
             else:
@@ -255,24 +364,39 @@ class Reconciler:
             if r.mtu is not None:
                 kw["metrics"] = {"mtu": r.mtu}
             try:
-                await self._change(result, f"add route {r.network} via {r.gateway} dev {d.link} metric {r.metric}",
-                                   self.ipr.route, "add", **kw)
+                await self._change(
+                    result,
+                    f"add route {r.network} via {r.gateway} dev {d.link} metric {r.metric}",
+                    self.ipr.route,
+                    "add",
+                    **kw,
+                )
             except NetlinkError as e:
                 result.errors.append(self._route_error(d, e))
 
     def _route_error(self, d: DesiredRoute, e: NetlinkError) -> ConfigError:
         r = d.route
         if e.code == errno.ENETUNREACH and r.gateway is not None:
-            return ConfigError(f"{r.path}.gateway", f"gateway {r.gateway} is not reachable from {d.link}: "
-                                                    f"no address on {d.link} has it in its network")
+            return ConfigError(
+                f"{r.path}.gateway",
+                f"gateway {r.gateway} is not reachable from {d.link}: "
+                f"no address on {d.link} has it in its network",
+            )
         if e.code == errno.EEXIST:
-            return ConfigError(r.path, f"a route to {r.network} with metric {r.metric} already exists "
-                                       "and was not set by networkd")
+            return ConfigError(
+                r.path,
+                f"a route to {r.network} with metric {r.metric} already exists "
+                "and was not set by networkd",
+            )
         if e.code == errno.EINVAL and r.source is not None:
-            return ConfigError(f"{r.path}.source", f"source {r.source} is not an address of this node")
+            return ConfigError(
+                f"{r.path}.source", f"source {r.source} is not an address of this node"
+            )
         return ConfigError(r.path, f"cannot add route to {r.network}: {_reason(e)}")
 
-    async def _addresses(self, desired: Desired, links: dict[str, Any], result: ApplyResult) -> None:
+    async def _addresses(
+        self, desired: Desired, links: dict[str, Any], result: ApplyResult
+    ) -> None:
         want: dict[tuple[int, IPInterface], DesiredAddress] = {}
         for d in desired.addresses:
             link = links.get(d.link)
@@ -295,32 +419,56 @@ class Reconciler:
         # and with promote_secondaries a new address survives the removal of the old primary.
         retry = []
         for key, d in want.items():
-            if key not in have and not await self._add_address(key[0], d, result, quiet_eexist=True):
+            if key not in have and not await self._add_address(
+                key[0], d, result, quiet_eexist=True
+            ):
                 retry.append((key[0], d))
         for index, addr in stale:
             name = index_names.get(index, str(index))
             if addr.version == 4:
                 self._sysctl(f"net/ipv4/conf/{name}/promote_secondaries", "1")
             try:
-                await self._change(result, f"remove address {addr} from {name}", self.ipr.addr, "del",
-                                   index=index, address=str(addr.ip), prefixlen=addr.network.prefixlen)
+                await self._change(
+                    result,
+                    f"remove address {addr} from {name}",
+                    self.ipr.addr,
+                    "del",
+                    index=index,
+                    address=str(addr.ip),
+                    prefixlen=addr.network.prefixlen,
+                )
             except NetlinkError as e:
                 if e.code != errno.EADDRNOTAVAIL:
-                    result.errors.append(ConfigError("(stale address)", f"cannot remove {addr}: {_reason(e)}"))
-        for index, d in retry:  # the same IPv6 address with another prefix: added once the old one is gone
+                    result.errors.append(
+                        ConfigError("(stale address)", f"cannot remove {addr}: {_reason(e)}")
+                    )
+        for (
+            index,
+            d,
+        ) in retry:  # the same IPv6 address with another prefix: added once the old one is gone
             await self._add_address(index, d, result, quiet_eexist=False)
 
-    async def _add_address(self, index: int, d: DesiredAddress, result: ApplyResult, quiet_eexist: bool) -> bool:
+    async def _add_address(
+        self, index: int, d: DesiredAddress, result: ApplyResult, quiet_eexist: bool
+    ) -> bool:
         addr = d.address
-        kw: dict[str, Any] = {"index": index, "address": str(addr.ip), "prefixlen": addr.network.prefixlen}
+        kw: dict[str, Any] = {
+            "index": index,
+            "address": str(addr.ip),
+            "prefixlen": addr.network.prefixlen,
+        }
         if addr.version == 4 and addr.network.prefixlen < 31:
             kw["broadcast"] = str(addr.network.broadcast_address)
         try:
-            await self._change(result, f"add address {addr} to {d.link}", self.ipr.addr, "add", **kw)
+            await self._change(
+                result, f"add address {addr} to {d.link}", self.ipr.addr, "add", **kw
+            )
             return True
         except NetlinkError as e:
             if not (quiet_eexist and e.code == errno.EEXIST):
-                result.errors.append(ConfigError(d.path, f"cannot add {addr} to {d.link}: {_reason(e)}"))
+                result.errors.append(
+                    ConfigError(d.path, f"cannot add {addr} to {d.link}: {_reason(e)}")
+                )
             return False
 
     def _sysctl(self, key: str, value: str) -> None:

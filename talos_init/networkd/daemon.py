@@ -145,8 +145,12 @@ class Networkd:
                 log.error("cmdline_error", param=err.param, value=err.value, error=err.reason)
         plan = model.from_cmdline(cmd)
         self._log_config_errors(plan.errors)
-        log.info("early_plan", dhcp_on_carrier=plan.dhcp_on_carrier, hostname=plan.hostname,
-                 links=[str(link.selector) for link in plan.links])
+        log.info(
+            "early_plan",
+            dhcp_on_carrier=plan.dhcp_on_carrier,
+            hostname=plan.hostname,
+            links=[str(link.selector) for link in plan.links],
+        )
         return plan
 
     async def bring_up_candidates(self) -> None:
@@ -177,12 +181,25 @@ class Networkd:
 
         if needed and not await self.links.wait_for(have_all, self.opts.link_timeout):
             missing = [f"{path}={sel}" for sel, path in needed if not self.links.find(sel)]
-            log.error("link_wait_timeout", stage=stage, timeout=self.opts.link_timeout, missing=missing,
-                      links=self.links.describe())
-        if plan.dhcp_on_carrier and not plan.links and not await self.links.wait_for(
-                have_carrier, self.opts.link_timeout):
-            log.error("link_wait_timeout", stage=stage, timeout=self.opts.link_timeout,
-                      missing=["a link with carrier for DHCP"], links=self.links.describe())
+            log.error(
+                "link_wait_timeout",
+                stage=stage,
+                timeout=self.opts.link_timeout,
+                missing=missing,
+                links=self.links.describe(),
+            )
+        if (
+            plan.dhcp_on_carrier
+            and not plan.links
+            and not await self.links.wait_for(have_carrier, self.opts.link_timeout)
+        ):
+            log.error(
+                "link_wait_timeout",
+                stage=stage,
+                timeout=self.opts.link_timeout,
+                missing=["a link with carrier for DHCP"],
+                links=self.links.describe(),
+            )
 
     # -- config --------------------------------------------------------------
 
@@ -204,8 +221,12 @@ class Networkd:
             return
         self.generation += 1
         plan = model.merge(self.early, model.from_config(config))
-        log.info("config_loaded", generation=self.generation, path=str(self.opts.config),
-                 links=[str(link.selector) for link in plan.links])
+        log.info(
+            "config_loaded",
+            generation=self.generation,
+            path=str(self.opts.config),
+            links=[str(link.selector) for link in plan.links],
+        )
         self._log_config_errors([e for e in plan.errors if e not in self.early.errors])
         # Apply what is there now; a missing link is an error only once the wait is over.
         self.plan = plan
@@ -266,18 +287,29 @@ class Networkd:
         d = r.desired
         selected: set[str] = set()
         # The config wins per link even when it selects by MAC what ip= named (merge() compares selectors).
-        by_config = {link.name for lp in plan.links if lp.path.startswith("machine")
-                     and (link := self.links.find(lp.selector)) is not None}
+        by_config = {
+            link.name
+            for lp in plan.links
+            if lp.path.startswith("machine") and (link := self.links.find(lp.selector)) is not None
+        }
         for lp in plan.links:
             if lp.kind == "existing":
                 link = self.links.find(lp.selector)
-                if link is not None and link.name in by_config and not lp.path.startswith("machine"):
+                if (
+                    link is not None
+                    and link.name in by_config
+                    and not lp.path.startswith("machine")
+                ):
                     continue
                 if link is None:
                     if asyncio.get_running_loop().time() < self._link_deadline:
                         continue  # still within the wait for links; reported when it ends
-                    r.errors.append(ConfigError(_selector_path(lp), f"no link matches {lp.selector} "
-                                                                    f"(links: {self.links.describe()})"))
+                    r.errors.append(
+                        ConfigError(
+                            _selector_path(lp),
+                            f"no link matches {lp.selector} (links: {self.links.describe()})",
+                        )
+                    )
                     continue
                 name = link.name
             else:
@@ -285,8 +317,9 @@ class Networkd:
             selected.add(name)
             if lp.ignore:
                 continue
-            dl = DesiredLink(name=name, path=lp.path, kind=lp.kind, vlan_id=lp.vlan_id, bond=lp.bond,
-                             mtu=lp.mtu)
+            dl = DesiredLink(
+                name=name, path=lp.path, kind=lp.kind, vlan_id=lp.vlan_id, bond=lp.bond, mtu=lp.mtu
+            )
             if lp.parent is not None:
                 parent = self.links.find(lp.parent)
                 dl.parent = parent.name if parent else lp.parent.name
@@ -294,8 +327,12 @@ class Networkd:
                 for slave in lp.bond.slaves:
                     s = self.links.find(slave)
                     if s is None:
-                        r.errors.append(ConfigError(f"{lp.path}.bond.interfaces",
-                                                    f"no link matches {slave} (links: {self.links.describe()})"))
+                        r.errors.append(
+                            ConfigError(
+                                f"{lp.path}.bond.interfaces",
+                                f"no link matches {slave} (links: {self.links.describe()})",
+                            )
+                        )
                     else:
                         dl.slaves.append(s.name)
                         selected.add(s.name)
@@ -318,13 +355,25 @@ class Networkd:
             if lease is None:
                 continue
             dl = next(x for x in d.links if x.name == name)
-            if dl.mtu is None and lease.mtu and lease.mtu >= 576:  # RFC 2132: 68, but below 576 is a bad server
+            if (
+                dl.mtu is None and lease.mtu and lease.mtu >= 576
+            ):  # RFC 2132: 68, but below 576 is a bad server
                 dl.mtu = lease.mtu
             d.addresses.append(DesiredAddress(name, lease.address, f"(dhcp lease on {name})"))
             if lease.routers:
-                d.routes.append(DesiredRoute(name, Route(ipaddress.ip_network("0.0.0.0/0"), lease.routers[0],
-                                                         model.DEFAULT_DHCP_METRIC, None,
-                                                         f"(dhcp lease on {name}).router"), RTPROT_DHCP))
+                d.routes.append(
+                    DesiredRoute(
+                        name,
+                        Route(
+                            ipaddress.ip_network("0.0.0.0/0"),
+                            lease.routers[0],
+                            model.DEFAULT_DHCP_METRIC,
+                            None,
+                            f"(dhcp lease on {name}).router",
+                        ),
+                        RTPROT_DHCP,
+                    )
+                )
         return r
 
     async def reconcile(self) -> ApplyResult:
@@ -339,10 +388,17 @@ class Networkd:
         self._write_files(resolved)
         self.last_result = result
         settled = asyncio.get_running_loop().time() >= self._link_deadline  # not waiting for links
-        log.info("applied", generation=generation, changes=len(result.changes), errors=len(result.errors),
-                 settled=settled)
-        notify(f"STATUS=applied generation={generation} changes={len(result.changes)} "
-               f"errors={len(result.errors)}")
+        log.info(
+            "applied",
+            generation=generation,
+            changes=len(result.changes),
+            errors=len(result.errors),
+            settled=settled,
+        )
+        notify(
+            f"STATUS=applied generation={generation} changes={len(result.changes)} "
+            f"errors={len(result.errors)}"
+        )
         if not self.ready and await self._network_ready(resolved.desired):
             self.ready = True
             log.info("network_ready")
@@ -365,8 +421,9 @@ class Networkd:
             runner = self.dhcp.get(name)
             if runner is None:
                 assert self.opts.state_dir is not None
-                runner = self.dhcp[name] = DhcpRunner(name, self.opts.state_dir / "leases", self.hostname(),
-                                                      self._lease_event)
+                runner = self.dhcp[name] = DhcpRunner(
+                    name, self.opts.state_dir / "leases", self.hostname(), self._lease_event
+                )
             if not runner.running:
                 runner.start()
 
@@ -378,13 +435,23 @@ class Networkd:
     def _write_files(self, resolved: Resolved) -> None:
         root = self.opts.root
         leases = [self.leases[n] for n in sorted(self.leases) if n in resolved.dhcp]
-        nameservers = list(self.plan.nameservers) or [ns for lease in leases for ns in lease.nameservers]
+        nameservers = list(self.plan.nameservers) or [
+            ns for lease in leases for ns in lease.nameservers
+        ]
         search = list(self.plan.search_domains) or [s for lease in leases for s in lease.search]
-        if files.write_atomic(root / "etc/resolv.conf", files.render_resolv_conf(nameservers, search)):
-            log.info("resolv_conf_written", nameservers=[str(n) for n in nameservers], search=search)
+        if files.write_atomic(
+            root / "etc/resolv.conf", files.render_resolv_conf(nameservers, search)
+        ):
+            log.info(
+                "resolv_conf_written", nameservers=[str(n) for n in nameservers], search=search
+            )
         hostname = self.hostname()
-        address = next((a.address.ip for a in resolved.desired.addresses if a.address.version == 4), None)
-        if files.write_atomic(root / "etc/hosts", files.render_hosts(hostname, address, self.plan.extra_hosts)):
+        address = next(
+            (a.address.ip for a in resolved.desired.addresses if a.address.version == 4), None
+        )
+        if files.write_atomic(
+            root / "etc/hosts", files.render_hosts(hostname, address, self.plan.extra_hosts)
+        ):
             log.info("hosts_written", hostname=hostname, address=str(address) if address else None)
         if hostname:
             if files.write_atomic(root / "etc/hostname", hostname + "\n"):
@@ -404,7 +471,10 @@ class Networkd:
         want = {(names.get(a.link), a.address) for a in desired.addresses}
         have_address = False
         for msg in await dump(self.ipr.get_addr):
-            key = (msg["index"], ipaddress.ip_interface(f"{msg.get('address')}/{msg.get('prefixlen')}"))
+            key = (
+                msg["index"],
+                ipaddress.ip_interface(f"{msg.get('address')}/{msg.get('prefixlen')}"),
+            )
             if key in want and msg["index"] in up:
                 have_address = True
         if not have_address:

@@ -38,9 +38,17 @@ log = structlog.get_logger("networkd")
 logging.getLogger("pyroute2.dhcp").setLevel(logging.WARNING)  # our own lease events say it once
 
 REQUESTED = (
-    dhcp.Option.SUBNET_MASK, dhcp.Option.ROUTER, dhcp.Option.NAME_SERVER, dhcp.Option.DOMAIN_NAME,
-    dhcp.Option.HOST_NAME, dhcp.Option.DOMAIN_SEARCH, dhcp.Option.BROADCAST_ADDRESS, dhcp.Option.INTERFACE_MTU,
-    dhcp.Option.LEASE_TIME, dhcp.Option.RENEWAL_TIME, dhcp.Option.REBINDING_TIME,
+    dhcp.Option.SUBNET_MASK,
+    dhcp.Option.ROUTER,
+    dhcp.Option.NAME_SERVER,
+    dhcp.Option.DOMAIN_NAME,
+    dhcp.Option.HOST_NAME,
+    dhcp.Option.DOMAIN_SEARCH,
+    dhcp.Option.BROADCAST_ADDRESS,
+    dhcp.Option.INTERFACE_MTU,
+    dhcp.Option.LEASE_TIME,
+    dhcp.Option.RENEWAL_TIME,
+    dhcp.Option.REBINDING_TIME,
 )
 
 
@@ -85,7 +93,7 @@ def lease_info(lease: Lease) -> LeaseInfo:
 def lease_class(directory: Path) -> type[Lease]:
     """A lease type stored as <directory>/<link>.lease.json, for INIT-REBOOT after a restart or flap."""
 
-    class FileLease(JSONFileLease):
+    class FileLease(JSONFileLease):  # type: ignore[misc]  # pyroute2 ships no type hints
         @classmethod
         def _get_lease_dir(cls) -> Path:
             return directory
@@ -137,17 +145,31 @@ class DhcpRunner:
             (self.lease_dir / f"{self.link}.lease.json").unlink(missing_ok=True)
 
     def _hooks(self) -> list[Any]:
-        names = {Trigger.BOUND: "bound", Trigger.RENEWED: "renewed", Trigger.REBOUND: "rebound",
-                 Trigger.UNBOUND: "unbound", Trigger.EXPIRED: "expired"}
+        names = {
+            Trigger.BOUND: "bound",
+            Trigger.RENEWED: "renewed",
+            Trigger.REBOUND: "rebound",
+            Trigger.UNBOUND: "unbound",
+            Trigger.EXPIRED: "expired",
+        }
         hooks = []
         for trigger, event in names.items():
+
             async def report(lease: Lease, event: str = event) -> None:
                 info = lease_info(lease)
-                log.info(f"dhcp_{event}", link=self.link, address=str(info.address),
-                         routers=[str(r) for r in info.routers], dns=[str(n) for n in info.nameservers],
-                         server=info.server, lease_time=info.lease_time, t1=info.renewal_time,
-                         t2=info.rebinding_time)
+                log.info(
+                    f"dhcp_{event}",
+                    link=self.link,
+                    address=str(info.address),
+                    routers=[str(r) for r in info.routers],
+                    dns=[str(n) for n in info.nameservers],
+                    server=info.server,
+                    lease_time=info.lease_time,
+                    t1=info.renewal_time,
+                    t2=info.rebinding_time,
+                )
                 self.on_event(event, self.link, info)
+
             report.__name__ = f"report_{event}"
             hooks.append(hook(trigger)(report))
         return hooks
@@ -166,8 +188,11 @@ class DhcpRunner:
         try:
             async with AsyncDHCPClient(cfg) as client:
                 self.client = client
-                log.info("dhcp_start", link=self.link,
-                         state="init-reboot" if client.state == fsm.State.INIT_REBOOT else "init")
+                log.info(
+                    "dhcp_start",
+                    link=self.link,
+                    state="init-reboot" if client.state == fsm.State.INIT_REBOOT else "init",
+                )
                 await client.bootstrap()
                 await self._stop.wait()
                 cfg.release = self._release

@@ -25,6 +25,6 @@ def driver_info(ifname: str) -> tuple[str | None, str | None]:
             fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifreq)
     except OSError:
         return None, None  # loopback and some virtual links have no ethtool driver info
-    fields = _DRVINFO.unpack(buf.raw[:_DRVINFO.size])
+    fields = _DRVINFO.unpack(buf.raw[: _DRVINFO.size])
     driver, bus = (fields[i].split(b"\0", 1)[0].decode(errors="replace") for i in (1, 4))
     return driver or None, bus or None

@@ -48,9 +48,16 @@ class Link:
 
     def matches(self, sel: Selector) -> bool:
         """All the deviceSelector's patterns match this link."""
-        checks = ((sel.hardware_addr, self.mac), (sel.permanent_addr, self.perm_addr), (sel.driver, self.driver),
-                  (sel.bus_path, self.bus_path))
-        if any(pattern is not None and not fnmatch.fnmatchcase(value or "", pattern) for pattern, value in checks):
+        checks = (
+            (sel.hardware_addr, self.mac),
+            (sel.permanent_addr, self.perm_addr),
+            (sel.driver, self.driver),
+            (sel.bus_path, self.bus_path),
+        )
+        if any(
+            pattern is not None and not fnmatch.fnmatchcase(value or "", pattern)
+            for pattern, value in checks
+        ):
             return False
         return sel.physical is None or sel.physical == self.physical
 
@@ -104,7 +111,9 @@ class LinkTable:
                         self._update(msg["event"], msg)
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # e.g. ENOBUFS after an event burst: events were lost, so re-dump
+            except (
+                Exception
+            ) as e:  # e.g. ENOBUFS after an event burst: events were lost, so re-dump
                 log.warning("link_events_resync", error=f"{type(e).__name__}: {e}")
                 await self._resync()
 
@@ -149,7 +158,9 @@ class LinkTable:
         if selector.name is not None:
             return self.by_name(selector.name)
         # Several links share a MAC (bond slaves, VLANs): the one that is not virtual wins, then the first.
-        matches = [link for link in self.by_index.values() if not link.loopback and link.matches(selector)]
+        matches = [
+            link for link in self.by_index.values() if not link.loopback and link.matches(selector)
+        ]
         matches.sort(key=lambda link: (link.kind not in CANDIDATE_KINDS, link.index))
         return matches[0] if matches else None
 

@@ -24,25 +24,48 @@ MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$", re.I)
 MAC_PATTERN_RE = re.compile(r"^[0-9a-f:*?\[\]-]{1,17}$", re.I)  # a MAC or a shell pattern of one
 IFNAME_RE = re.compile(r"^[^\s/:]{1,15}$")  # IFNAMSIZ - 1, no slash, colon or space
 BOND_MODES = {
-    "balance-rr": 0, "active-backup": 1, "balance-xor": 2, "broadcast": 3,
-    "802.3ad": 4, "balance-tlb": 5, "balance-alb": 6,
+    "balance-rr": 0,
+    "active-backup": 1,
+    "balance-xor": 2,
+    "broadcast": 3,
+    "802.3ad": 4,
+    "balance-tlb": 5,
+    "balance-alb": 6,
 }
 # Talos bond field -> (pyroute2 attribute, maximum) for integers, (attribute, names) for enums.
 BOND_INTS = {
-    "miimon": ("bond_miimon", 2**32 - 1), "updelay": ("bond_updelay", 2**32 - 1),
-    "downdelay": ("bond_downdelay", 2**32 - 1), "arpInterval": ("bond_arp_interval", 2**32 - 1),
-    "resendIgmp": ("bond_resend_igmp", 255), "minLinks": ("bond_min_links", 2**32 - 1),
-    "lpInterval": ("bond_lp_interval", 2**32 - 1), "packetsPerSlave": ("bond_packets_per_slave", 65535),
-    "numPeerNotif": ("bond_num_peer_notif", 255), "tlbDynamicLb": ("bond_tlb_dynamic_lb", 1),
-    "allSlavesActive": ("bond_all_slaves_active", 1), "adActorSysPrio": ("bond_ad_actor_sys_prio", 65535),
+    "miimon": ("bond_miimon", 2**32 - 1),
+    "updelay": ("bond_updelay", 2**32 - 1),
+    "downdelay": ("bond_downdelay", 2**32 - 1),
+    "arpInterval": ("bond_arp_interval", 2**32 - 1),
+    "resendIgmp": ("bond_resend_igmp", 255),
+    "minLinks": ("bond_min_links", 2**32 - 1),
+    "lpInterval": ("bond_lp_interval", 2**32 - 1),
+    "packetsPerSlave": ("bond_packets_per_slave", 65535),
+    "numPeerNotif": ("bond_num_peer_notif", 255),
+    "tlbDynamicLb": ("bond_tlb_dynamic_lb", 1),
+    "allSlavesActive": ("bond_all_slaves_active", 1),
+    "adActorSysPrio": ("bond_ad_actor_sys_prio", 65535),
     "adUserPortKey": ("bond_ad_user_port_key", 1023),
 }
 BOND_ENUMS = {
-    "xmitHashPolicy": ("bond_xmit_hash_policy",
-                       {"layer2": 0, "layer3+4": 1, "layer2+3": 2, "encap2+3": 3, "encap3+4": 4, "vlan+srcmac": 5}),
+    "xmitHashPolicy": (
+        "bond_xmit_hash_policy",
+        {"layer2": 0, "layer3+4": 1, "layer2+3": 2, "encap2+3": 3, "encap3+4": 4, "vlan+srcmac": 5},
+    ),
     "lacpRate": ("bond_ad_lacp_rate", {"slow": 0, "fast": 1}),
-    "arpValidate": ("bond_arp_validate", {"none": 0, "active": 1, "backup": 2, "all": 3, "filter": 4,
-                                          "filter_active": 5, "filter_backup": 6}),
+    "arpValidate": (
+        "bond_arp_validate",
+        {
+            "none": 0,
+            "active": 1,
+            "backup": 2,
+            "all": 3,
+            "filter": 4,
+            "filter_active": 5,
+            "filter_backup": 6,
+        },
+    ),
     "arpAllTargets": ("bond_arp_all_targets", {"any": 0, "all": 1}),
     "primaryReselect": ("bond_primary_reselect", {"always": 0, "better": 1, "failure": 2}),
     "failOverMac": ("bond_fail_over_mac", {"none": 0, "active": 1, "follow": 2}),
@@ -54,8 +77,19 @@ DEFAULT_STATIC_METRIC = 1024
 
 # Fields of machine.network.interfaces[] we read but do not act on: reported, not fatal.
 UNSUPPORTED_INTERFACE_FIELDS = ("bridge", "wireguard", "vip", "dummy", "bridgePort", "dhcpOptions")
-KNOWN_INTERFACE_FIELDS = {"interface", "deviceSelector", "addresses", "cidr", "routes", "mtu", "dhcp",
-                          "ignore", "vlans", "bond", *UNSUPPORTED_INTERFACE_FIELDS}
+KNOWN_INTERFACE_FIELDS = {
+    "interface",
+    "deviceSelector",
+    "addresses",
+    "cidr",
+    "routes",
+    "mtu",
+    "dhcp",
+    "ignore",
+    "vlans",
+    "bond",
+    *UNSUPPORTED_INTERFACE_FIELDS,
+}
 
 
 @dataclass(frozen=True)
@@ -100,9 +134,17 @@ class Selector:
     def __str__(self) -> str:
         if self.name:
             return self.name
-        parts = [f"{k}={v}" for k, v in (("hardwareAddr", self.hardware_addr), ("permanentAddr", self.permanent_addr),
-                                          ("driver", self.driver), ("busPath", self.bus_path),
-                                          ("physical", self.physical)) if v is not None]
+        parts = [
+            f"{k}={v}"
+            for k, v in (
+                ("hardwareAddr", self.hardware_addr),
+                ("permanentAddr", self.permanent_addr),
+                ("driver", self.driver),
+                ("busPath", self.bus_path),
+                ("physical", self.physical),
+            )
+            if v is not None
+        ]
         return "deviceSelector " + ",".join(parts)
 
 
@@ -156,10 +198,16 @@ def from_cmdline(cmd: KernelCmdline) -> NetworkPlan:
     for i, ip in enumerate(cmd.ip):
         path = f"cmdline ip[{i}]"
         if ip.autoconf in ("dhcp6", "auto6"):
-            plan.errors.append(ConfigError(path, f"autoconf {ip.autoconf} is not supported (DHCPv4 only)",
-                                           "unsupported"))
+            plan.errors.append(
+                ConfigError(
+                    path, f"autoconf {ip.autoconf} is not supported (DHCPv4 only)", "unsupported"
+                )
+            )
             continue
-        if ip.autoconf in ("off", "none"):  # ip=off: the network is not configured before the config
+        if ip.autoconf in (
+            "off",
+            "none",
+        ):  # ip=off: the network is not configured before the config
             continue
         if ip.autoconf in ("dhcp", "both") and ip.device is None:
             plan.dhcp_on_carrier = True
@@ -167,13 +215,21 @@ def from_cmdline(cmd: KernelCmdline) -> NetworkPlan:
         if ip.device is None and ip.autoconf == "static":
             plan.errors.append(ConfigError(path, "a static address needs a device (the 6th field)"))
             continue
-        link = LinkPlan(selector=Selector(name=ip.device), path=path, dhcp=ip.autoconf in ("dhcp", "both"))
+        link = LinkPlan(
+            selector=Selector(name=ip.device), path=path, dhcp=ip.autoconf in ("dhcp", "both")
+        )
         if ip.address is not None:
             link.addresses.append((ip.address, f"{path}.address"))
         if ip.gateway is not None:
-            link.routes.append(Route(
-                ipaddress.ip_network("0.0.0.0/0" if ip.gateway.version == 4 else "::/0"),
-                ip.gateway, DEFAULT_STATIC_METRIC, None, f"{path}.gateway"))
+            link.routes.append(
+                Route(
+                    ipaddress.ip_network("0.0.0.0/0" if ip.gateway.version == 4 else "::/0"),
+                    ip.gateway,
+                    DEFAULT_STATIC_METRIC,
+                    None,
+                    f"{path}.gateway",
+                )
+            )
         plan.links.append(link)
         if ip.hostname and plan.hostname is None:
             plan.hostname = ip.hostname
@@ -262,13 +318,18 @@ def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
         gateway = r.address(item["gateway"], f"{rp}.gateway") if item.get("gateway") else None
         if item.get("gateway") and gateway is None:
             continue
-        net_text = item.get("network") or ("::/0" if gateway and gateway.version == 6 else "0.0.0.0/0")
+        net_text = item.get("network") or (
+            "::/0" if gateway and gateway.version == 6 else "0.0.0.0/0"
+        )
         network = r.network(net_text, f"{rp}.network")
         if network is None:
             continue
         if gateway is not None and gateway.version != network.version:
-            r.bad(f"{rp}.gateway", f"gateway {gateway} is IPv{gateway.version} but network {network} "
-                                   f"is IPv{network.version}")
+            r.bad(
+                f"{rp}.gateway",
+                f"gateway {gateway} is IPv{gateway.version} but network {network} "
+                f"is IPv{network.version}",
+            )
             continue
         source = r.address(item["source"], f"{rp}.source") if item.get("source") else None
         if item.get("source") and source is None:
@@ -279,7 +340,16 @@ def _routes(r: _Reader, items: Any, path: str) -> list[Route]:
         mtu = r.integer(item.get("mtu"), f"{rp}.mtu", 68, 65535)
         if item.get("mtu") is not None and mtu is None:
             continue
-        out.append(Route(network, gateway, DEFAULT_STATIC_METRIC if metric is None else metric, source, rp, mtu))
+        out.append(
+            Route(
+                network,
+                gateway,
+                DEFAULT_STATIC_METRIC if metric is None else metric,
+                source,
+                rp,
+                mtu,
+            )
+        )
     return out
 
 
@@ -296,13 +366,18 @@ def _addresses(r: _Reader, item: dict[str, Any], path: str) -> list[tuple[IPInte
     return out
 
 
-def _device_selector(r: _Reader, plan: NetworkPlan | None, value: Any, path: str) -> Selector | None:
+def _device_selector(
+    r: _Reader, plan: NetworkPlan | None, value: Any, path: str
+) -> Selector | None:
     ds = r.mapping(value, path)
     fields: dict[str, Any] = {}
     for key, attr in (("hardwareAddr", "hardware_addr"), ("permanentAddr", "permanent_addr")):
         if ds.get(key) is not None:
             if not isinstance(ds[key], str) or not MAC_PATTERN_RE.match(ds[key]):
-                r.bad(f"{path}.{key}", f"{ds[key]!r} is not a hardware address or pattern like 52:54:00:*")
+                r.bad(
+                    f"{path}.{key}",
+                    f"{ds[key]!r} is not a hardware address or pattern like 52:54:00:*",
+                )
                 return None
             fields[attr] = ds[key].lower()
     for key, attr in (("driver", "driver"), ("busPath", "bus_path")):
@@ -315,9 +390,14 @@ def _device_selector(r: _Reader, plan: NetworkPlan | None, value: Any, path: str
         fields["physical"] = r.flag(ds["physical"], f"{path}.physical")
     for key in sorted(set(ds) - {"hardwareAddr", "permanentAddr", "driver", "busPath", "physical"}):
         if plan is not None:
-            plan.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported"))
+            plan.errors.append(
+                ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported")
+            )
     if not fields:
-        r.bad(path, "a deviceSelector needs at least one of hardwareAddr, permanentAddr, driver, busPath, physical")
+        r.bad(
+            path,
+            "a deviceSelector needs at least one of hardwareAddr, permanentAddr, driver, busPath, physical",
+        )
         return None
     return Selector(**fields)
 
@@ -354,7 +434,9 @@ def _bond(r: _Reader, value: Any, path: str) -> Bond:
         bond.options["bond_use_carrier"] = int(r.flag(b["useCarrier"], f"{path}.useCarrier"))
     for key in BOND_UNSUPPORTED:
         if b.get(key) is not None:
-            r.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported"))
+            r.errors.append(
+                ConfigError(f"{path}.{key}", "not supported by this node; ignored", "unsupported")
+            )
     if not bond.slaves:
         r.bad(f"{path}.interfaces", "a bond needs at least one interface")
     return bond
@@ -382,7 +464,9 @@ def from_config(config: Any) -> NetworkPlan:
             plan.search_domains.append(dom.lower())
         else:
             r.bad(f"machine.network.searchDomains[{i}]", f"{dom!r} is not a domain name")
-    for i, entry in enumerate(r.items(net.get("extraHostEntries"), "machine.network.extraHostEntries")):
+    for i, entry in enumerate(
+        r.items(net.get("extraHostEntries"), "machine.network.extraHostEntries")
+    ):
         ep = f"machine.network.extraHostEntries[{i}]"
         entry = r.mapping(entry, ep)
         ip = r.address(entry.get("ip"), f"{ep}.ip")
@@ -400,8 +484,11 @@ def from_config(config: Any) -> NetworkPlan:
         item = r.mapping(item, path)
         for key in item:
             if key in UNSUPPORTED_INTERFACE_FIELDS:
-                plan.errors.append(ConfigError(f"{path}.{key}", "not supported by this node; ignored",
-                                               "unsupported"))
+                plan.errors.append(
+                    ConfigError(
+                        f"{path}.{key}", "not supported by this node; ignored", "unsupported"
+                    )
+                )
             elif key not in KNOWN_INTERFACE_FIELDS:
                 r.bad(f"{path}.{key}", "unknown field")
         name = item.get("interface")
@@ -410,8 +497,10 @@ def from_config(config: Any) -> NetworkPlan:
             if isinstance(name, str) and IFNAME_RE.match(name):
                 selector = Selector(name=name)
             else:
-                r.bad(f"{path}.interface", f"{name!r} is not an interface name (1-15 characters, "
-                                           "no '/', ':' or space)")
+                r.bad(
+                    f"{path}.interface",
+                    f"{name!r} is not an interface name (1-15 characters, no '/', ':' or space)",
+                )
                 continue
         elif item.get("deviceSelector") is not None:
             selector = _device_selector(r, plan, item["deviceSelector"], f"{path}.deviceSelector")
@@ -450,8 +539,9 @@ def from_config(config: Any) -> NetworkPlan:
             if len(vname) > 15:
                 r.bad(f"{vp}.vlanId", f"VLAN link name {vname!r} is longer than 15 characters")
                 continue
-            vlink = LinkPlan(selector=Selector(name=vname), path=vp, kind="vlan",
-                             parent=selector, vlan_id=vid)
+            vlink = LinkPlan(
+                selector=Selector(name=vname), path=vp, kind="vlan", parent=selector, vlan_id=vid
+            )
             vlink.dhcp = r.flag(vlan.get("dhcp"), f"{vp}.dhcp")
             vlink.mtu = r.integer(vlan.get("mtu"), f"{vp}.mtu", 68, 65535)
             vlink.addresses = _addresses(r, vlan, vp)

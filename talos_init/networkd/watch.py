@@ -34,7 +34,9 @@ class FileWatch:
         self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if self.fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        wd = _libc.inotify_add_watch(self.fd, str(path.parent).encode(), IN_CLOSE_WRITE | IN_MOVED_TO)
+        wd = _libc.inotify_add_watch(
+            self.fd, str(path.parent).encode(), IN_CLOSE_WRITE | IN_MOVED_TO
+        )
         if wd < 0:
             err = ctypes.get_errno()
             os.close(self.fd)
@@ -50,7 +52,7 @@ class FileWatch:
         offset = 0
         while offset + _EVENT.size <= len(data):
             _wd, _mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            name = data[offset + _EVENT.size: offset + _EVENT.size + length].rstrip(b"\0")
+            name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
             if name.decode(errors="replace") == self.path.name:
                 hit = True

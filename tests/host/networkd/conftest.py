@@ -48,9 +48,17 @@ def kernel_supports(kind: str) -> bool:
     sh("ip", "netns", "add", name)
     try:
         sh("ip", "-n", name, "link", "add", "p0", "type", "veth", "peer", "name", "p1")
-        args = ["link", "p0", "name", "p0.5", "type", "vlan", "id", "5"] if kind == "vlan" else ["name", "b0",
-                                                                                                 "type", "bond"]
-        return subprocess.run(["ip", "-n", name, "link", "add", *args], capture_output=True).returncode == 0
+        args = (
+            ["link", "p0", "name", "p0.5", "type", "vlan", "id", "5"]
+            if kind == "vlan"
+            else ["name", "b0", "type", "bond"]
+        )
+        return (
+            subprocess.run(
+                ["ip", "-n", name, "link", "add", *args], capture_output=True, check=False
+            ).returncode
+            == 0
+        )
     finally:
         sh("ip", "netns", "del", name, check=False)
 
@@ -114,9 +122,38 @@ def topo(netns: Callable[[str], str]) -> Topology:
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     node, server = netns("n"), netns("s")
-    sh("ip", "link", "add", "eth0", "address", NODE_MAC, "netns", node, "type", "veth",
-       "peer", "name", "s0", "netns", server)
-    sh("ip", "link", "add", "eth1", "netns", node, "type", "veth", "peer", "name", "s1", "netns", server)
+    sh(
+        "ip",
+        "link",
+        "add",
+        "eth0",
+        "address",
+        NODE_MAC,
+        "netns",
+        node,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "s0",
+        "netns",
+        server,
+    )
+    sh(
+        "ip",
+        "link",
+        "add",
+        "eth1",
+        "netns",
+        node,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "s1",
+        "netns",
+        server,
+    )
     sh("ip", "-n", server, "addr", "add", "10.77.0.1/24", "dev", "s0")
     sh("ip", "-n", server, "addr", "add", "10.88.0.1/24", "dev", "s1")
     sh("ip", "-n", server, "addr", "add", "fd88::1/64", "dev", "s1", "nodad")
@@ -130,14 +167,32 @@ class Dnsmasq:
         self.log_path = tmp / "dnsmasq.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", topo.server, "/usr/sbin/dnsmasq", "--no-daemon", "--conf-file=/dev/null",
-             "--port=0", "--interface=s0", "--bind-interfaces", "--log-dhcp", "--pid-file=",
-             f"--dhcp-leasefile={tmp / 'dnsmasq.leases'}",
-             "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
-             f"--dhcp-option=option:T1,{t1}", f"--dhcp-option=option:T2,{t2}",
-             "--dhcp-option=option:router,10.77.0.1", "--dhcp-option=option:dns-server,10.77.0.53",
-             "--dhcp-option=option:domain-name,dhcp.test", "--dhcp-option=option:mtu,1450", f"--dhcp-host={NODE_MAC},dhcp-node"],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            [
+                "ip",
+                "netns",
+                "exec",
+                topo.server,
+                "/usr/sbin/dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--port=0",
+                "--interface=s0",
+                "--bind-interfaces",
+                "--log-dhcp",
+                "--pid-file=",
+                f"--dhcp-leasefile={tmp / 'dnsmasq.leases'}",
+                "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
+                f"--dhcp-option=option:T1,{t1}",
+                f"--dhcp-option=option:T2,{t2}",
+                "--dhcp-option=option:router,10.77.0.1",
+                "--dhcp-option=option:dns-server,10.77.0.53",
+                "--dhcp-option=option:domain-name,dhcp.test",
+                "--dhcp-option=option:mtu,1450",
+                f"--dhcp-host={NODE_MAC},dhcp-node",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -186,10 +241,29 @@ class Networkd:
         self._lines: queue.Queue[str | None] = queue.Queue()
         env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
-            ["unshare", "--uts", "ip", "netns", "exec", topo.node, sys.executable, "-I", "-m",
-             "talos_init.networkd", "--root", str(self.root), "--link-timeout", str(link_timeout),
-             "--json-logs"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+            [
+                "unshare",
+                "--uts",
+                "ip",
+                "netns",
+                "exec",
+                topo.node,
+                sys.executable,
+                "-I",
+                "-m",
+                "talos_init.networkd",
+                "--root",
+                str(self.root),
+                "--link-timeout",
+                str(link_timeout),
+                "--json-logs",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -229,23 +303,41 @@ class Networkd:
             if got:
                 return got
             self._drain(0.1)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; networkd said:\n"
-                             + "".join(self.output[-60:]))
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; networkd said:\n"
+            + "".join(self.output[-60:])
+        )
 
     def find(self, event: str, **match: Any) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get("event") == event
-                and all(e.get(k) == v for k, v in match.items())]
+        return [
+            e
+            for e in self.events
+            if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+        ]
 
-    def wait_event(self, event: str, after: int = 0, timeout: float = WAIT, **match: Any) -> dict[str, Any]:
+    def wait_event(
+        self, event: str, after: int = 0, timeout: float = WAIT, **match: Any
+    ) -> dict[str, Any]:
         """The first `event` with fields `match` logged after the first `after` events."""
+
         def hit() -> dict[str, Any] | None:
-            return next((e for e in self.events[after:] if e.get("event") == event
-                         and all(e.get(k) == v for k, v in match.items())), None)
+            return next(
+                (
+                    e
+                    for e in self.events[after:]
+                    if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
+                ),
+                None,
+            )
+
         return self.wait(hit, f"event {event} {match}", timeout)
 
     def wait_notify(self, text: str, timeout: float = WAIT) -> str:
-        return self.wait(lambda: next((n for n in self.notifications if text in n), None),
-                         f"sd_notify {text!r}", timeout)
+        return self.wait(
+            lambda: next((n for n in self.notifications if text in n), None),
+            f"sd_notify {text!r}",
+            timeout,
+        )
 
     def wait_applied(self, generation: int, timeout: float = WAIT) -> dict[str, Any]:
         """The last 'applied' event of a config generation, once its wait for links is over."""

@@ -18,14 +18,27 @@ def test_lease_gives_address_route_dns_hostname_and_readiness(topo, dnsmasq, net
     address = bound["address"]
     assert address.startswith("10.77.0.") and address in topo.addresses("eth0")
     default = [r for r in topo.routes("-4") if r["dst"] == "default"]
-    assert default == [{"dst": "default", "gateway": "10.77.0.1", "dev": "eth0", "protocol": "dhcp",
-                        "metric": 1024, "flags": []}]
+    assert default == [
+        {
+            "dst": "default",
+            "gateway": "10.77.0.1",
+            "dev": "eth0",
+            "protocol": "dhcp",
+            "metric": 1024,
+            "flags": [],
+        }
+    ]
     assert topo.link("eth0")["mtu"] == 1450
     resolv = (n.root / "etc/resolv.conf").read_text()
     assert "nameserver 10.77.0.53" in resolv and "search dhcp.test" in resolv
     assert (n.root / "etc/hostname").read_text() == "dhcp-node\n"
     assert f"{address.split('/')[0]}\tdhcp-node" in (n.root / "etc/hosts").read_text()
-    uts = subprocess.run(["nsenter", "-t", str(n.proc.pid), "-u", "hostname"], capture_output=True, text=True)
+    uts = subprocess.run(
+        ["nsenter", "-t", str(n.proc.pid), "-u", "hostname"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert uts.stdout.strip() == "dhcp-node"
 
 
@@ -73,8 +86,26 @@ def test_lease_is_rebound_at_t2_when_the_server_ignores_renewals(topo, start_dns
     n = networkd()
     bound = n.wait_event("dhcp_bound", link="eth0")
     # Renewals are unicast to the server's address; rebinding is broadcast and still gets through.
-    subprocess.run(["ip", "netns", "exec", topo.server, "iptables", "-A", "INPUT", "-d", "10.77.0.1", "-p", "udp",
-                    "--dport", "67", "-j", "DROP"], check=True)
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            topo.server,
+            "iptables",
+            "-A",
+            "INPUT",
+            "-d",
+            "10.77.0.1",
+            "-p",
+            "udp",
+            "--dport",
+            "67",
+            "-j",
+            "DROP",
+        ],
+        check=True,
+    )
     mark = len(n.events)
     rebound = n.wait_event("dhcp_rebound", after=mark, link="eth0", timeout=40)
     assert rebound["address"] == bound["address"]

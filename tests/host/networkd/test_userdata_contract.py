@@ -31,8 +31,12 @@ def test_example_worker_config_with_hostname_and_resolver_documents(topo, dnsmas
     result = parse(text)
     assert result.config is not None, result.problems
     n = networkd(cmdline="ip=off")
-    store.write_config(text.encode(), result.config.effective, n.config_path.with_name("config.yaml"),
-                       n.config_path)
+    store.write_config(
+        text.encode(),
+        result.config.effective,
+        n.config_path.with_name("config.yaml"),
+        n.config_path,
+    )
     n.wait_applied(1)
     # deviceSelector hardwareAddr "52:54:00:*" with dhcp: true selects eth0 (52:54:00:aa:bb:01).
     bound = n.wait_event("dhcp_bound", link="eth0")
