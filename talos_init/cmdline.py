@@ -105,7 +105,9 @@ def parse_duration(value: str) -> float:
 
 def _ip_fields(value: str) -> list[str]:
     """Split on ':' outside of [brackets] (IPv6 addresses)."""
-    fields, cur, depth = [], [], 0
+    fields: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in value:
         if ch == "[":
             depth += 1
@@ -147,6 +149,7 @@ def parse_ip(value: str) -> IpConfig:
     address = None
     if client:
         ip = addr("client address", client)
+        assert ip is not None  # client is not empty
         try:
             if mask:
                 prefix = (mask if mask.isdigit()

@@ -49,7 +49,7 @@ def configure_logging() -> None:
     try:
         from talos_init import log as tlog  # type: ignore[attr-defined]
 
-        tlog.configure("userdata")
+        tlog.configure()  # stderr, which the supervisor captures
         return
     except Exception as e:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
         problem = e
