@@ -8,8 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-import structlog
-
+from talos_init import log
 from talos_init.networkd.daemon import Networkd, Options
 
 
@@ -33,17 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # pyroute2 logs through the standard library; keep its warnings, one line each.
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(name)s: %(message)s")
-    processors: list[structlog.typing.Processor] = [
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso"),
-    ]
-    if args.json_logs:
-        processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-    else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
-    structlog.configure(
-        processors=processors, logger_factory=structlog.PrintLoggerFactory(sys.stdout)
-    )
+    log.configure(json=args.json_logs)  # stderr, which the supervisor captures
     opts = Options(
         root=args.root,
         cmdline=args.cmdline,

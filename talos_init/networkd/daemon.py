@@ -25,6 +25,7 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from talos_init import cmdline as cmdline_mod
+from talos_init import sdnotify
 from talos_init.networkd import files, model
 from talos_init.networkd.apply import (
     RTPROT_DHCP,
@@ -39,7 +40,6 @@ from talos_init.networkd.apply import (
 from talos_init.networkd.dhcp import DhcpRunner, LeaseInfo
 from talos_init.networkd.links import Link, LinkTable
 from talos_init.networkd.model import ConfigError, NetworkPlan, Route
-from talos_init.networkd.notify import notify
 from talos_init.networkd.watch import FileWatch
 
 log = structlog.get_logger("networkd")
@@ -72,6 +72,16 @@ def _selector_path(link: model.LinkPlan) -> str:
     if not link.path.startswith("machine"):
         return f"{link.path}.device"  # ip=
     return f"{link.path}.{'interface' if link.selector.name else 'deviceSelector'}"
+
+
+def notify(message: str) -> bool:
+    """sd_notify; False when the send failed (no $NOTIFY_SOCKET counts as sent: nobody listens)."""
+    try:
+        sdnotify.notify(message)
+        return True
+    except OSError as e:  # policy: log and go on; READY=1 is retried on the next reconcile
+        log.warning("notify_failed", message=message, error=str(e))
+        return False
 
 
 class Networkd:
@@ -400,9 +410,8 @@ class Networkd:
             f"errors={len(result.errors)}"
         )
         if not self.ready and await self._network_ready(resolved.desired):
-            self.ready = True
-            log.info("network_ready")
-            notify("READY=1\nSTATUS=network ready")
+            self.ready = notify("READY=1\nSTATUS=network ready")
+            log.info("network_ready", notified=self.ready)
         return result
 
     async def _sync_dhcp(self, wanted: set[str]) -> None:

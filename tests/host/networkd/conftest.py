@@ -226,7 +226,9 @@ def dnsmasq(start_dnsmasq: Callable[..., Dnsmasq]) -> Dnsmasq:
 class Networkd:
     """networkd as a child process, with its JSON log events and sd_notify messages collected."""
 
-    def __init__(self, topo: Topology, tmp: Path, cmdline: str, link_timeout: float):
+    def __init__(
+        self, topo: Topology, tmp: Path, cmdline: str, link_timeout: float, caps: list[str] | None
+    ):
         self.topo = topo
         self.root = tmp / "root"
         (self.root / "proc").mkdir(parents=True, exist_ok=True)
@@ -248,6 +250,16 @@ class Networkd:
                 "netns",
                 "exec",
                 topo.node,
+                # Only these capabilities (as the supervisor would leave them), when given.
+                *(
+                    [
+                        "setpriv",
+                        f"--bounding-set=-all,{','.join('+' + c for c in caps)}",
+                        "--no-new-privs",
+                    ]
+                    if caps is not None
+                    else []
+                ),
                 sys.executable,
                 "-I",
                 "-m",
@@ -374,8 +386,10 @@ class Networkd:
 def networkd(topo: Topology, tmp_path: Path) -> Iterator[Callable[..., Networkd]]:
     started: list[Networkd] = []
 
-    def start(cmdline: str = "", link_timeout: float = 3.0) -> Networkd:
-        n = Networkd(topo, tmp_path, cmdline, link_timeout)
+    def start(
+        cmdline: str = "", link_timeout: float = 3.0, caps: list[str] | None = None
+    ) -> Networkd:
+        n = Networkd(topo, tmp_path, cmdline, link_timeout, caps)
         started.append(n)
         return n
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.host.networkd.conftest import ROOT
 
 pytestmark = pytest.mark.host
 
@@ -123,3 +127,33 @@ def test_sigterm_while_waiting_for_carrier_exits_at_once(topo, networkd):
     assert n.proc.wait(20) == 0
     n.wait_event("stopped")
     assert n.find("link_wait_timeout") == []
+
+
+def test_works_with_only_the_capabilities_its_service_file_keeps(topo, dnsmasq, networkd):
+    """With just the capabilities services/networkd.yaml keeps, DHCP, config and hostname all work."""
+    service = yaml.safe_load((ROOT / "services/networkd.yaml").read_text())
+    caps = service["confinement"]["capabilities"]["keep"]
+    n = networkd(caps=caps)
+    n.wait_notify("READY=1")
+    bound = n.wait_event("dhcp_bound", link="eth0")
+    n.write_config(
+        {
+            "hostname": "capped",
+            "interfaces": [{"interface": "eth1", "addresses": ["10.88.0.10/24"]}],
+        }
+    )
+    assert n.wait_applied(1)["errors"] == 0
+    assert topo.addresses("eth1") == {"10.88.0.10/24"}
+    assert bound["address"] in topo.addresses("eth0")
+    uts = subprocess.run(
+        ["nsenter", "-t", str(n.proc.pid), "-u", "hostname"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert uts.stdout.strip() == "capped"
+    status = Path(f"/proc/{n.proc.pid}/status").read_text()
+    assert "CapBnd:\t0000000000203000" in status  # net_admin(12), net_raw(13), sys_admin(21)
+    n.signal(signal.SIGTERM)
+    assert n.proc.wait(20) == 0
+    n.wait(lambda: "DHCPRELEASE(s0)" in dnsmasq.log(), "the release, sent with CAP_NET_RAW only")
