@@ -163,8 +163,8 @@ def topo(netns: Callable[[str], str]) -> Topology:
 
 
 class Dnsmasq:
-    def __init__(self, topo: Topology, tmp: Path, t1: int, t2: int):
-        self.log_path = tmp / "dnsmasq.log"
+    def __init__(self, topo: Topology, tmp: Path, t1: int, t2: int, pool: str, name: str):
+        self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [
@@ -180,8 +180,9 @@ class Dnsmasq:
                 "--bind-interfaces",
                 "--log-dhcp",
                 "--pid-file=",
-                f"--dhcp-leasefile={tmp / 'dnsmasq.leases'}",
-                "--dhcp-range=10.77.0.50,10.77.0.99,255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
+                "--dhcp-authoritative",  # NAK what it does not know, as a network's only server does
+                f"--dhcp-leasefile={tmp / (name + '.leases')}",
+                f"--dhcp-range={pool},255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
                 f"--dhcp-option=option:T1,{t1}",
                 f"--dhcp-option=option:T2,{t2}",
                 "--dhcp-option=option:router,10.77.0.1",
@@ -208,8 +209,8 @@ class Dnsmasq:
 def start_dnsmasq(topo: Topology, tmp_path: Path) -> Iterator[Callable[..., Dnsmasq]]:
     started: list[Dnsmasq] = []
 
-    def start(t1: int = 4, t2: int = 100) -> Dnsmasq:
-        started.append(Dnsmasq(topo, tmp_path, t1=t1, t2=t2))
+    def start(t1: int = 4, t2: int = 100, pool: str = "10.77.0.50,10.77.0.99") -> Dnsmasq:
+        started.append(Dnsmasq(topo, tmp_path, t1, t2, pool, f"dnsmasq{len(started)}"))
         return started[-1]
 
     yield start

@@ -157,3 +157,19 @@ def test_works_with_only_the_capabilities_its_service_file_keeps(topo, dnsmasq, 
     n.signal(signal.SIGTERM)
     assert n.proc.wait(20) == 0
     n.wait(lambda: "DHCPRELEASE(s0)" in dnsmasq.log(), "the release, sent with CAP_NET_RAW only")
+
+
+def test_nak_on_renewal_moves_the_node_to_a_new_lease(topo, start_dnsmasq, networkd):
+    """A server that no longer knows the lease NAKs the renewal: the old address goes, a new lease comes."""
+    first = start_dnsmasq()
+    n = networkd()
+    old = n.wait_event("dhcp_bound", link="eth0")["address"]
+    first.stop()
+    second = start_dnsmasq(pool="10.77.0.100,10.77.0.149")  # a new server with another pool
+    mark = len(n.events)
+    n.wait_event("dhcp_unbound", after=mark, link="eth0", timeout=30)
+    new = n.wait_event("dhcp_bound", after=mark, link="eth0", timeout=30)["address"]
+    assert "DHCPNAK(s0)" in second.log()
+    assert new != old and int(new.split(".")[3].split("/")[0]) >= 100
+    n.wait(lambda: topo.addresses("eth0") == {new}, "only the new address on eth0")
+    assert n.proc.poll() is None
