@@ -397,6 +397,7 @@ class Networkd:
                 log.error("apply_error", field=err.path, error=err.message)
         self._write_files(resolved)
         self.last_result = result
+        self._write_status(generation, plan, result)
         settled = asyncio.get_running_loop().time() >= self._link_deadline  # not waiting for links
         log.info(
             "applied",
@@ -435,6 +436,49 @@ class Networkd:
                 )
             if not runner.running:
                 runner.start()
+
+    def _write_status(self, generation: int, plan: NetworkPlan, result: ApplyResult) -> None:
+        """status.json in the state dir: what networkd sees and did last, for the API and operators."""
+        assert self.opts.state_dir is not None
+        status = {
+            "generation": generation,
+            "ready": self.ready,
+            "links": [
+                {
+                    "name": lk.name,
+                    "mac": lk.mac,
+                    "kind": lk.kind,
+                    "up": lk.up,
+                    "carrier": lk.carrier,
+                    "mtu": lk.mtu,
+                    "driver": lk.driver,
+                    "bus_path": lk.bus_path,
+                }
+                for lk in sorted(self.links.by_index.values(), key=lambda lk: lk.index)
+            ],
+            "leases": [
+                {
+                    "link": le.link,
+                    "address": str(le.address),
+                    "server": le.server,
+                    "routers": [str(r) for r in le.routers],
+                    "dns": [str(d) for d in le.nameservers],
+                    "lease_time": le.lease_time,
+                }
+                for le in self.leases.values()
+            ],
+            "errors": [
+                {"field": e.path, "error": e.message, "severity": e.severity}
+                for e in plan.errors + result.errors
+            ],
+            "last_changes": result.changes,
+        }
+        try:
+            files.write_atomic(
+                self.opts.state_dir / "status.json", json.dumps(status, indent=1) + "\n"
+            )
+        except OSError as e:  # policy: status is informational; the network matters more
+            log.warning("status_write_failed", error=str(e))
 
     def hostname(self) -> str | None:
         if self.plan.hostname:

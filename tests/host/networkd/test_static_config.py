@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
@@ -154,6 +155,13 @@ def test_bad_config_names_each_field_and_applies_the_rest(topo, networkd):
     assert topo.addresses("eth1") == {"10.88.0.10/24"}
     assert _routes(topo, "-4") == {("10.200.0.0/16", "10.88.0.1", "eth1", 50)}
     assert n.proc.poll() is None
+    status = json.loads((n.root / "run/talos/networkd/status.json").read_text())
+    assert {e["field"] for e in status["errors"]} == {
+        "machine.network.interfaces[0].addresses[1]",
+        "machine.network.interfaces[1].interface",
+        "machine.network.interfaces[0].routes[0].gateway",
+    }
+    assert {lk["name"] for lk in status["links"]} == {"lo", "eth0", "eth1"}
 
 
 def test_link_that_appears_later_is_configured_from_its_event(topo, networkd):
