@@ -395,7 +395,7 @@ class Networkd:
         for err in result.errors:
             if err not in self.last_result.errors:  # say each problem once, not on every event
                 log.error("apply_error", field=err.path, error=err.message)
-        self._write_files(resolved)
+        self._write_files(plan, resolved)
         self.last_result = result
         self._write_status(generation, plan, result)
         settled = asyncio.get_running_loop().time() >= self._link_deadline  # not waiting for links
@@ -480,30 +480,30 @@ class Networkd:
         except OSError as e:  # policy: status is informational; the network matters more
             log.warning("status_write_failed", error=str(e))
 
-    def hostname(self) -> str | None:
-        if self.plan.hostname:
-            return self.plan.hostname
+    def hostname(self, plan: NetworkPlan | None = None) -> str | None:
+        """The config's (or cmdline's) hostname, else the first one a DHCP server gave."""
+        plan = plan or self.plan
+        if plan.hostname:
+            return plan.hostname
         return next((lease.hostname for lease in self.leases.values() if lease.hostname), None)
 
-    def _write_files(self, resolved: Resolved) -> None:
+    def _write_files(self, plan: NetworkPlan, resolved: Resolved) -> None:
         root = self.opts.root
         leases = [self.leases[n] for n in sorted(self.leases) if n in resolved.dhcp]
-        nameservers = list(self.plan.nameservers) or [
-            ns for lease in leases for ns in lease.nameservers
-        ]
-        search = list(self.plan.search_domains) or [s for lease in leases for s in lease.search]
+        nameservers = list(plan.nameservers) or [ns for lease in leases for ns in lease.nameservers]
+        search = list(plan.search_domains) or [s for lease in leases for s in lease.search]
         if files.write_atomic(
             root / "etc/resolv.conf", files.render_resolv_conf(nameservers, search)
         ):
             log.info(
                 "resolv_conf_written", nameservers=[str(n) for n in nameservers], search=search
             )
-        hostname = self.hostname()
+        hostname = self.hostname(plan)
         address = next(
             (a.address.ip for a in resolved.desired.addresses if a.address.version == 4), None
         )
         if files.write_atomic(
-            root / "etc/hosts", files.render_hosts(hostname, address, self.plan.extra_hosts)
+            root / "etc/hosts", files.render_hosts(hostname, address, plan.extra_hosts)
         ):
             log.info("hosts_written", hostname=hostname, address=str(address) if address else None)
         if hostname:
