@@ -141,7 +141,7 @@ class Init:
             ("cmdline", self.read_cmdline),  # talos.config=, ip=, halt_if_failed, panic=
             ("logging", self.setup_logging),  # console and /dev/kmsg
             ("power_button", self.watch_power_button),  # ACPI button press: power off
-            # ("hardening", ...): sysctls and the capability bounding set go here.
+            ("hardening", self.harden),  # KSPP sysctls before any service starts
             ("services", self.start_services),  # the supervisor runs the service graph
         )
         return all(self.run_phase(name, phase) for name, phase in checklist)
@@ -188,6 +188,15 @@ class Init:
                 # (EINVAL inside a pid namespace, where the host owns CAD.)
                 log.warning("ctrl_alt_del_not_disabled", error=str(e))
         signals.install(self.loop, self.request_shutdown)
+
+    def harden(self) -> None:
+        if self.config.host_mode:
+            log.info("hardening_skipped", reason="host mode: the sysctls are the host's")
+            return
+        from talos_init import hardening  # only here: host mode never needs it
+
+        hardening.apply_kernel_hardening(self.paths.at("/proc/sys"),
+                                         self.config.cmdline or self.paths.cmdline)
 
     def mount(self) -> None:
         if self.config.host_mode:
