@@ -370,7 +370,22 @@ class Networkd:
             ):  # RFC 2132: 68, but below 576 is a bad server
                 dl.mtu = lease.mtu
             d.addresses.append(DesiredAddress(name, lease.address, f"(dhcp lease on {name})"))
-            if lease.routers:
+            if lease.routes:  # RFC 3442: with classless routes, the router option is ignored
+                d.routes += [
+                    DesiredRoute(
+                        name,
+                        Route(
+                            net,
+                            gw,
+                            model.DEFAULT_DHCP_METRIC,
+                            None,
+                            f"(dhcp lease on {name}).classless_static_route",
+                        ),
+                        RTPROT_DHCP,
+                    )
+                    for net, gw in lease.routes
+                ]
+            elif lease.routers:
                 d.routes.append(
                     DesiredRoute(
                         name,

@@ -46,6 +46,7 @@ REQUESTED = (
     dhcp.Option.DOMAIN_SEARCH,
     dhcp.Option.BROADCAST_ADDRESS,
     dhcp.Option.INTERFACE_MTU,
+    dhcp.Option.CLASSLESS_STATIC_ROUTE,
     dhcp.Option.LEASE_TIME,
     dhcp.Option.RENEWAL_TIME,
     dhcp.Option.REBINDING_TIME,
@@ -64,9 +65,39 @@ class LeaseInfo:
     hostname: str | None
     server: str | None
     mtu: int | None
+    # RFC 3442 classless static routes: (destination, gateway or None for on-link).
+    routes: tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None], ...]
     lease_time: int | None
     renewal_time: int | None
     rebinding_time: int | None
+
+
+def classless_routes(
+    data: list[int],
+) -> tuple[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None], ...]:
+    """Decode option 121 (pyroute2 hands it over as raw octets): width, significant octets, router.
+
+    A malformed option yields the routes decoded before the fault (RFC 3442 asks to ignore
+    a bad option; the router option then applies only if nothing could be decoded).
+    """
+    out = []
+    i = 0
+    while i < len(data):
+        width = data[i]
+        size = (width + 7) // 8
+        if width > 32 or i + 1 + size + 4 > len(data):
+            log.warning("dhcp_bad_classless_routes", at_octet=i)
+            break
+        dest = bytes(data[i + 1 : i + 1 + size]) + bytes(4 - size)
+        router = ipaddress.IPv4Address(bytes(data[i + 1 + size : i + 5 + size]))
+        try:
+            network = ipaddress.IPv4Network((dest, width))
+        except ValueError:  # host bits set beyond the width
+            log.warning("dhcp_bad_classless_routes", at_octet=i)
+            break
+        out.append((network, None if router == ipaddress.IPv4Address(0) else router))
+        i += 1 + size + 4
+    return tuple(out)
 
 
 def lease_info(lease: Lease) -> LeaseInfo:
@@ -84,6 +115,7 @@ def lease_info(lease: Lease) -> LeaseInfo:
         hostname=opts.get("host_name") or None,
         server=opts.get("server_id"),
         mtu=opts.get("interface_mtu") or None,
+        routes=classless_routes(opts.get("classless_static_route") or []),
         lease_time=opts.get("lease_time"),
         renewal_time=opts.get("renewal_time"),
         rebinding_time=opts.get("rebinding_time"),

@@ -165,7 +165,9 @@ def topo(netns: Callable[[str], str]) -> Topology:
 
 
 class Dnsmasq:
-    def __init__(self, topo: Topology, tmp: Path, t1: int, t2: int, pool: str, name: str):
+    def __init__(
+        self, topo: Topology, tmp: Path, t1: int, t2: int, pool: str, name: str, extra: list[str]
+    ):
         self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
@@ -192,6 +194,7 @@ class Dnsmasq:
                 "--dhcp-option=option:domain-name,dhcp.test",
                 "--dhcp-option=option:mtu,1450",
                 f"--dhcp-host={NODE_MAC},dhcp-node",
+                *extra,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -211,8 +214,10 @@ class Dnsmasq:
 def start_dnsmasq(topo: Topology, tmp_path: Path) -> Iterator[Callable[..., Dnsmasq]]:
     started: list[Dnsmasq] = []
 
-    def start(t1: int = 4, t2: int = 100, pool: str = "10.77.0.50,10.77.0.99") -> Dnsmasq:
-        started.append(Dnsmasq(topo, tmp_path, t1, t2, pool, f"dnsmasq{len(started)}"))
+    def start(
+        t1: int = 4, t2: int = 100, pool: str = "10.77.0.50,10.77.0.99", extra: list[str] = ()
+    ) -> Dnsmasq:
+        started.append(Dnsmasq(topo, tmp_path, t1, t2, pool, f"dnsmasq{len(started)}", list(extra)))
         return started[-1]
 
     yield start

@@ -173,3 +173,23 @@ def test_nak_on_renewal_moves_the_node_to_a_new_lease(topo, start_dnsmasq, netwo
     assert new != old and int(new.split(".")[3].split("/")[0]) >= 100
     n.wait(lambda: topo.addresses("eth0") == {new}, "only the new address on eth0")
     assert n.proc.poll() is None
+
+
+def test_classless_static_routes_replace_the_router_option(topo, start_dnsmasq, networkd):
+    """Option 121 routes are installed (on-link ones too) and, as RFC 3442 says, the router option is not."""
+    start_dnsmasq(
+        extra=[
+            "--dhcp-option=option:classless-static-route,"
+            "10.99.0.0/16,10.77.0.1,10.98.0.0/24,0.0.0.0,0.0.0.0/0,10.77.0.254"
+        ]
+    )
+    n = networkd()
+    n.wait_notify("READY=1")
+    routes = {
+        (r["dst"], r.get("gateway")) for r in topo.routes("-4") if r.get("protocol") == "dhcp"
+    }
+    assert routes == {
+        ("10.99.0.0/16", "10.77.0.1"),
+        ("10.98.0.0/24", None),
+        ("default", "10.77.0.254"),
+    }

@@ -104,3 +104,16 @@ def test_bond_attributes_are_names_pyroute2_knows():
     known = {name for name, _ in bond_nla.nla_map}
     assert len(attrs) == len(model.BOND_INTS) + len(model.BOND_ENUMS) + 2
     assert {f"IFLA_{k.upper()}" for k in attrs} <= known
+
+
+def test_classless_static_routes_are_decoded():
+    """RFC 3442 encoding: width, significant octets, router (0.0.0.0 is on-link); a truncated tail is dropped."""
+    from talos_init.networkd.dhcp import classless_routes
+
+    data = [0, 10, 77, 0, 1, 16, 10, 99, 10, 77, 0, 1, 8, 10, 0, 0, 0, 0, 24, 10, 1]
+    assert [(str(n), str(g) if g else None) for n, g in classless_routes(data)] == [
+        ("0.0.0.0/0", "10.77.0.1"),
+        ("10.99.0.0/16", "10.77.0.1"),
+        ("10.0.0.0/8", None),
+    ]
+    assert classless_routes([33, 1, 2, 3, 4, 5]) == ()
