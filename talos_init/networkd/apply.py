@@ -364,11 +364,14 @@ class Reconciler:
             if r.mtu is not None:
                 kw["metrics"] = {"mtu": r.mtu}
             try:
+                # IPv4 refuses a second route to a prefix with the same metric (two DHCP links,
+                # each with a default route) unless appended. IPv6 would merge appended routes
+                # into one multipath route, which the dump could no longer match: plain add.
                 await self._change(
                     result,
                     f"add route {r.network} via {r.gateway} dev {d.link} metric {r.metric}",
                     self.ipr.route,
-                    "add",
+                    "append" if r.family == 4 else "add",
                     **kw,
                 )
             except NetlinkError as e:

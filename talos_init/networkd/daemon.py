@@ -65,6 +65,7 @@ class Resolved:
     desired: Desired = field(default_factory=Desired)
     errors: list[ConfigError] = field(default_factory=list)
     dhcp: set[str] = field(default_factory=set)  # links that should run DHCPv4
+    dhcp_metric: dict[str, int] = field(default_factory=dict)  # dhcpOptions.routeMetric by link
 
 
 def _selector_path(link: model.LinkPlan) -> str:
@@ -353,6 +354,8 @@ class Networkd:
             d.routes += [DesiredRoute(name, rt) for rt in lp.routes]
             if lp.dhcp:
                 r.dhcp.add(name)
+                if lp.dhcp_metric is not None:
+                    r.dhcp_metric[name] = lp.dhcp_metric
         if plan.dhcp_on_carrier:
             for link in self.links.by_index.values():
                 if link.candidate and link.name not in selected:
@@ -364,6 +367,7 @@ class Networkd:
             lease = self.leases.get(name)
             if lease is None:
                 continue
+            metric = r.dhcp_metric.get(name, model.DEFAULT_DHCP_METRIC)
             dl = next(x for x in d.links if x.name == name)
             if (
                 dl.mtu is None and lease.mtu and lease.mtu >= 576
@@ -377,7 +381,7 @@ class Networkd:
                         Route(
                             net,
                             gw,
-                            model.DEFAULT_DHCP_METRIC,
+                            metric,
                             None,
                             f"(dhcp lease on {name}).classless_static_route",
                         ),
@@ -392,7 +396,7 @@ class Networkd:
                         Route(
                             ipaddress.ip_network("0.0.0.0/0"),
                             lease.routers[0],
-                            model.DEFAULT_DHCP_METRIC,
+                            metric,
                             None,
                             f"(dhcp lease on {name}).router",
                         ),

@@ -76,7 +76,7 @@ DEFAULT_DHCP_METRIC = 1024  # Talos' default route metric for DHCP routes
 DEFAULT_STATIC_METRIC = 1024
 
 # Fields of machine.network.interfaces[] we read but do not act on: reported, not fatal.
-UNSUPPORTED_INTERFACE_FIELDS = ("bridge", "wireguard", "vip", "dummy", "bridgePort", "dhcpOptions")
+UNSUPPORTED_INTERFACE_FIELDS = ("bridge", "wireguard", "vip", "dummy", "bridgePort")
 KNOWN_INTERFACE_FIELDS = {
     "interface",
     "deviceSelector",
@@ -87,6 +87,7 @@ KNOWN_INTERFACE_FIELDS = {
     "dhcp",
     "ignore",
     "vlans",
+    "dhcpOptions",
     "bond",
     *UNSUPPORTED_INTERFACE_FIELDS,
 }
@@ -166,6 +167,7 @@ class LinkPlan:
     vlan_id: int | None = None
     bond: Bond | None = None
     dhcp: bool = False
+    dhcp_metric: int | None = None  # dhcpOptions.routeMetric; None: 1024 + link index
     addresses: list[tuple[IPInterface, str]] = field(default_factory=list)  # (address, path)
     routes: list[Route] = field(default_factory=list)
     mtu: int | None = None
@@ -402,6 +404,24 @@ def _device_selector(
     return Selector(**fields)
 
 
+def _dhcp_options(r: _Reader, plan: NetworkPlan, value: Any, path: str) -> int | None:
+    """dhcpOptions: routeMetric is acted on; ipv4 (always on) and ipv6/duidv6 are not."""
+    opts = r.mapping(value, path)
+    for key in sorted(set(opts) - {"routeMetric", "ipv4"}):
+        plan.errors.append(
+            ConfigError(f"{path}.{key}", "not supported (DHCPv4 only); ignored", "unsupported")
+        )
+    if opts.get("ipv4") is False:
+        plan.errors.append(
+            ConfigError(
+                f"{path}.ipv4",
+                "DHCPv4 cannot be turned off here (no DHCPv6); ignored",
+                "unsupported",
+            )
+        )
+    return r.integer(opts.get("routeMetric"), f"{path}.routeMetric", 0, 2**32 - 1)
+
+
 def _bond(r: _Reader, value: Any, path: str) -> Bond:
     b = r.mapping(value, path)
     bond = Bond()
@@ -513,6 +533,7 @@ def from_config(config: Any) -> NetworkPlan:
         link = LinkPlan(selector=selector, path=path)
         link.ignore = r.flag(item.get("ignore"), f"{path}.ignore")
         link.dhcp = r.flag(item.get("dhcp"), f"{path}.dhcp")
+        link.dhcp_metric = _dhcp_options(r, plan, item.get("dhcpOptions"), f"{path}.dhcpOptions")
         link.mtu = r.integer(item.get("mtu"), f"{path}.mtu", 68, 65535)
         link.addresses = _addresses(r, item, path)
         link.routes = _routes(r, item.get("routes"), f"{path}.routes")
@@ -543,6 +564,7 @@ def from_config(config: Any) -> NetworkPlan:
                 selector=Selector(name=vname), path=vp, kind="vlan", parent=selector, vlan_id=vid
             )
             vlink.dhcp = r.flag(vlan.get("dhcp"), f"{vp}.dhcp")
+            vlink.dhcp_metric = _dhcp_options(r, plan, vlan.get("dhcpOptions"), f"{vp}.dhcpOptions")
             vlink.mtu = r.integer(vlan.get("mtu"), f"{vp}.mtu", 68, 65535)
             vlink.addresses = _addresses(r, vlan, vp)
             vlink.routes = _routes(r, vlan.get("routes"), f"{vp}.routes")

@@ -129,8 +129,8 @@ DHCP_OPTIONS = Struct(
     {
         "routeMetric": F(UINT32),
         "ipv4": F(BOOL),
-        "ipv6": F(BOOL),
-        "duidv6": F(Str(r"([0-9a-fA-F]{2})+", "a hex string")),
+        "ipv6": U(BOOL),
+        "duidv6": U(Str(r"([0-9a-fA-F]{2})+", "a hex string")),
     },
 )
 
@@ -153,7 +153,7 @@ VLAN = Struct(
         "dhcp": F(BOOL),
         "mtu": F(Int(68, 65535)),
         "vip": U(VIP),
-        "dhcpOptions": U(DHCP_OPTIONS),
+        "dhcpOptions": F(DHCP_OPTIONS),  # networkd: routeMetric
     },
 )
 
@@ -236,7 +236,7 @@ INTERFACE = Struct(
         "mtu": F(Int(68, 65535)),
         "dhcp": F(BOOL),
         "ignore": F(BOOL),
-        "dhcpOptions": U(DHCP_OPTIONS),
+        "dhcpOptions": F(DHCP_OPTIONS),  # networkd: routeMetric
         "bond": F(BOND),  # networkd (all but primary, adActorSystem, arpIPTarget, peerNotifyDelay)
         "bridge": U(BRIDGE),
         "bridgePort": U(Struct("bridgePort", {"master": F(STR)})),

@@ -166,7 +166,15 @@ def topo(netns: Callable[[str], str]) -> Topology:
 
 class Dnsmasq:
     def __init__(
-        self, topo: Topology, tmp: Path, t1: int, t2: int, pool: str, name: str, extra: list[str]
+        self,
+        topo: Topology,
+        tmp: Path,
+        t1: int,
+        t2: int,
+        pool: str,
+        name: str,
+        extra: list[str],
+        interface: str = "s0",
     ):
         self.log_path = tmp / f"{name}.log"
         self._log = self.log_path.open("w")
@@ -180,7 +188,7 @@ class Dnsmasq:
                 "--no-daemon",
                 "--conf-file=/dev/null",
                 "--port=0",
-                "--interface=s0",
+                f"--interface={interface}",
                 "--bind-interfaces",
                 "--log-dhcp",
                 "--pid-file=",
@@ -189,7 +197,7 @@ class Dnsmasq:
                 f"--dhcp-range={pool},255.255.255.0,2m",  # 2m is dnsmasq's minimum lease
                 f"--dhcp-option=option:T1,{t1}",
                 f"--dhcp-option=option:T2,{t2}",
-                "--dhcp-option=option:router,10.77.0.1",
+                f"--dhcp-option=option:router,{pool.split(',')[0].rsplit('.', 1)[0]}.1",
                 "--dhcp-option=option:dns-server,10.77.0.53",
                 "--dhcp-option=option:domain-name,dhcp.test",
                 "--dhcp-option=option:mtu,1450",
@@ -215,9 +223,14 @@ def start_dnsmasq(topo: Topology, tmp_path: Path) -> Iterator[Callable[..., Dnsm
     started: list[Dnsmasq] = []
 
     def start(
-        t1: int = 4, t2: int = 100, pool: str = "10.77.0.50,10.77.0.99", extra: list[str] = ()
+        t1: int = 4,
+        t2: int = 100,
+        pool: str = "10.77.0.50,10.77.0.99",
+        extra: list[str] = (),
+        interface: str = "s0",
     ) -> Dnsmasq:
-        started.append(Dnsmasq(topo, tmp_path, t1, t2, pool, f"dnsmasq{len(started)}", list(extra)))
+        name = f"dnsmasq{len(started)}"
+        started.append(Dnsmasq(topo, tmp_path, t1, t2, pool, name, list(extra), interface))
         return started[-1]
 
     yield start

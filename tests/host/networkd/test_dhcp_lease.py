@@ -193,3 +193,27 @@ def test_classless_static_routes_replace_the_router_option(topo, start_dnsmasq, 
         ("10.98.0.0/24", None),
         ("default", "10.77.0.254"),
     }
+
+
+def test_two_dhcp_links_each_keep_a_default_route(topo, start_dnsmasq, networkd):
+    """Leases on eth0 and eth1 both install their default route (same metric), with no error."""
+    start_dnsmasq()
+    start_dnsmasq(pool="10.88.0.50,10.88.0.99", interface="s1")
+    n = networkd()
+    n.wait_event("dhcp_bound", link="eth0")
+    n.wait_event("dhcp_bound", link="eth1")
+
+    def defaults():
+        return {
+            (r["gateway"], r["dev"], r["metric"])
+            for r in topo.routes("-4")
+            if r["dst"] == "default" and r.get("protocol") == "dhcp"
+        }
+
+    n.wait(lambda: len(defaults()) == 2, "a default route through each link")
+    assert defaults() == {("10.77.0.1", "eth0", 1024), ("10.88.0.1", "eth1", 1024)}
+    assert n.find("apply_error") == []
+    mark = len(n.events)
+    n.signal(signal.SIGHUP)  # and it stays idempotent with two routes to one prefix
+    n.wait_event("applied", after=mark)
+    assert [e for e in n.events[mark:] if e["event"] == "netlink_change"] == []

@@ -236,3 +236,27 @@ def test_device_selector_fields_and_unsupported_keys():
     assert (sel.driver, sel.physical, sel.hardware_addr) == ("virtio*", True, None)
     assert "machine.network.interfaces[0].deviceSelector.pciID" in _errors(plan, "unsupported")
     assert "machine.network.interfaces[1].deviceSelector" in _errors(plan)
+
+
+def test_dhcp_route_metric_and_unsupported_dhcp_options():
+    """dhcpOptions.routeMetric is kept for the link and its VLANs; ipv6 and duidv6 are reported."""
+    plan = model.from_config(
+        {
+            "machine": {
+                "network": {
+                    "interfaces": [
+                        {
+                            "interface": "eth0",
+                            "dhcp": True,
+                            "dhcpOptions": {"routeMetric": 100, "ipv6": True},
+                            "vlans": [
+                                {"vlanId": 7, "dhcp": True, "dhcpOptions": {"routeMetric": 200}}
+                            ],
+                        },
+                    ]
+                }
+            }
+        }
+    )
+    assert [lk.dhcp_metric for lk in plan.links] == [100, 200]
+    assert set(_errors(plan, "unsupported")) == {"machine.network.interfaces[0].dhcpOptions.ipv6"}
