@@ -44,6 +44,8 @@ from talos_init.networkd.watch import FileWatch
 
 log = structlog.get_logger("networkd")
 
+DHCP_RESTART_DELAY = 5.0  # seconds before a DHCP client that stopped by itself is restarted
+
 
 @dataclass
 class Options:
@@ -269,6 +271,11 @@ class Networkd:
         if hasattr(self, "reconciler"):
             self.request_reconcile()
 
+    def _dhcp_died(self, link: str) -> None:
+        """A DHCP client stopped by itself: start a new one after a pause (no tight loop)."""
+        log.warning("dhcp_restart_scheduled", link=link, delay=DHCP_RESTART_DELAY)
+        asyncio.get_running_loop().call_later(DHCP_RESTART_DELAY, self.request_reconcile)
+
     def _lease_event(self, event: str, link: str, lease: LeaseInfo) -> None:
         if event in ("bound", "renewed", "rebound"):
             self.leases[link] = lease
@@ -453,6 +460,7 @@ class Networkd:
                 runner = self.dhcp[name] = DhcpRunner(
                     name, self.opts.state_dir / "leases", self.hostname(), self._lease_event
                 )
+                runner.on_died = self._dhcp_died
             if not runner.running:
                 runner.start()
 

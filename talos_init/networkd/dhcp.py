@@ -139,6 +139,26 @@ def lease_class(directory: Path) -> type[Lease]:
 LeaseCallback = Callable[[str, str, LeaseInfo], None]  # (event, link, lease)
 
 
+class _Client(AsyncDHCPClient):  # type: ignore[misc]  # pyroute2 ships no type hints
+    """pyroute2's client, made to survive a bad packet.
+
+    Upstream, one reply it cannot handle (a BOOTREPLY without a message type
+    raises KeyError) ends its receive task for good: the lease is then never
+    renewed. Any host on the LAN could send one. Here it is logged and dropped.
+    """
+
+    async def _process_msg(self, msg: Any) -> None:
+        try:
+            await super()._process_msg(msg)
+        except Exception as e:  # policy: one bad packet is dropped, never fatal
+            log.warning(
+                "dhcp_packet_ignored",
+                link=self.config.interface,
+                sender=msg.eth_src,
+                error=f"{type(e).__name__}: {e}",
+            )
+
+
 class DhcpRunner:
     """Keeps a DHCPv4 lease on one link until stopped."""
 
@@ -151,6 +171,8 @@ class DhcpRunner:
         self._release = True
         self._task: asyncio.Task[None] | None = None
         self.client: AsyncDHCPClient | None = None
+        self.died = False  # the client stopped on its own; the daemon restarts it
+        self.on_died: Callable[[str], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -158,6 +180,8 @@ class DhcpRunner:
 
     def start(self) -> None:
         self._stop = asyncio.Event()
+        self.died = False
+        self._release = True
         self._task = asyncio.create_task(self._run(), name=f"dhcp {self.link}")
 
     async def stop(self, release: bool) -> None:
@@ -218,7 +242,7 @@ class DhcpRunner:
             vendor_id="talos-init",
         )
         try:
-            async with AsyncDHCPClient(cfg) as client:
+            async with _Client(cfg) as client:
                 self.client = client
                 log.info(
                     "dhcp_start",
@@ -226,10 +250,27 @@ class DhcpRunner:
                     state="init-reboot" if client.state == fsm.State.INIT_REBOOT else "init",
                 )
                 await client.bootstrap()
-                await self._stop.wait()
+                # The client's own send and receive tasks end only when it stops; if one ends
+                # before that (ENETDOWN, a bug), stop and let the daemon start a fresh client.
+                stop = asyncio.ensure_future(self._stop.wait())
+                inner = {t for t in (client._receiver_task, client._sender_task) if t is not None}
+                done, _ = await asyncio.wait({stop, *inner}, return_when=asyncio.FIRST_COMPLETED)
+                if stop not in done:
+                    stop.cancel()
+                    ended = next(iter(done))
+                    error = None if ended.cancelled() else ended.exception()
+                    log.error(
+                        "dhcp_client_died", link=self.link, task=ended.get_name(), error=repr(error)
+                    )
+                    self._release = False  # keep the lease: the next client re-requests it
+                    self.died = True
                 cfg.release = self._release
         except Exception as e:  # the daemon restarts us on the next carrier event or config
             log.error("dhcp_failed", link=self.link, error=f"{type(e).__name__}: {e}")
         finally:
             self.client = None
             log.info("dhcp_stop", link=self.link, released=self._release)
+            if not self._stop.is_set():  # not asked to stop: tell the daemon
+                self.died = True
+                if self.on_died is not None:
+                    self.on_died(self.link)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,52 @@ def test_two_dhcp_links_each_keep_a_default_route(topo, start_dnsmasq, networkd)
     n.signal(signal.SIGHUP)  # and it stays idempotent with two routes to one prefix
     n.wait_event("applied", after=mark)
     assert [e for e in n.events[mark:] if e["event"] == "netlink_change"] == []
+
+
+BAD_REPLY = (
+    # A BOOTREPLY with no DHCP message type (option 53): plain BOOTP, or a hostile host.
+    bytes([2, 1, 6, 0])
+    + bytes(4)
+    + bytes(8)
+    + bytes(16)
+    + bytes.fromhex("525400aabb01")
+    + bytes(10)
+    + bytes(64 + 128)
+    + bytes([99, 130, 83, 99, 255])
+)
+
+
+def test_a_malformed_reply_on_the_lan_does_not_stop_dhcp(topo, dnsmasq, networkd):
+    """A broadcast BOOTREPLY without a message type is dropped; the lease is still renewed."""
+    n = networkd()
+    bound = n.wait_event("dhcp_bound", link="eth0")
+    sender = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b's0')\n"
+        "s.sendto(bytes.fromhex(sys.argv[1]), ('255.255.255.255', 68))\n"
+    )
+    mark = len(n.events)
+    subprocess.run(
+        ["ip", "netns", "exec", topo.server, sys.executable, "-c", sender, BAD_REPLY.hex()],
+        check=True,
+    )
+    n.wait_event("dhcp_packet_ignored", after=mark, link="eth0")
+    # T1 is 4 s: upstream pyroute2 would never renew again after that packet.
+    renewed = n.wait_event("dhcp_renewed", after=mark, link="eth0", timeout=30)
+    assert renewed["address"] == bound["address"]
+    assert n.find("dhcp_client_died") == [] and n.proc.poll() is None
+
+
+def test_link_set_down_on_the_node_comes_back_with_its_lease(topo, dnsmasq, networkd):
+    """Someone sets eth0 down on the node: networkd sets it up again and DHCP re-binds the same address."""
+    n = networkd()
+    bound = n.wait_event("dhcp_bound", link="eth0")
+    mark = len(n.events)
+    subprocess.run(["ip", "-n", topo.node, "link", "set", "eth0", "down"], check=True)
+    n.wait_event("netlink_change", after=mark, change="set eth0 up")
+    again = n.wait_event("dhcp_bound", after=mark, link="eth0", timeout=40)
+    assert again["address"] == bound["address"]
+    n.wait(lambda: bound["address"] in topo.addresses("eth0"), "the address back on eth0")
+    assert n.proc.poll() is None
