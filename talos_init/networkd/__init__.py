@@ -4,7 +4,8 @@ Runs as ``python3.11 -I -m talos_init.networkd`` (never inside PID 1: pyroute2
 is heavy). Modules, one job each:
 
 - ``model``: cmdline ``ip=`` and ``machine.network`` into a plan, errors by field path (no I/O)
-- ``links``: the link table, kept from netlink events
+- ``links``: the link table, kept from netlink events; deviceSelector matching
+- ``ethtool``: a link's driver and bus path (ETHTOOL_GDRVINFO ioctl)
 - ``apply``: make links/addresses/routes match the plan, changing only the difference
 - ``dhcp``: one DHCPv4 client per link (pyroute2's), lease events
 - ``files``: hostname, /etc/hosts, /etc/resolv.conf, written atomically
