@@ -1,0 +1,63 @@
+"""``make run``: build the image, serve a machine config on loopback, boot a node with its console here.
+
+The config is served by a loopback HTTP server that the guest reaches at
+http://10.0.2.100/config.yaml (QEMU guestfwd, user networking with
+restrict=on); the API port 50000 is forwarded to 127.0.0.1:<port>. Ctrl-C
+presses the ACPI power button; a second Ctrl-C kills QEMU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from initramfs.build import ensure_built
+from tests.e2e.conftest import UserdataServer, _serve
+from tests.e2e.qemu import VM, VMSpec, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.e2e.run_node", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "worker.yaml")
+    parser.add_argument("--build", type=Path, default=REPO / "build")
+    parser.add_argument("--api-port", type=int, default=0, help="host port for the API (default: any free)")
+    parser.add_argument("--memory", type=int, default=2048, help="MiB")
+    parser.add_argument("--cmdline", default="", help="extra kernel command line")
+    args = parser.parse_args(argv)
+
+    if not args.config.exists():
+        parser.error(f"--config {args.config}: no such file")
+    print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
+    ensure_built(args.build, quiet=False)
+    state = UserdataServer(body=args.config.read_bytes())
+    server = _serve(state)
+    api_port = args.api_port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="talos-node-"))
+    spec = VMSpec(args.build / "vmlinuz", args.build / "initramfs.img", workdir,
+                  cmdline=[f"talos.config={state.guest_url}", *args.cmdline.split()],
+                  memory_mb=args.memory, config_port=state.port, api_port=api_port, echo=True)
+    print(f"run: serving {args.config} on 127.0.0.1:{state.port} (guest: {state.guest_url}); "
+          f"API on 127.0.0.1:{api_port}; console log {workdir / 'serial.log'}", flush=True)
+    vm = VM(spec)
+    try:
+        vm.start()
+        try:
+            return vm.wait_exit(timeout=10**9)
+        except KeyboardInterrupt:
+            print("\nrun: power button pressed (Ctrl-C again to kill QEMU)", flush=True)
+            vm.powerdown()
+            return vm.wait_exit(timeout=120)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        vm.close()
+        server.shutdown()
+        server.server_close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
