@@ -226,6 +226,11 @@ class Builder:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(e.content())
         modules = self._module_names()
+        if self.kubelet is not None and self.kubelet.is_file() \
+                and self.kubelet.read_bytes().startswith(f"#!{self.interpreter}".encode()):
+            # A kubelet written for the image's interpreter needs its stdlib imports too.
+            (site_stage / "_kubelet_script.py").write_bytes(self.kubelet.read_bytes())
+            modules.append("_kubelet_script")
         self.log(f"stdlib: tracing imports of {len(modules)} modules")
         extra = []
         for name in py["extra_stdlib"]:  # "pkg.*": every module of a stdlib package
