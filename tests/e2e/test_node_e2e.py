@@ -212,11 +212,14 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
 
 
 def test_power_off_leaves_a_clean_filesystem(node):
-    """After `osctl shutdown` the host's e2fsck -fn finds /var's partition clean."""
+    """After `osctl shutdown` /var was unmounted, and e2fsck -fn and the superblock find it clean."""
     assert node["boot"] == 2, "needs the reboot test's second boot"
     out = ok(node, "shutdown")
     assert "shutting down" in out
+    since = len(node["vm"].console)
     assert node["vm"].wait_exit(BOOT_TIMEOUT) == 0
+    unmount = re.search(r"unmount target=/var status=(\S+)(.*)", node["vm"].console[since:])
+    assert unmount and unmount.group(1) == "unmounted", unmount and unmount.group(0)
     # The partition's extent from its GPT (loop partition nodes need udev or partscan on the host).
     table = subprocess.run(["partx", "-g", "-b", "-o", "NR,START,SECTORS", str(node["disk"])],
                            capture_output=True, text=True, check=True).stdout.split()
@@ -228,5 +231,9 @@ def test_power_off_leaves_a_clean_filesystem(node):
     try:
         fsck = subprocess.run(["e2fsck", "-fn", loop], capture_output=True, text=True)
         assert fsck.returncode == 0, f"e2fsck {fsck.returncode}: {fsck.stdout}{fsck.stderr}"
+        # e2fsck -n passes a synced but still-mounted ext4 too: the superblock says if it was unmounted.
+        sb = subprocess.run(["dumpe2fs", "-h", loop], capture_output=True, text=True, check=True).stdout
+        assert re.search(r"^Filesystem state:\s+clean$", sb, re.MULTILINE), sb
+        assert "needs_recovery" not in sb, sb
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
