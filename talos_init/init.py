@@ -31,6 +31,8 @@ import structlog  # noqa: E402
 from talos_init import cmdline as cmdline_mod  # noqa: E402
 from talos_init import log as logging_setup  # noqa: E402
 from talos_init import mounts, signals, syscalls  # noqa: E402
+from talos_init.control import pid1 as control_pid1  # noqa: E402
+from talos_init.control.server import ControlServer  # noqa: E402
 from talos_init.events import Event, EventLog  # noqa: E402
 from talos_init.loop import Loop  # noqa: E402
 from talos_init.paths import Paths  # noqa: E402
@@ -122,6 +124,7 @@ class Init:
         self.result: str | None = None  # host mode: the action the shutdown ended with
         self.failed_phase = ""
         self.power_button: PowerButton | None = None
+        self.control: ControlServer | None = None
         self.shutdown = Shutdown(
             self.loop, self.reaper, self.events,
             final=self._host_final if config.host_mode else reboot_final,
@@ -141,7 +144,8 @@ class Init:
             ("cmdline", self.read_cmdline),  # talos.config=, ip=, halt_if_failed, panic=
             ("logging", self.setup_logging),  # console and /dev/kmsg
             ("power_button", self.watch_power_button),  # ACPI button press: power off
-            # ("hardening", ...): sysctls and the capability bounding set go here.
+            ("hardening", self.harden),  # KSPP sysctls before any service starts
+            ("control", self.start_control),  # /run/talos/init.sock for apid, before the graph
             ("services", self.start_services),  # the supervisor runs the service graph
         )
         return all(self.run_phase(name, phase) for name, phase in checklist)
@@ -189,6 +193,15 @@ class Init:
                 log.warning("ctrl_alt_del_not_disabled", error=str(e))
         signals.install(self.loop, self.request_shutdown)
 
+    def harden(self) -> None:
+        if self.config.host_mode:
+            log.info("hardening_skipped", reason="host mode: the sysctls are the host's")
+            return
+        from talos_init import hardening  # only here: host mode never needs it
+
+        hardening.apply_kernel_hardening(self.paths.at("/proc/sys"),
+                                         self.config.cmdline or self.paths.cmdline)
+
     def mount(self) -> None:
         if self.config.host_mode:
             log.info("mounts_skipped", reason="host mode")
@@ -227,6 +240,11 @@ class Init:
             self.paths.at("/sys/class/input"), self.paths.at("/dev/input"))
         self.power_button.start()
 
+    def start_control(self) -> None:
+        # Up before the graph: a node whose graph is refused still answers and reboots.
+        self.control = control_pid1.start(self.loop, self.paths.control_socket, self.events,
+                                          self.request_shutdown)
+
     def start_services(self) -> None:
         factory = self.config.supervisor_factory or default_supervisor_factory()
         if factory is None:
@@ -235,6 +253,11 @@ class Init:
         self.supervisor = factory(InitContext(self.loop, self.reaper, self.events, self.paths,
                                               self.cmdline, self.request_shutdown))
         self.shutdown.stop_services = self.supervisor.stop_all
+        # A stand-in supervisor (--supervisor, tests) may lack what the methods read: skip them.
+        if self.control is not None and hasattr(self.supervisor, "defs"):
+            from talos_init.service import control as service_control
+
+            service_control.register(self.control, self.supervisor)  # type: ignore[arg-type]
         self.supervisor.start()
 
     # -- failure and shutdown -------------------------------------------------------

@@ -50,6 +50,18 @@ def _ignore_signal(signum: int, frame: object) -> None:
     pass
 
 
+class _Handlers:
+    """Reader and writer callbacks of one fd, kept as the selector key's data."""
+
+    __slots__ = ("pair",)
+
+    def __init__(self, pair: list[Callback | None]):
+        self.pair = pair
+
+
+_WAKEUP = object()  # selector data of the signal wake-up pipe
+
+
 class Loop:
     """Single-threaded loop; every callback runs in the loop's thread."""
 
@@ -62,19 +74,40 @@ class Loop:
         self._signal_handlers: dict[int, Callback] = {}
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wakeup)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKEUP)
         self.wakeups = 0  # counted so benchmarks can show an idle loop stays asleep
 
     # -- file descriptors ---------------------------------------------------
 
     def add_reader(self, fd: int, callback: Callback, *args: Any) -> None:
-        self._selector.register(fd, selectors.EVENT_READ, lambda: callback(*args))
+        self._set(fd, 0, lambda: callback(*args))
 
     def remove_reader(self, fd: int) -> None:
+        self._set(fd, 0, None)  # removing twice is not an error
+
+    def add_writer(self, fd: int, callback: Callback, *args: Any) -> None:
+        """Call ``callback(*args)`` whenever ``fd`` is writable (until removed)."""
+        self._set(fd, 1, lambda: callback(*args))
+
+    def remove_writer(self, fd: int) -> None:
+        self._set(fd, 1, None)
+
+    def _set(self, fd: int, slot: int, callback: Callback | None) -> None:
+        # One selector key per fd holds [reader, writer]; the mask follows them.
         try:
-            self._selector.unregister(fd)
+            key = self._selector.get_key(fd)
+            pair = list(key.data.pair)
         except (KeyError, ValueError):
-            pass  # already gone: removing twice is not an error
+            key, pair = None, [None, None]
+        pair[slot] = callback
+        mask = (selectors.EVENT_READ if pair[0] else 0) | (selectors.EVENT_WRITE if pair[1] else 0)
+        if key is not None:
+            if mask:
+                self._selector.modify(fd, mask, _Handlers(pair))
+            else:
+                self._selector.unregister(fd)
+        elif mask:
+            self._selector.register(fd, mask, _Handlers(pair))
 
     # -- timers and deferred calls -------------------------------------------
 
@@ -146,8 +179,17 @@ class Loop:
         except InterruptedError:
             events = []
         self.wakeups += 1
-        for key, _ in events:
-            self._run(key.data, ())
+        for key, mask in events:
+            if key.data is _WAKEUP:
+                self._on_wakeup()
+                continue
+            # An earlier callback may have removed this fd: look it up each time.
+            for flag, slot in ((selectors.EVENT_READ, 0), (selectors.EVENT_WRITE, 1)):
+                current = self._selector.get_map().get(key.fd)
+                if mask & flag and current is not None and current.data is not _WAKEUP:
+                    callback = current.data.pair[slot]
+                    if callback is not None:
+                        self._run(callback, ())
         now = self.clock()
         while self._timers and self._timers[0].when <= now:
             timer = heapq.heappop(self._timers)

@@ -106,6 +106,17 @@ def read_mountinfo(path: Path = Path("/proc/self/mountinfo")) -> list[MountInfo]
     return parse_mountinfo(path.read_text())
 
 
+def mounted_at(target: str | os.PathLike[str],
+               mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """The type of the filesystem visible at ``target`` (the newest mount there), or None."""
+    want = os.path.realpath(target)
+    found = None
+    for info in read_mountinfo(Path(mountinfo)):
+        if info.target == want:
+            found = info.fstype
+    return found
+
+
 def kernel_filesystems(path: Path) -> set[str] | None:
     """The fs types the kernel knows, or None when /proc is not there to ask."""
     try:

@@ -16,9 +16,11 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_NOATIME = 1024
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_SHARED = 1 << 20
 MS_RELATIME = 1 << 21
 
 # umount2(2) flags.
@@ -61,6 +63,11 @@ def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None
           flags: int = 0, data: str | None = None) -> None:
     if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data or None)) != 0:
         _raise(f"mount {fstype or source}", target)
+
+
+def make_shared(target: str | os.PathLike[str]) -> None:
+    """Mounts made below ``target`` propagate (kubelet's Bidirectional mounts need it)."""
+    mount(None, target, None, MS_SHARED)
 
 
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:

@@ -337,16 +337,16 @@ INSTALL = Struct(
     {
         "disk": F(DEV_PATH),
         "wipe": F(BOOL),
-        "diskSelector": U(
+        "diskSelector": F(
             Struct(
                 "diskSelector",
                 {
-                    "size": F(STR),
-                    "name": F(STR),
+                    "size": U(STR, why="select the disk by model, serial, wwid, modalias or busPath"),
+                    "name": U(STR, why="select the disk by model, serial, wwid, modalias or busPath"),
                     "model": F(STR),
                     "serial": F(STR),
                     "modalias": F(STR),
-                    "uuid": F(STR),
+                    "uuid": U(STR, why="select the disk by model, serial, wwid, modalias or busPath"),
                     "wwid": F(STR),
                     "type": F(Enum("ssd", "hdd", "nvme", "sd")),
                     "busPath": F(STR),
@@ -460,7 +460,7 @@ MACHINE = Struct(
             )
         ),
         "acceptedCAs": U(ListOf(CERT_ONLY)),
-        "certSANs": U(ListOf(HOST_OR_IP)),
+        "certSANs": F(ListOf(HOST_OR_IP)),
         "controlPlane": U(
             Struct(
                 "controlPlane",
@@ -487,7 +487,12 @@ MACHINE = Struct(
             )
         ),
         "sysfs": U(STRMAP),
-        "registries": U(Struct("registries", {"mirrors": F(MapOf(ANY)), "config": F(MapOf(ANY))})),
+        "registries": F(
+            Struct("registries", {
+                "mirrors": F(MapOf(ANY)),
+                "config": U(MapOf(ANY), why="registry credentials are not passed to containerd yet"),
+            })
+        ),
         "systemDiskEncryption": U(
             Struct("systemDiskEncryption", {"state": F(ENCRYPTION), "ephemeral": F(ENCRYPTION)})
         ),
@@ -539,7 +544,7 @@ MACHINE = Struct(
             )
         ),
         "baseRuntimeSpecOverrides": U(ANY),
-        "nodeLabels": U(STRMAP),
+        "nodeLabels": F(STRMAP),
         "nodeAnnotations": U(STRMAP),
         "nodeTaints": U(STRMAP),
     },

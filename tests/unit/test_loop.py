@@ -47,3 +47,24 @@ def test_idle_loop_sleeps():
     loop.run_until(lambda: False, timeout=0.2)
     assert loop.wakeups <= 2
     loop.close()
+
+
+def test_reader_and_writer_share_one_fd():
+    """A reader and a writer on the same fd both run, and removing one keeps the other."""
+    import socket
+
+    loop = Loop()
+    a, b = socket.socketpair()
+    got, wrote = [], []
+    loop.add_reader(a.fileno(), lambda: got.append(a.recv(10)))
+    loop.add_writer(a.fileno(), lambda: (wrote.append(1), loop.remove_writer(a.fileno())))
+    b.send(b"hi")
+    assert loop.run_until(lambda: got and wrote, timeout=5)
+    b.send(b"again")
+    assert loop.run_until(lambda: len(got) == 2, timeout=5)
+    assert got == [b"hi", b"again"] and wrote == [1]
+    loop.remove_reader(a.fileno())
+    loop.remove_reader(a.fileno())  # twice is fine
+    a.close()
+    b.close()
+    loop.close()

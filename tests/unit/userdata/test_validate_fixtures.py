@@ -66,7 +66,6 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
     assert sorted(paths) == sorted(
         [
             "debug",
-            "machine.certSANs",
             "machine.network.interfaces[*].dhcpOptions",
             "machine.install.image",
             "machine.kubelet.extraConfig",

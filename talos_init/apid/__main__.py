@@ -1,0 +1,92 @@
+"""``python3.11 -I -m talos_init.apid``: the node's API over mutual TLS on port 50000.
+
+Checklist: read the effective config, sign a serving certificate with the
+machine CA, listen, tell PID 1 we are ready, serve until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from talos_init import log as talos_log
+from talos_init.apid import node_pki
+from talos_init.apid.calls import Calls
+from talos_init.apid.protocol import DEFAULT_PORT
+from talos_init.apid.server import ApiServer, Limits, server_context
+from talos_init.control.client import ControlClient
+from talos_init.pki import PkiError
+
+log = structlog.get_logger("apid")
+
+
+def notify(message: str) -> None:
+    """sd_notify: one datagram to $NOTIFY_SOCKET, if PID 1 gave us one."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    addr = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        s.sendto(message.encode(), addr)
+
+
+def parse_listen(value: str) -> tuple[str | None, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]") or None
+    return host, int(port)
+
+
+async def run(args: argparse.Namespace) -> int:
+    config_path = Path(args.config)
+    try:
+        config = node_pki.load_config(config_path)
+        ca = node_pki.machine_ca(config, str(config_path))
+        with tempfile.TemporaryDirectory(prefix="apid-", dir=args.state_dir) as tmp:
+            # The files only live until the context has read them.
+            crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
+            ctx = server_context(crt, key, ca.crt_pem.decode())
+    except (PkiError, OSError) as e:
+        log.error("apid_cannot_start", error=str(e))
+        return 2
+    calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
+                  containerd_socket=Path(args.containerd_socket))
+    server = ApiServer(calls, ctx, Limits())
+    host, port = parse_listen(args.listen)
+    addrs = await server.start(host, port)
+    where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
+    log.info("apid_listening", addresses=where)
+    notify(f"READY=1\nSTATUS=listening on {where}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("apid_stopping")
+    await server.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="apid", description=__doc__.splitlines()[0])
+    p.add_argument("--listen", default=f":{DEFAULT_PORT}", help="[host]:port (default all addresses)")
+    p.add_argument("--config", default="/run/talos/config.json", help="effective machine config")
+    p.add_argument("--control-socket", default="/run/talos/init.sock")
+    p.add_argument("--kmsg", default="/dev/kmsg")
+    p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
+    p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
+    args = p.parse_args(argv)
+    talos_log.configure()  # one line per event on stderr, which the supervisor captures
+    Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

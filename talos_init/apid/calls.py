@@ -1,0 +1,259 @@
+"""What each API call does: read node facts here, or ask PID 1 over the control socket.
+
+Privileged actions and service state belong to PID 1; everything apid can
+read itself (/proc, /dev/kmsg, files, the config) it reads here, so a busy
+PID 1 never serves a ``ps``. Blocking reads run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import json
+import os
+import platform
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import talos_init
+from talos_init.apid import containerd, facts
+from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
+                                      UNAVAILABLE, ApiError)
+from talos_init.apid.redact import redact
+from talos_init.control.client import ControlClient
+from talos_init.control.protocol import ControlError
+
+Unary = Callable[[dict[str, Any]], Awaitable[Any]]
+Streaming = Callable[[dict[str, Any]], AsyncIterator[Any]]
+
+READ_LIMIT = 16 * 1024 * 1024  # bytes one `read` call may return
+READ_CHUNK = 64 * 1024
+
+
+def _str_param(params: dict[str, Any], name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value:
+        raise ApiError(BAD_REQUEST, f"parameter {name!r} must be a non-empty string")
+    return value
+
+
+def _int_param(params: dict[str, Any], name: str, default: int | None, lo: int, hi: int) -> int | None:
+    value = params.get(name, default)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ApiError(BAD_REQUEST, f"parameter {name!r} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _from_control(e: ControlError) -> ApiError:
+    # PID 1's codes are a subset of ours; anything else is reported as it came.
+    return ApiError(e.code, e.message)
+
+
+class Calls:
+    def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
+                 kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
+                 containerd_socket: Path = Path("/run/containerd/containerd.sock")):
+        self.control = control
+        self.containerd = containerd.Client(str(containerd_socket))
+        self.config_path = config
+        self.kmsg = kmsg
+        self.proc = proc
+        self.unary: dict[str, Unary] = {
+            "version": self.version, "services": self.services,
+            "service.start": self._service_action("start"),
+            "service.stop": self._service_action("stop"),
+            "service.restart": self._service_action("restart"),
+            "timeline": self.timeline, "ps": self.ps, "containers": self.containers,
+            "stats": self.stats, "memory": self.memory, "mounts": self.mounts,
+            "interfaces": self.interfaces, "routes": self.routes, "reboot": self.reboot,
+            "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
+        }
+        self.streams: dict[str, Streaming] = {
+            "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
+        }
+
+    async def _pid1(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            return await self.control.call(method, params)
+        except ControlError as e:
+            raise _from_control(e) from None
+
+    async def _pid1_stream(self, method: str, params: dict[str, Any]) -> AsyncIterator[Any]:
+        try:
+            async for item in self.control.stream(method, params):
+                yield item
+        except ControlError as e:
+            raise _from_control(e) from None
+
+    # -- PID 1 ---------------------------------------------------------------------
+
+    async def services(self, params: dict[str, Any]) -> Any:
+        return await self._pid1("services.list")
+
+    def _service_action(self, action: str) -> Unary:
+        async def call(params: dict[str, Any]) -> Any:
+            return await self._pid1(f"services.{action}", {"id": _str_param(params, "id")})
+        return call
+
+    async def timeline(self, params: dict[str, Any]) -> Any:
+        return await self._pid1("timeline")
+
+    async def reboot(self, params: dict[str, Any]) -> Any:
+        return await self._pid1("reboot")
+
+    async def shutdown(self, params: dict[str, Any]) -> Any:
+        return await self._pid1("shutdown")
+
+    async def logs(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        args = {"id": _str_param(params, "id"), "tail": _int_param(params, "tail", None, 0, 100000),
+                "follow": bool(params.get("follow"))}
+        async for item in self._pid1_stream("logs", args):
+            yield item
+
+    async def events(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        args = {"tail": _int_param(params, "tail", None, 0, 100000),
+                "follow": bool(params.get("follow"))}
+        async for item in self._pid1_stream("events", args):
+            yield item
+
+    async def stats(self, params: dict[str, Any]) -> Any:
+        """cpu and memory per service, then per container (each one's process tree)."""
+        out = []
+        for svc in await self._pid1("services.list"):
+            pid = svc.get("pid") if isinstance(svc, dict) else None
+            out.append({"kind": "service", "id": svc.get("id"), "state": svc.get("state"),
+                        **await asyncio.to_thread(facts.tree_usage, pid)})
+        for namespace in ("system", "k8s.io"):
+            try:
+                containers = await asyncio.to_thread(self.containerd.containers, namespace)
+            except (OSError, containerd.GrpcError, ValueError):
+                break  # containerd down or not started yet: services are still worth showing
+            for c in containers:
+                out.append({"kind": "container", "id": f"{namespace}/{c['id']}", "state": c["status"],
+                            **await asyncio.to_thread(facts.tree_usage, c["pid"])})
+        return out
+
+    # -- read here -----------------------------------------------------------------
+
+    async def version(self, params: dict[str, Any]) -> Any:
+        u = os.uname()
+        return {"name": "talos-init", "version": talos_init.__version__, "api": 1,
+                "python": platform.python_version(), "kernel": u.release, "arch": u.machine,
+                "hostname": u.nodename}
+
+    async def ps(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(facts.processes)
+
+    async def memory(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(facts.memory, self.proc / "meminfo")
+
+    async def mounts(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(facts.mounts, self.proc / "self" / "mountinfo")
+
+    async def interfaces(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(facts.interfaces)
+
+    async def routes(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(facts.routes, self.proc / "net")
+
+    async def containers(self, params: dict[str, Any]) -> Any:
+        namespace = params.get("namespace", "system")
+        if not isinstance(namespace, str) or not namespace:
+            raise ApiError(BAD_REQUEST, "parameter 'namespace' must be a non-empty string")
+        try:
+            return await asyncio.to_thread(self.containerd.containers, namespace)
+        except OSError as e:
+            raise ApiError(UNAVAILABLE, f"containerd at {self.containerd.socket_path} unreachable: "
+                                        f"{e.strerror or e}") from None
+        except containerd.GrpcError as e:
+            raise ApiError(UNAVAILABLE if e.status == 14 else INTERNAL,
+                           f"containerd: {e.message}") from None
+        except ValueError as e:  # a reply we cannot decode
+            raise ApiError(INTERNAL, f"containerd reply not understood: {e}") from None
+
+    async def config(self, params: dict[str, Any]) -> Any:
+        try:
+            text = await asyncio.to_thread(self.config_path.read_text)
+        except FileNotFoundError:
+            raise ApiError(FAILED_PRECONDITION, f"no machine config yet ({self.config_path})") from None
+        return redact(json.loads(text))
+
+    async def ls(self, params: dict[str, Any]) -> Any:
+        path = _str_param(params, "path")
+        depth = _int_param(params, "depth", 1, 1, 32)
+        try:
+            return await asyncio.to_thread(facts.list_dir, path, depth=depth or 1)
+        except ValueError as e:
+            raise ApiError(BAD_REQUEST, str(e)) from None
+        except FileNotFoundError:
+            raise ApiError(NOT_FOUND, f"{path}: no such file or directory") from None
+        except OSError as e:
+            raise ApiError(FAILED_PRECONDITION, f"{path}: {os.strerror(e.errno or errno.EIO)}") from None
+
+    async def read(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Chunks of base64 data; the last item says whether the file was cut at the limit."""
+        path = _str_param(params, "path")
+        if not os.path.isabs(path):
+            raise ApiError(BAD_REQUEST, f"path {path!r} must be absolute")
+        try:
+            # O_NONBLOCK: a FIFO must not hang the call; it is refused below anyway.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except FileNotFoundError:
+            raise ApiError(NOT_FOUND, f"{path}: no such file") from None
+        except OSError as e:
+            raise ApiError(FAILED_PRECONDITION, f"{path}: {os.strerror(e.errno or errno.EIO)}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ApiError(FAILED_PRECONDITION, f"{path}: not a regular file")
+            total = 0
+            while total < READ_LIMIT:
+                chunk = await asyncio.to_thread(os.read, fd, min(READ_CHUNK, READ_LIMIT - total))
+                if not chunk:
+                    yield {"size": total, "truncated": False}
+                    return
+                total += len(chunk)
+                yield {"data": base64.b64encode(chunk).decode()}
+            more = await asyncio.to_thread(os.read, fd, 1)
+            yield {"size": total, "truncated": bool(more)}
+        finally:
+            os.close(fd)
+
+    async def dmesg(self, params: dict[str, Any]) -> AsyncIterator[Any]:
+        """Kernel log records; with follow, new records as the kernel writes them."""
+        follow = bool(params.get("follow"))
+        try:
+            fd = os.open(self.kmsg, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise ApiError(UNAVAILABLE, f"{self.kmsg}: {os.strerror(e.errno or errno.EIO)}") from None
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+        watching = False
+        try:
+            while True:
+                try:
+                    record = os.read(fd, 8192)
+                except BlockingIOError:
+                    if not follow:
+                        return
+                    if not watching:
+                        loop.add_reader(fd, ready.set)
+                        watching = True
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                except BrokenPipeError:
+                    continue  # records were overwritten while we read: go on with the next
+                if not record:
+                    return
+                parsed = facts.parse_kmsg(record)
+                if parsed is not None:
+                    yield parsed
+        finally:
+            if watching:
+                loop.remove_reader(fd)
+            os.close(fd)

@@ -1,0 +1,91 @@
+"""What to do with the install disk: a pure decision from what was probed.
+
+Never destroys data unless the config says ``wipe: true``: a disk that holds
+anything we did not make is refused with a message naming what it holds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from talos_init.disk import gpt
+
+LABEL = "EPHEMERAL"  # GPT partition name and ext4 label, as Talos names its /var partition
+FSTYPE = "ext4"
+
+
+class Action(enum.Enum):
+    WIPE = "wipe"  # erase, partition, format (wipe: true)
+    PARTITION = "partition"  # blank disk: partition and format
+    FORMAT = "format"  # our partition exists but holds no filesystem (first boot interrupted)
+    CHECK = "check"  # our partition holds ext4: check and mount
+    CHECK_WHOLE = "check-whole"  # the whole disk is ext4: check and mount it
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Plan:
+    action: Action
+    reason: str
+    partition: gpt.Partition | None = None
+
+
+def decide(disk: str, disk_sig: dict[str, str], partitions: list[gpt.Partition] | None,
+           part_sig: dict[str, str] | None, wipe: bool, part_zeroed: bool = False) -> Plan:
+    """``partitions`` is the GPT content (None: no readable GPT); ``part_sig`` the probe
+    of our partition when there is one; ``part_zeroed`` whether its start is all zeros."""
+    if wipe:
+        return Plan(Action.WIPE, "machine.install.wipe is true")
+    if not disk_sig:
+        return Plan(Action.PARTITION, "the disk is blank")
+    pttype, fstype = disk_sig.get("PTTYPE"), disk_sig.get("TYPE")
+    if pttype == "gpt":
+        if partitions is None:
+            return Plan(Action.REFUSE, f"{disk} has a GPT signature but its table cannot be read")
+        ours = [p for p in partitions if p.name == LABEL]
+        if not ours:
+            names = ", ".join(f"{p.number}:{p.name or '(unnamed)'}" for p in partitions) or "none"
+            return Plan(Action.REFUSE, f"{disk} holds a GPT with no partition named {LABEL} "
+                        f"(partitions: {names}); it may be someone else's data. "
+                        "Set machine.install.wipe: true to erase it")
+        part = ours[0]
+        part_fs = (part_sig or {}).get("TYPE")  # blkid also reports PART_ENTRY_* from the table
+        if not part_fs and part_zeroed:
+            return Plan(Action.FORMAT, f"partition {LABEL} holds no filesystem yet", part)
+        if not part_fs:
+            # Not blank yet unrecognisable: most likely a damaged superblock. Never format it.
+            return Plan(Action.REFUSE, f"{disk} partition {part.number} ({LABEL}) holds data but "
+                        f"no recognisable filesystem (damaged {FSTYPE} superblock?). Not mounting "
+                        "/var; repair it with e2fsck -b <backup superblock> from another machine, "
+                        "or set machine.install.wipe: true to erase it")
+        if part_fs == FSTYPE:
+            return Plan(Action.CHECK, f"partition {LABEL} holds {FSTYPE}", part)
+        return Plan(Action.REFUSE, f"{disk} partition {part.number} ({LABEL}) holds "
+                    f"{part_fs}, expected {FSTYPE}. "
+                    "Set machine.install.wipe: true to erase it")
+    if fstype == FSTYPE and not pttype:
+        return Plan(Action.CHECK_WHOLE, f"the whole disk holds {FSTYPE}")
+    what = f"a {pttype} partition table" if pttype else f"a {fstype or 'unknown'} signature"
+    return Plan(Action.REFUSE, f"{disk} holds {what}, not ours. "
+                "Set machine.install.wipe: true to erase it")
+
+
+# e2fsck -p exit status (e2fsck(8)): bits that may be combined.
+FSCK_CORRECTED = 1
+FSCK_REBOOT = 2
+FSCK_UNCORRECTED = 4
+FSCK_OPERATIONAL = 8
+
+
+def fsck_verdict(code: int) -> tuple[bool, str]:
+    """(may mount, what happened) from e2fsck -p's exit status."""
+    if code == 0:
+        return True, "clean"
+    if code & ~(FSCK_CORRECTED | FSCK_REBOOT) == 0:
+        return True, "errors found and corrected"
+    if code & FSCK_UNCORRECTED:
+        return False, "uncorrectable errors remain"
+    if code & FSCK_OPERATIONAL:
+        return False, "e2fsck could not check it (operational error: bad superblock or device)"
+    return False, f"e2fsck exited with status {code}"

@@ -1,0 +1,276 @@
+"""Kernel hardening (KSPP, as Talos applies it) and the machine config's sysctls and files.
+
+Two entry points, at two moments of the boot:
+
+- ``apply_kernel_hardening`` runs in PID 1 before any service starts: it only
+  writes files under /proc/sys and reads the kernel command line (no child
+  process, no heavy import).
+- ``apply_machine`` runs in the one-shot service ``machine-setup`` after
+  userdata and /var: it loads the modules Kubernetes networking needs,
+  applies the Kubernetes sysctls, then machine.sysctls, then writes
+  machine.files (only under the paths Talos allows).
+
+Every path is a parameter so tests point them into a temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from talos_init.toolpath import ToolMissing, tool
+
+log = structlog.get_logger("hardening")
+
+# Kernel Self Protection Project recommendations, the set Talos applies at boot.
+KSPP_SYSCTLS: dict[str, str] = {
+    "kernel.kptr_restrict": "2",
+    "kernel.dmesg_restrict": "1",
+    "kernel.perf_event_paranoid": "3",
+    "kernel.yama.ptrace_scope": "1",  # a minimum: a stricter value already set is kept
+    "kernel.unprivileged_bpf_disabled": "1",
+    "net.core.bpf_jit_harden": "2",
+    "fs.protected_hardlinks": "1",
+    "fs.protected_symlinks": "1",
+    "fs.protected_fifos": "2",
+    "fs.protected_regular": "2",
+    "fs.suid_dumpable": "0",
+    "dev.tty.ldisc_autoload": "0",
+    "user.max_user_namespaces": "0",
+}
+# Values below which we never lower an existing setting (more is stricter).
+# (machine.sysctls may still lower them: the operator's word is final.)
+AT_LEAST = frozenset({"kernel.yama.ptrace_scope", "kernel.perf_event_paranoid"})
+
+# What Kubernetes networking needs; bridge-nf-* exist only once br_netfilter is loaded.
+KUBERNETES_SYSCTLS: dict[str, str] = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv6.conf.default.forwarding": "1",
+    "net.bridge.bridge-nf-call-iptables": "1",
+    "net.bridge.bridge-nf-call-ip6tables": "1",
+    "vm.overcommit_memory": "1",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+    # Room for many pods and their watchers, as Talos sets by default.
+    "fs.inotify.max_user_instances": "8192",
+    "fs.aio-max-nr": "1048576",
+    "kernel.pid_max": "262144",
+}
+KUBERNETES_MODULES = ("br_netfilter", "overlay")
+
+# Kernel parameters Talos requires on its command line (KSPP); missing ones are warned about.
+REQUIRED_CMDLINE = ("slab_nomerge", "pti=on")
+
+# machine.files may only write under /var/ and these /etc files (as Talos allows).
+ALLOWED_PREFIXES = ("/var/",)
+ALLOWED_FILES = frozenset({"/etc/cri/conf.d/20-customization.part", "/etc/nfsmount.conf"})
+
+
+@dataclass
+class Report:
+    applied: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)  # already stricter than asked
+    missing: list[str] = field(default_factory=list)  # the kernel has no such sysctl
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def sysctl_path(proc_sys: Path, name: str) -> Path:
+    """``net.ipv4.ip_forward`` -> proc_sys/net/ipv4/ip_forward; a name with '/' is taken as
+    the path itself (interface names such as eth0.100 contain dots)."""
+    rel = name if "/" in name else name.replace(".", "/")
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"sysctl {name!r} is not a valid name")
+    return proc_sys.joinpath(*parts)
+
+
+def apply_sysctls(values: Mapping[str, str], proc_sys: Path, report: Report, *,
+                  source: str, missing_is_error: bool,
+                  at_least: frozenset[str] = frozenset()) -> None:
+    """Write each value; for names in ``at_least`` a higher current value is kept."""
+    for name, value in values.items():
+        try:
+            path = sysctl_path(proc_sys, name)
+        except ValueError as exc:
+            report.errors.append(f"{source}: {exc}")
+            continue
+        if not path.exists():
+            if missing_is_error:
+                report.errors.append(
+                    f"{source}: sysctl {name} does not exist on this kernel ({path})")
+            else:
+                report.missing.append(name)
+            continue
+        want = str(value).strip()
+        try:
+            if name in at_least:
+                current = path.read_text().strip()
+                numbers = current.lstrip("-").isdigit() and want.lstrip("-").isdigit()
+                if numbers and int(current) >= int(want):
+                    report.kept[name] = current
+                    continue
+            path.write_text(want + "\n")
+            report.applied[name] = want
+        except OSError as exc:
+            report.errors.append(f"{source}: sysctl {name}={want}: {exc.strerror or exc}")
+
+
+def check_cmdline(cmdline: str) -> list[str]:
+    """A warning for each kernel parameter Talos requires that is missing."""
+    params = cmdline.split()
+    return [f"kernel command line lacks {p} (KSPP; Talos requires it)"
+            for p in REQUIRED_CMDLINE if p not in params]
+
+
+def apply_kernel_hardening(proc_sys: Path = Path("/proc/sys"),
+                           cmdline_path: Path = Path("/proc/cmdline")) -> Report:
+    """PID 1, before any service: KSPP sysctls and the command-line check. Never raises."""
+    report = Report()
+    apply_sysctls(KSPP_SYSCTLS, proc_sys, report, source="KSPP", missing_is_error=False,
+                  at_least=AT_LEAST)
+    try:
+        report.warnings += check_cmdline(cmdline_path.read_text())
+    except OSError as exc:
+        report.warnings.append(f"cannot read {cmdline_path}: {exc}")
+    _log(report, "kernel_hardening")
+    return report
+
+
+def load_modules(names: Iterable[str], modprobe: str | None, report: Report) -> None:
+    """modprobe each module; ``modprobe`` None means look it up (images keep it anywhere)."""
+    if modprobe is None:
+        try:
+            modprobe = tool("modprobe")
+        except ToolMissing as exc:
+            report.warnings.append(f"modules {', '.join(names)} not loaded: {exc}")
+            return
+    for name in names:
+        if not os.path.exists(modprobe):
+            report.warnings.append(f"module {name}: {modprobe} is not in the image")
+            continue
+        r = subprocess.run([modprobe, "-q", name], capture_output=True, text=True)
+        if r.returncode != 0:  # built in or absent: the sysctl step reports what is missing
+            report.warnings.append(
+                f"module {name}: modprobe exited {r.returncode}: {r.stderr.strip()}")
+
+
+def check_file_path(path: str) -> str | None:
+    """Why ``path`` may not be written by machine.files, or None when it may."""
+    if not path.startswith("/"):
+        return f"machine.files path {path!r} is not absolute"
+    norm = os.path.normpath(path)
+    if norm != path.rstrip("/") or path.endswith("/"):
+        return (f"machine.files path {path!r} is not a normalized file path "
+                "(no '..', '//' or trailing '/')")
+    if norm in ALLOWED_FILES or any(norm.startswith(p) for p in ALLOWED_PREFIXES):
+        return None
+    allowed = ", ".join([*(p + "..." for p in ALLOWED_PREFIXES), *sorted(ALLOWED_FILES)])
+    return f"machine.files path {path!r} is not allowed (allowed: {allowed})"
+
+
+def write_file(spec: Mapping[str, Any], root: Path) -> str:
+    """Write one machine.files entry under ``root``; returns what was done. Raises ValueError."""
+    path = str(spec["path"])
+    why = check_file_path(path)
+    if why:
+        raise ValueError(why)
+    target = root / path.lstrip("/")
+    content = str(spec.get("content", "")).encode()
+    mode = int(spec.get("permissions") or 0o644)
+    op = spec.get("op", "create")
+    # Resolve before creating anything: a symlink inside /var must not lead the write elsewhere.
+    real = os.path.join(os.path.realpath(target.parent), target.name)
+    real_root = os.path.realpath(root)
+    inside = [os.path.realpath(root / p.lstrip("/")) + "/" for p in ALLOWED_PREFIXES]
+    exact = {os.path.join(real_root, f.lstrip("/")) for f in ALLOWED_FILES}
+    if not (real in exact or any(real.startswith(p) for p in inside)):
+        raise ValueError(f"machine.files path {path!r} resolves to {real}, outside the allowed "
+                         "paths (through a symlink)")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    if target.is_symlink():
+        raise ValueError(f"machine.files path {path!r} is a symlink; refusing to follow it")
+    existing = target.read_bytes() if target.exists() else None
+    if op == "create":
+        if existing is not None:
+            if existing == content:
+                return "unchanged (create: same content already there)"
+            raise ValueError(f"machine.files {path}: op create but the file exists with other "
+                             "content (use op: overwrite to replace it)")
+        _atomic_write(target, content, mode)
+        return "created"
+    if op == "overwrite":
+        _atomic_write(target, content, mode)
+        return "overwritten"
+    if op == "append":
+        if existing is not None and existing.endswith(content):
+            os.chmod(target, mode)
+            return "unchanged (append: content already at the end)"
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        fd = os.open(target, flags, mode)
+        try:
+            os.write(fd, content)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        return "appended"
+    raise ValueError(f"machine.files {path}: unknown op {op!r} (create, append, overwrite)")
+
+
+def _atomic_write(target: Path, content: bytes, mode: int) -> None:
+    tmp = target.with_name(f".{target.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, content)
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+
+
+def apply_machine(config: Mapping[str, Any], proc_sys: Path = Path("/proc/sys"),
+                  root: Path = Path("/"), modprobe: str | None = None) -> Report:
+    """The one-shot after userdata and /var: modules, Kubernetes sysctls, then the config's."""
+    machine = config.get("machine") or {}
+    report = Report()
+    load_modules(KUBERNETES_MODULES, modprobe, report)
+    apply_sysctls(KUBERNETES_SYSCTLS, proc_sys, report, source="kubernetes", missing_is_error=False)
+    for name in ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward"):
+        if name in report.missing:
+            report.warnings.append(f"{name} is missing: pod traffic across the bridge will not "
+                                   "be filtered/forwarded as Kubernetes expects")
+    apply_sysctls(machine.get("sysctls") or {}, proc_sys, report, source="machine.sysctls",
+                  missing_is_error=True)
+    for i, spec in enumerate(machine.get("files") or []):
+        try:
+            what = write_file(spec, root)
+            log.info("machine_file", path=spec.get("path"), result=what,
+                     permissions=oct(int(spec.get("permissions") or 0o644)))
+        except (ValueError, OSError) as exc:
+            report.errors.append(f"machine.files[{i}]: {exc}")
+    _log(report, "machine_setup")
+    return report
+
+
+def _log(report: Report, event: str) -> None:
+    for w in report.warnings:
+        log.warning(f"{event}_warning", warning=w)
+    for e in report.errors:
+        log.error(f"{event}_error", error=e)
+    log.info(event, applied=len(report.applied), kept=sorted(report.kept),
+             missing=report.missing, errors=len(report.errors))

@@ -1,0 +1,250 @@
+"""Kubelet files and flags from the effective machine config.
+
+Files (as Talos lays them out): /etc/kubernetes/kubelet.yaml (the
+KubeletConfiguration), /etc/kubernetes/bootstrap-kubeconfig (the bootstrap
+token and the API endpoint), /etc/kubernetes/pki/ca.crt (the cluster CA).
+Flags: ours, merged with machine.kubelet.extraArgs. Flags that wire the
+kubelet to the node (config, kubeconfigs, cert dir, container runtime) are
+protected: a user value for one is an error naming it. For every other flag
+we set (node-ip, hostname-override, node-labels) the user's value wins and
+the override is reported.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
+PROTECTED = ("config", "bootstrap-kubeconfig", "kubeconfig", "cert-dir",
+             "container-runtime-endpoint")
+
+
+class KubeletPrepError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Layout:
+    etc: Path = Path("/etc/kubernetes")  # a symlink into /var (see talos_init.disk)
+    var_lib: Path = Path("/var/lib/kubelet")
+    runtime_endpoint: str = CONTAINERD_ENDPOINT
+    healthz_port: int = 10248
+
+    @property
+    def config(self) -> Path:
+        return self.etc / "kubelet.yaml"
+
+    @property
+    def bootstrap_kubeconfig(self) -> Path:
+        return self.etc / "bootstrap-kubeconfig"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.etc / "kubeconfig-kubelet"
+
+    @property
+    def ca(self) -> Path:
+        return self.etc / "pki/ca.crt"
+
+    @property
+    def manifests(self) -> Path:
+        return self.etc / "manifests"
+
+
+@dataclass
+class Prepared:
+    argv_flags: list[str]
+    files: dict[Path, tuple[bytes, int]]  # path -> (content, mode)
+    notes: list[str] = field(default_factory=list)
+
+
+def cluster_dns(config: Mapping[str, Any]) -> list[str]:
+    """machine.kubelet.clusterDNS, else the 10th address of each service subnet (as Talos)."""
+    explicit = ((config.get("machine") or {}).get("kubelet") or {}).get("clusterDNS")
+    if explicit:
+        return [str(ipaddress.ip_address(a)) for a in explicit]
+    cnet = (config.get("cluster") or {}).get("network") or {}
+    subnets = cnet.get("serviceSubnets") or ["10.96.0.0/12"]
+    out = []
+    for s in subnets:
+        net = ipaddress.ip_network(s, strict=False)
+        out.append(str(net.network_address + 10))
+    return out
+
+
+def kubelet_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    cnet = (config.get("cluster") or {}).get("network") or {}
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "address": "0.0.0.0",
+        "port": 10250,
+        "readOnlyPort": 0,
+        "healthzBindAddress": "127.0.0.1",
+        "healthzPort": layout.healthz_port,
+        "staticPodPath": str(layout.manifests),
+        "cgroupDriver": "cgroupfs",  # containerd's runc runs with SystemdCgroup = false
+        "cgroupRoot": "/",
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True, "cacheTTL": "2m0s"},
+            "x509": {"clientCAFile": str(layout.ca)},
+        },
+        "authorization": {"mode": "Webhook"},
+        "clusterDomain": cnet.get("dnsDomain") or "cluster.local",
+        "clusterDNS": cluster_dns(config),
+        "rotateCertificates": True,
+        "protectKernelDefaults": True,  # talos_init.hardening sets what it checks
+        "seccompDefault": True,
+        "serializeImagePulls": False,
+        "tlsMinVersion": "VersionTLS12",
+        "streamingConnectionIdleTimeout": "5m0s",
+        "failSwapOn": False,
+        "resolvConf": "/etc/resolv.conf",
+        "logging": {"format": "text"},
+    }
+
+
+def bootstrap_kubeconfig(config: Mapping[str, Any]) -> dict[str, Any]:
+    cluster = config.get("cluster") or {}
+    try:
+        endpoint = cluster["controlPlane"]["endpoint"]
+        token = cluster["token"]
+        ca = cluster["ca"]["crt"]
+    except (KeyError, TypeError) as exc:
+        raise KubeletPrepError(
+            f"cluster.{exc.args[0]} is missing from the machine config") from None
+    name = cluster.get("clusterName") or "talos-init"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": endpoint,
+                                                 "certificate-authority-data": ca}}],
+        "users": [{"name": "kubelet-bootstrap", "user": {"token": token}}],
+        "contexts": [{"name": f"kubelet-bootstrap@{name}",
+                      "context": {"cluster": name, "user": "kubelet-bootstrap"}}],
+        "current-context": f"kubelet-bootstrap@{name}",
+        "preferences": {},
+    }
+
+
+def pick_node_ips(valid_subnets: Iterable[str], addresses: Iterable[IPAddress]) -> list[IPAddress]:
+    """Talos' nodeIP.validSubnets: the first address of each family inside an included subnet
+    and outside every '!'-excluded one (a bare IP is a /32 or /128)."""
+    include, exclude = [], []
+    for s in valid_subnets:
+        target = exclude if s.startswith("!") else include
+        target.append(ipaddress.ip_network(s.lstrip("!"), strict=False))
+    chosen: dict[int, IPAddress] = {}
+    for addr in addresses:
+        if addr.version in chosen:
+            continue
+        if any(addr in n for n in include if n.version == addr.version) and \
+                not any(addr in n for n in exclude if n.version == addr.version):
+            chosen[addr.version] = addr
+    return [chosen[v] for v in (4, 6) if v in chosen]
+
+
+def _flag_values(key: str, value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [f"--{key}={v}" for v in value]
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    return [f"--{key}={value}"]
+
+
+def merge_flags(ours: dict[str, str], extra: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Our flags merged with extraArgs; (argv flags, notes). Protected overrides raise."""
+    notes = []
+    bad = sorted(k for k in extra if k.lstrip("-") in PROTECTED)
+    if bad:
+        raise KubeletPrepError(
+            "machine.kubelet.extraArgs: " + ", ".join(f"--{k.lstrip('-')}" for k in bad)
+            + " cannot be overridden (talos-init wires the kubelet to this node with it)")
+    merged: dict[str, Any] = dict(ours)
+    for key, value in extra.items():
+        key = key.lstrip("-")
+        if key in ours and str(ours[key]) != str(value):
+            notes.append(f"machine.kubelet.extraArgs.{key}={value!r} overrides talos-init's "
+                         f"--{key}={ours[key]}")
+        merged[key] = value
+    flags = []
+    for key in merged:  # ours first, in a stable order, then the user's
+        flags += _flag_values(key, merged[key])
+    return flags, notes
+
+
+def prepare(config: Mapping[str, Any], layout: Layout,
+            addresses: Iterable[IPAddress] | None = None) -> Prepared:
+    """Files and flags; ``addresses`` are the node's (needed only with nodeIP.validSubnets)."""
+    machine = config.get("machine") or {}
+    kub = machine.get("kubelet") or {}
+    ca_b64 = ((config.get("cluster") or {}).get("ca") or {}).get("crt")
+    if not ca_b64:
+        raise KubeletPrepError("cluster.ca.crt is missing from the machine config")
+    try:
+        ca = base64.b64decode(ca_b64, validate=True)
+    except ValueError:
+        raise KubeletPrepError("cluster.ca.crt is not base64-encoded PEM") from None
+    files = {
+        layout.config: (_yaml(kubelet_configuration(config, layout)), 0o644),
+        layout.bootstrap_kubeconfig: (_yaml(bootstrap_kubeconfig(config)), 0o600),
+        layout.ca: (ca, 0o644),
+    }
+    ours = {
+        "config": str(layout.config),
+        "bootstrap-kubeconfig": str(layout.bootstrap_kubeconfig),
+        "kubeconfig": str(layout.kubeconfig),
+        "cert-dir": str(layout.var_lib / "pki"),
+        "container-runtime-endpoint": layout.runtime_endpoint,
+    }
+    hostname = (machine.get("network") or {}).get("hostname")
+    if hostname:
+        ours["hostname-override"] = hostname
+    subnets = (kub.get("nodeIP") or {}).get("validSubnets") or []
+    if subnets:
+        ips = pick_node_ips(subnets, addresses or [])
+        if not ips:
+            raise KubeletPrepError(f"machine.kubelet.nodeIP.validSubnets {subnets}: no address of "
+                                   "this node matches yet (will retry on restart)")
+        ours["node-ip"] = ",".join(str(ip) for ip in ips)
+    labels = machine.get("nodeLabels") or {}
+    if labels:
+        ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
+    for i, m in enumerate(kub.get("extraMounts") or []):
+        # Talos bind-mounts these into its kubelet container; ours runs in the node's own
+        # mount namespace, where every host path is already visible as itself.
+        if m.get("source") and m.get("source") != m.get("destination"):
+            notes.append(f"machine.kubelet.extraMounts[{i}]: {m['source']} -> "
+                         f"{m.get('destination')} is not applied (the kubelet sees host paths "
+                         "directly; use the source path)")
+    return Prepared(flags, files, notes)
+
+
+def _yaml(doc: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def write_files(prepared: Prepared, layout: Layout) -> None:
+    for d in (layout.etc, layout.manifests, layout.ca.parent, layout.var_lib):
+        d.mkdir(parents=True, exist_ok=True)
+    for path, (content, mode) in prepared.files.items():
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, content)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)

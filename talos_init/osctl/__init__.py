@@ -1,0 +1,1 @@
+"""osctl: the operator's CLI for talos-init nodes."""

@@ -1,0 +1,273 @@
+"""osctl: operate talos-init nodes over their mutual-TLS API."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from talos_init.apid.protocol import ROLES
+from talos_init.osctl import output
+from talos_init.osctl.client import Client, Context, OsctlError, config_path, load_context
+from talos_init.osctl.output import Column, human_bytes, human_duration
+
+# -- how each call is shown ---------------------------------------------------------------
+
+_g = lambda key: (lambda r: r.get(key))  # noqa: E731
+
+COLUMNS: dict[str, list[Column]] = {
+    "services": [("ID", _g("id")), ("STATE", _g("state")), ("HEALTH", _g("health")),
+                 ("PID", _g("pid")), ("UPTIME", lambda r: human_duration(r.get("uptime"))),
+                 ("RESTARTS", _g("restarts")), ("REASON", _g("reason"))],
+    "ps": [("PID", _g("pid")), ("PPID", _g("ppid")), ("USER", _g("user")), ("STATE", _g("state")),
+           ("CPU%", lambda r: f"{r['cpu_percent']:.1f}" if r.get("cpu_percent") is not None else None),
+           ("CPU-TIME", _g("cpu_time")), ("RSS", lambda r: human_bytes(r.get("rss"))),
+           ("COMMAND", lambda r: (r.get("command") or "")[:100])],
+    "stats": [("KIND", _g("kind")), ("ID", _g("id")), ("STATE", _g("state")), ("PID", _g("pid")),
+              ("PROCS", _g("processes")), ("CPU-TIME", _g("cpu_time")),
+              ("MEMORY", lambda r: human_bytes(r.get("rss")))],
+    "mounts": [("SOURCE", _g("source")), ("TARGET", _g("target")), ("TYPE", _g("fstype")),
+               ("SIZE", lambda r: human_bytes(r.get("size"))),
+               ("USED", lambda r: human_bytes(r.get("used"))),
+               ("AVAILABLE", lambda r: human_bytes(r.get("available")))],
+    "interfaces": [("NAME", _g("name")), ("UP", _g("up")), ("MTU", _g("mtu")), ("MAC", _g("mac")),
+                   ("ADDRESSES", _g("addresses"))],
+    "routes": [("FAMILY", _g("family")), ("DESTINATION", _g("destination")),
+               ("GATEWAY", _g("gateway")), ("INTERFACE", _g("interface")), ("METRIC", _g("metric"))],
+    "ls": [("MODE", _g("mode")), ("SIZE", _g("size")),
+           ("MODIFIED", lambda r: datetime.datetime.fromtimestamp(r["mtime"]).strftime("%Y-%m-%d %H:%M")
+            if r.get("mtime") is not None else None),
+           ("PATH", lambda r: r["path"] + (f" -> {r['link']}" if r.get("link") else ""))],
+    "timeline": [("T", lambda r: f"{r.get('t', 0):.3f}s"), ("KIND", _g("kind")), ("NAME", _g("name")),
+                 ("STATE", _g("state")), ("REASON", _g("reason"))],
+    "containers": [("NAMESPACE", _g("namespace")), ("ID", _g("id")), ("IMAGE", _g("image")),
+                   ("PID", _g("pid")), ("STATUS", _g("status"))],
+}
+
+MEMORY_FIELDS = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Shmem", "Slab",
+                 "SwapTotal", "SwapFree", "Committed_AS")
+
+
+def _kv_rows(value: dict[str, Any], keys: Iterable[str] | None = None,
+             fmt: Callable[[Any], str] = str) -> list[dict[str, Any]]:
+    return [{"k": k, "v": fmt(value[k])} for k in (keys or value) if k in value]
+
+
+_KV: list[Column] = [("FIELD", _g("k")), ("VALUE", _g("v"))]
+
+
+# -- the command line -----------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="osctl", description=__doc__)
+    p.add_argument("--osctlconfig", help="client config (default $OSCTLCONFIG or ~/.osctl/config)")
+    p.add_argument("--context", help="context of the client config to use")
+    p.add_argument("-n", "--nodes", action="append", default=[], metavar="NODE",
+                   help="node(s) to talk to (repeat or comma-separate)")
+    p.add_argument("-e", "--endpoints", action="append", default=[], metavar="ENDPOINT",
+                   help="endpoint(s) to connect to when no node is named")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("--timeout", type=float, default=10.0, help="connect timeout, seconds")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    cmd("version", "versions of the node's software")
+    cmd("services", "services with state, health, uptime and restarts")
+    s = cmd("service", "start, stop or restart a service")
+    s.add_argument("action", choices=("start", "stop", "restart"))
+    s.add_argument("id")
+    s = cmd("logs", "a service's output")
+    s.add_argument("id")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    s.add_argument("--tail", type=int, default=None, help="only the last N lines")
+    s = cmd("events", "service state changes and boot phases")
+    s.add_argument("-f", "--follow", action="store_true")
+    s.add_argument("--tail", type=int, default=None)
+    s = cmd("dmesg", "the kernel log")
+    s.add_argument("-f", "--follow", action="store_true")
+    cmd("ps", "processes with cpu and memory")
+    s = cmd("containers", "containerd containers")
+    s.add_argument("-k", "--kubernetes", action="store_true", help="the k8s.io namespace")
+    cmd("stats", "cpu and memory per service")
+    cmd("memory", "memory use (/proc/meminfo)")
+    cmd("mounts", "mounted filesystems")
+    cmd("interfaces", "network interfaces and addresses")
+    cmd("routes", "routing table")
+    s = cmd("ls", "list a directory (admin)")
+    s.add_argument("path")
+    s.add_argument("-d", "--depth", type=int, default=1)
+    s = cmd("read", "print a file (admin)")
+    s.add_argument("path")
+    cmd("reboot", "reboot the node")
+    cmd("shutdown", "power the node off")
+    s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)")
+    s.add_argument("resource", choices=("config",))
+    cmd("timeline", "the boot timeline")
+    gen = cmd("gen", "generate a cluster's configs and PKI, or a client certificate")
+    gensub = gen.add_subparsers(dest="what", required=True, metavar="WHAT")
+    s = gensub.add_parser("config", help="PKI, controlplane.yaml, worker.yaml, osctl config")
+    s.add_argument("cluster")
+    s.add_argument("endpoint", help="Kubernetes API endpoint, e.g. https://192.168.1.10:6443")
+    s.add_argument("--output-dir", default=".", type=Path)
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s = gensub.add_parser("cert", help="a client certificate signed by the machine CA")
+    s.add_argument("name", help="common name; files NAME.crt and NAME.key")
+    s.add_argument("--role", action="append", required=True, choices=ROLES, dest="roles")
+    s.add_argument("--pki", default="pki", type=Path, help="directory with ca.crt and ca.key")
+    s.add_argument("--days", type=int, default=365)
+    s.add_argument("--output-dir", default=".", type=Path)
+    s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s = cmd("validate", "validate a machine config file as a node would")
+    s.add_argument("file", help="the machine config (YAML), or - for standard input")
+    s.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    return p
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def targets(args: argparse.Namespace, ctx: Context) -> list[str]:
+    """Who to talk to: -n, else -e, else the context's nodes, else its endpoints."""
+    found = _split(args.nodes) or _split(args.endpoints) or ctx.nodes or ctx.endpoints
+    if not found:
+        raise OsctlError(f"no node to talk to: pass -n/--nodes or set endpoints in context "
+                         f"{ctx.name!r}")
+    return found
+
+
+def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
+    c = args.command
+    method, params, stream = {
+        "version": ("version", {}, False), "services": ("services", {}, False),
+        "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
+        "logs": ("logs", {"id": getattr(args, "id", None), "follow": getattr(args, "follow", False),
+                          "tail": getattr(args, "tail", None)}, True),
+        "events": ("events", {"follow": getattr(args, "follow", False),
+                              "tail": getattr(args, "tail", None)}, True),
+        "dmesg": ("dmesg", {"follow": getattr(args, "follow", False)}, True),
+        "ps": ("ps", {}, False),
+        "containers": ("containers", {"namespace": "k8s.io" if getattr(args, "kubernetes", False)
+                                      else "system"}, False),
+        "stats": ("stats", {}, False), "memory": ("memory", {}, False),
+        "mounts": ("mounts", {}, False), "interfaces": ("interfaces", {}, False),
+        "routes": ("routes", {}, False),
+        "ls": ("ls", {"path": getattr(args, "path", None), "depth": getattr(args, "depth", 1)}, False),
+        "read": ("read", {"path": getattr(args, "path", None)}, True),
+        "reboot": ("reboot", {}, False), "shutdown": ("shutdown", {}, False),
+        "get": ("config", {}, False), "timeline": ("timeline", {}, False),
+    }[c]
+    if stream and getattr(args, "follow", False) and len(nodes) > 1:
+        raise OsctlError("follow one node at a time (-n NODE)")
+    failed = 0
+    for node in nodes:
+        try:
+            if stream:
+                show_stream(args, node, client.stream(node, method, params), len(nodes) > 1)
+            else:
+                show(args, node, client.call(node, method, params), len(nodes) > 1)
+        except OsctlError as e:
+            print(f"osctl: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
+    c, fmt = args.command, args.output
+    if fmt != "table":
+        output.structured({"node": node, "result": result} if many else result, fmt)
+        return
+    if many:
+        print(f"NODE {node}")
+    if c == "get":
+        output.structured(result, "yaml")
+    elif c in ("reboot", "shutdown", "service"):
+        what = {"reboot": "rebooting", "shutdown": "shutting down"}.get(c)
+        if what:
+            print(f"{node}: {what}")
+        else:
+            state = result.get("state") if isinstance(result, dict) else None
+            print(f"{node}: service {args.id} {args.action}: {state or 'requested'}")
+    elif c == "version":
+        output.table(_kv_rows(result), _KV)
+    elif c == "memory":
+        output.table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
+    elif c in COLUMNS:
+        output.table(result, COLUMNS[c])
+    else:
+        output.structured(result, "yaml")
+
+
+def show_stream(args: argparse.Namespace, node: str, items: Iterable[Any], many: bool) -> None:
+    c, fmt = args.command, args.output
+    prefix = f"{node}: " if many else ""
+    if c == "read":
+        out = sys.stdout.buffer
+        for item in items:
+            if "data" in item:
+                out.write(base64.b64decode(item["data"]))
+            elif item.get("truncated"):
+                out.flush()
+                print(f"osctl: {args.path} cut at {item['size']} bytes (the node's read limit)",
+                      file=sys.stderr)
+        out.flush()
+        return
+    for item in items:
+        if fmt != "table":
+            output.stream_item({"node": node, **item} if many and isinstance(item, dict) else item, fmt)
+            continue
+        if c == "logs":
+            line = item.get("line", item) if isinstance(item, dict) else item
+            print(f"{prefix}{line}", flush=True)
+        elif c == "dmesg":
+            print(f"{prefix}[{item['t']:12.6f}] {item['msg']}", flush=True)
+        elif c == "events":
+            print(f"{prefix}{item.get('t', 0):10.3f}s  {item.get('kind', ''):8} "
+                  f"{item.get('name', ''):16} {item.get('state', ''):10} {item.get('reason', '')}".rstrip(),
+                  flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "gen":
+            from talos_init.osctl import genconfig
+
+            if args.what == "cert":
+                paths = genconfig.client_cert(args.name, args.roles, args.pki, args.output_dir,
+                                              days=args.days, force=args.force)
+            else:
+                paths = genconfig.generate(args.cluster, args.endpoint, args.output_dir,
+                                           force=args.force,
+                                           context_endpoints=_split(args.endpoints) or None)
+            for path in paths:
+                print(f"wrote {path}")
+            return 0
+        if args.command == "validate":
+            # The node's own validator, imported only when asked for.
+            from talos_init.userdata.cli import validate_cli
+            return int(validate_cli([args.file, *(["--quiet"] if args.quiet else [])]))
+        ctx = load_context(config_path(args.osctlconfig), args.context)
+        nodes = targets(args, ctx)
+        client = Client(ctx, timeout=args.timeout)
+        try:
+            return run_call(args, client, nodes)
+        finally:
+            client.close()
+    except OsctlError as e:
+        print(f"osctl: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141  # `osctl dmesg | head`: the reader left, nothing more to say
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""One cgroup v2 directory per service: create, limit, signal everything in it, remove.
+
+The root (``/sys/fs/cgroup`` on the node) is a parameter so host tests can
+mount their own cgroup2 hierarchy. A missing controller (no memory
+controller on the test host's cgroup2) is a logged warning, not an error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("service")
+
+CONTROLLERS = ("cpu", "memory", "pids", "io")
+
+
+class Cgroups:
+    def __init__(self, root: Path):
+        self.root = root
+        self._prepared: set[str] = set()
+        self._warned: set[str] = set()
+
+    def path(self, group: str, sid: str) -> Path:
+        return self.root / group / sid
+
+    def available(self) -> bool:
+        return (self.root / "cgroup.controllers").exists()
+
+    def _enable_controllers(self, directory: Path) -> set[str]:
+        try:
+            have = set((directory / "cgroup.controllers").read_text().split())
+        except OSError:
+            return set()
+        enabled = set()
+        for name in CONTROLLERS:
+            if name not in have:
+                continue
+            try:
+                (directory / "cgroup.subtree_control").write_text(f"+{name}")
+                enabled.add(name)
+            except OSError as exc:  # warn once: limits of that kind will not apply
+                self._warn(f"enable:{directory}:{name}", "cgroup_controller_unavailable",
+                           directory=str(directory), controller=name, error=str(exc))
+        return enabled
+
+    def _warn(self, key: str, event: str, **kw: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(event, **kw)
+
+    def prepare(self, group: str, sid: str, memory_max: int | None) -> Path | None:
+        """Create the service's cgroup (reused if left over) and set its limits.
+
+        Returns None when cgroups are unusable here (policy: warn, run unconfined).
+        """
+        if not self.available():
+            self._warn("root", "cgroups_unavailable", root=str(self.root))
+            return None
+        try:
+            if group not in self._prepared:
+                self._enable_controllers(self.root)
+                (self.root / group).mkdir(exist_ok=True)
+                self._enable_controllers(self.root / group)
+                self._prepared.add(group)
+            path = self.path(group, sid)
+            path.mkdir(exist_ok=True)
+        except OSError as exc:
+            self._warn(f"mkdir:{group}/{sid}", "cgroup_create_failed", group=group, service=sid,
+                       error=str(exc))
+            return None
+        self.kill(path)  # leftovers from an earlier run must not share the new one
+        if memory_max is not None:
+            try:
+                (path / "memory.max").write_text(str(memory_max))
+            except OSError as exc:
+                self._warn(f"memory:{path}", "cgroup_memory_max_unavailable", service=sid,
+                           error=str(exc), hint="no memory controller: limit not applied")
+        return path
+
+    @staticmethod
+    def pids(path: Path) -> list[int]:
+        try:
+            return [int(x) for x in (path / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def signal(self, path: Path, signum: int) -> None:
+        """Send ``signum`` to every process in the cgroup (grandchildren in new sessions too)."""
+        if signum == signal.SIGKILL:
+            self.kill(path)
+            return
+        for pid in self.pids(path):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def kill(self, path: Path) -> None:
+        """SIGKILL everything in the cgroup at once (cgroup.kill, else one by one)."""
+        try:
+            (path / "cgroup.kill").write_text("1")
+            return
+        except FileNotFoundError:
+            if not path.exists():
+                return
+        except OSError:
+            pass
+        for pid in self.pids(path):  # kernels before 5.14
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def remove(self, path: Path) -> bool:
+        try:
+            path.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                log.warning("cgroup_remove_failed", path=str(path), error=str(exc))
+            return False  # still populated: removed at the next start or stop
+
+    def contains(self, path: Path, pid: int, proc: Path = Path("/proc")) -> bool:
+        """Whether ``pid`` lives in ``path`` (or below it)."""
+        try:
+            text = (proc / str(pid) / "cgroup").read_text()
+        except OSError:
+            return False
+        rel = "/" + str(path.relative_to(self.root))
+        for line in text.splitlines():
+            if line.startswith("0::"):
+                member = line[3:]
+                return member == rel or member.startswith(rel + "/")
+        return False

@@ -1,0 +1,129 @@
+"""osctl from the host drives a real node in QEMU through hostfwd: read, restart, reboot, shut down.
+
+Written against the image branch's harness (tests/e2e/conftest.py: ``image``,
+``module_boot``; qemu.VM with ``api=True`` forwarding 127.0.0.1:PORT to the
+guest's :50000). QEMU runs with -no-reboot, so a reboot ends the VM; the test
+boots the same image and config again and expects the node to answer again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+BOOT_TIMEOUT = 600  # TCG on two shared cores
+
+
+def osctl(config: Path, port: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "talos_init.osctl", "--osctlconfig", str(config),
+                           "-e", f"127.0.0.1:{port}", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def wait_api(config: Path, port: int, timeout: float = BOOT_TIMEOUT) -> None:
+    """Poll `osctl version` until the node answers (apid up, TLS accepted)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = osctl(config, port, "version", timeout=60)
+        if last.returncode == 0:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the node's API did not answer within {timeout}s: {last and last.stderr}")
+
+
+def services(config: Path, port: int) -> dict[str, dict]:
+    r = osctl(config, port, "-o", "json", "services")
+    assert r.returncode == 0, r.stderr
+    return {s["id"]: s for s in json.loads(r.stdout)}
+
+
+def wait_state(config: Path, port: int, sid: str, states: set[str], timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        svc = services(config, port).get(sid)
+        if svc and svc["state"] in states:
+            return svc
+        time.sleep(1)
+    raise AssertionError(f"{sid} not in {states} within {timeout}s: {svc}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cluster")
+    r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", "e2e",
+                        "https://10.0.2.15:6443", "--output-dir", str(out)],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def config_server(cluster):
+    from tests.e2e.conftest import UserdataServer, _serve
+
+    state = UserdataServer(body=(cluster / "worker.yaml").read_bytes())
+    server = _serve(state)
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def node(module_boot, image, config_server, cluster):
+    vm = module_boot(image, server=config_server, api=True)
+    wait_api(cluster / "osctlconfig", vm.spec.api_port)
+    return vm
+
+
+def test_reads_services_logs_dmesg_mounts_and_processes(node, cluster):
+    """Through hostfwd osctl lists services, containerd's logs, dmesg, mounts and processes."""
+    cfg, port = cluster / "osctlconfig", node.spec.api_port
+    svc = wait_state(cfg, port, "containerd", {"ready"})
+    assert svc["pid"]
+    assert services(cfg, port)["apid"]["state"] == "ready"
+    logs = osctl(cfg, port, "logs", "containerd", "--tail", "20")
+    assert logs.returncode == 0 and "containerd" in logs.stdout, logs.stderr
+    dmesg = osctl(cfg, port, "dmesg")
+    assert dmesg.returncode == 0 and "Linux version" in dmesg.stdout, dmesg.stderr
+    mounts = json.loads(osctl(cfg, port, "-o", "json", "mounts").stdout)
+    assert {"/proc", "/sys", "/run", "/sys/fs/cgroup"} <= {m["target"] for m in mounts}
+    procs = json.loads(osctl(cfg, port, "-o", "json", "ps").stdout)
+    assert any(p["pid"] == 1 for p in procs) and any("containerd" in p["command"] for p in procs)
+
+
+def test_restarted_service_comes_back_ready(node, cluster):
+    """`osctl service restart containerd` gives a new pid that becomes ready."""
+    cfg, port = cluster / "osctlconfig", node.spec.api_port
+    before = wait_state(cfg, port, "containerd", {"ready"})
+    r = osctl(cfg, port, "service", "restart", "containerd")
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        svc = services(cfg, port)["containerd"]
+        if svc["state"] == "ready" and svc["pid"] != before["pid"]:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"containerd did not come back ready: {svc}")
+
+
+def test_reboot_then_the_node_answers_again(node, cluster, module_boot, image, config_server):
+    """`osctl reboot` ends this boot (QEMU -no-reboot exits); booted again, the node answers."""
+    cfg, port = cluster / "osctlconfig", node.spec.api_port
+    r = osctl(cfg, port, "reboot")
+    assert r.returncode == 0 and "rebooting" in r.stdout, r.stderr
+    node.wait_exit(BOOT_TIMEOUT)
+    again = module_boot(image, server=config_server, api=True)
+    wait_api(cfg, again.spec.api_port)
+    r = osctl(cfg, again.spec.api_port, "shutdown")
+    assert r.returncode == 0 and "shutting down" in r.stdout, r.stderr
+    assert again.wait_exit(BOOT_TIMEOUT) == 0

@@ -1,0 +1,88 @@
+"""containers reads a real containerd's API (gRPC over HTTP/2 on its unix socket)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from talos_init.apid.containerd import Client, field
+
+CONFIG = """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+"""
+
+
+@pytest.fixture
+def containerd(node):
+    binary = shutil.which("containerd")
+    if binary is None:
+        pytest.fail("containerd is not installed (tools/apt-packages.txt lists it)")
+    d = node.containerd_dir
+    (d / "config.toml").write_text(CONFIG.format(d=d))
+    with open(d / "log", "wb") as log:
+        proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not (d / "containerd.sock").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, (d / "log").read_text()
+        time.sleep(0.05)
+    yield Client(str(d / "containerd.sock"))
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def create(client: Client, cid: str, image: str, pod: str) -> None:
+    spec = field(1, "types.containerd.io/opencontainers/runtime-spec/1/Spec") + field(2, b"{}")
+    container = (field(1, cid) + field(2, field(1, "io.kubernetes.pod.name") + field(2, pod))
+                 + field(3, image) + field(4, field(1, "io.containerd.runc.v2")) + field(5, spec))
+    client.call("/containerd.services.containers.v1.Containers/Create", field(1, container), "k8s.io")
+
+
+def test_containers_lists_the_k8s_namespace(node, containerd):
+    """`osctl containers -k` shows containerd's k8s.io containers; the system namespace is apart."""
+    create(containerd, "coredns-1", "registry.k8s.io/coredns:v1.11", "coredns-abc")
+    create(containerd, "api-0", "registry.k8s.io/kube-apiserver:v1.30", "apiserver")
+    config = node.osctlconfig("reader", ["os:reader"])
+    r = node.osctl(config, "containers", "-k")
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "ID", "IMAGE", "PID", "STATUS"]
+    assert [row.split()[:3] for row in rows] == [
+        ["k8s.io", "api-0", "registry.k8s.io/kube-apiserver:v1.30"],
+        ["k8s.io", "coredns-1", "registry.k8s.io/coredns:v1.11"]]
+    r = node.osctl(config, "-o", "json", "containers")
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_containers_without_containerd_says_so(node):
+    """With no containerd listening the call fails with 'containerd ... unreachable'."""
+    r = node.osctl(node.osctlconfig("reader", ["os:reader"]), "containers")
+    assert r.returncode == 1 and "containerd at" in r.stderr and "unreachable" in r.stderr, r.stderr
+
+
+def test_stats_lists_services_and_containers(node, containerd):
+    """stats has a row per service (with its process tree's usage) and per container."""
+    import json
+
+    create(containerd, "coredns-1", "registry.k8s.io/coredns:v1.11", "coredns-abc")
+    r = node.osctl(node.osctlconfig("reader", ["os:reader"]), "-o", "json", "stats")
+    assert r.returncode == 0, r.stderr
+    rows = {row["id"]: row for row in json.loads(r.stdout)}
+    assert rows["containerd"]["kind"] == "service" and rows["containerd"]["processes"] >= 1
+    assert rows["containerd"]["rss"] > 0
+    assert rows["kubelet"]["processes"] == 0  # no pid: nothing to measure
+    assert rows["k8s.io/coredns-1"] == {"kind": "container", "id": "k8s.io/coredns-1",
+                                        "state": "no task", "pid": None, "cpu_time": None,
+                                        "rss": None, "processes": 0}

@@ -1,0 +1,42 @@
+"""Real loop devices backed by sparse files, and a /var mountpoint that is always unmounted."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from talos_init import mounts, syscalls
+from talos_init.disk.var import Layout
+
+
+@dataclass
+class Loop:
+    devnode: str
+    backing: Path
+
+
+@pytest.fixture
+def loopdisk(tmp_path):
+    backing = tmp_path / "disk.img"
+    with open(backing, "wb") as f:
+        f.truncate(96 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", "-P", str(backing)],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        yield Loop(dev, backing)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+@pytest.fixture
+def layout(tmp_path):
+    lay = Layout(var=tmp_path / "var", etc=tmp_path / "etc", report=tmp_path / "run/var.json",
+                 device_wait=5.0)
+    try:
+        yield lay
+    finally:
+        while mounts.mounted_at(lay.var) is not None:
+            syscalls.umount2(lay.var)

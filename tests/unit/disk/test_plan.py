@@ -1,0 +1,78 @@
+"""The /var decision table: data is never destroyed unless wipe is set."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from talos_init.disk.gpt import LINUX_FS_TYPE, Partition
+from talos_init.disk.plan import Action, decide, fsck_verdict
+
+
+def _part(name: str, n: int = 1) -> Partition:
+    return Partition(n, LINUX_FS_TYPE, uuid.uuid4(), 2048, 100000, name)
+
+
+def test_blank_disk_is_partitioned():
+    """No signature at all: partition and format."""
+    assert decide("/dev/vda", {}, None, None, False).action is Action.PARTITION
+
+
+def test_wipe_wins_over_everything():
+    """wipe: true erases even a disk that holds our filesystem."""
+    plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {"TYPE": "ext4"}, True)
+    assert plan.action is Action.WIPE
+
+
+def test_our_ext4_partition_is_checked():
+    """Our partition with ext4 on it is checked, then mounted."""
+    plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EFI"), _part("EPHEMERAL", 2)],
+                  {"TYPE": "ext4", "PART_ENTRY_NAME": "EPHEMERAL"}, False)
+    assert plan.action is Action.CHECK and plan.partition is not None and plan.partition.number == 2
+
+
+def test_our_empty_partition_is_formatted():
+    """Our partition that is all zeros (an interrupted first boot) gets its filesystem."""
+    plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")],
+                  {"PART_ENTRY_NAME": "EPHEMERAL"}, False, part_zeroed=True)
+    assert plan.action is Action.FORMAT
+
+
+def test_our_partition_with_unknown_data_is_refused():
+    """Our partition holding data but no filesystem signature is refused, never formatted."""
+    plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {}, False, part_zeroed=False)
+    assert plan.action is Action.REFUSE and "damaged ext4 superblock" in plan.reason
+
+
+@pytest.mark.parametrize("sig, words", [
+    ({"PTTYPE": "dos"}, "a dos partition table"),
+    ({"TYPE": "xfs"}, "a xfs signature"),
+    ({"TYPE": "swap"}, "a swap signature"),
+])
+def test_foreign_content_is_refused(sig, words):
+    """Anything we did not make is refused with what it holds and how to erase it."""
+    plan = decide("/dev/vda", sig, None, None, False)
+    assert plan.action is Action.REFUSE and words in plan.reason and "wipe: true" in plan.reason
+
+
+def test_other_fs_in_our_partition_is_refused():
+    """Our partition holding a filesystem other than ext4 is refused."""
+    plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {"TYPE": "xfs"}, False)
+    assert plan.action is Action.REFUSE and "holds xfs, expected ext4" in plan.reason
+
+
+def test_whole_disk_ext4_is_checked():
+    """A whole-disk ext4 filesystem (no table) is checked and used."""
+    assert decide("/dev/vdb", {"TYPE": "ext4"}, None, None, False).action is Action.CHECK_WHOLE
+
+
+@pytest.mark.parametrize("code, ok, words", [
+    (0, True, "clean"), (1, True, "corrected"), (3, True, "corrected"),
+    (4, False, "uncorrectable"), (8, False, "operational error"), (12, False, "uncorrectable"),
+    (32, False, "status 32"),
+])
+def test_fsck_status(code, ok, words):
+    """e2fsck -p's status decides whether /var may be mounted."""
+    got_ok, what = fsck_verdict(code)
+    assert got_ok is ok and words in what
