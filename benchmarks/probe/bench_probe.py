@@ -1,0 +1,146 @@
+"""Benchmark-only one-shot service: report PID 1's figures on the console, then exit.
+
+Added to our image by benchmarks/boot_bench.py as a second cpio (never in the
+product image), as the ``bench-probe`` service started once the node is up.
+Prints ``BENCH ...`` lines: the boot timeline (PID 1's ``timeline`` control
+call, one event per line), the kernel's initramfs unpack records, PID 1's
+memory and wake-up counters after boot and after ``bench.idle=SECONDS``
+(kernel command line), every process's Rss/Pss, and, with
+``bench.importtime=1``, ``-X importtime`` totals of PID 1 and each daemon.
+Reading /proc/1 does not wake PID 1, and this process sleeps, so the idle
+window measures PID 1 alone.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+OUT = open("/dev/console", "w", buffering=1)
+
+
+def say(*words):
+    OUT.write("BENCH " + " ".join(str(w) for w in words) + "\n")
+
+
+def fields(path, keys):
+    found = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k in keys:
+                    found[keys[k]] = int(rest.split()[0])
+    except OSError:
+        pass
+    return found
+
+
+def pid1(label):
+    f = fields("/proc/1/smaps_rollup", {"Rss": "rss_kib", "Pss": "pss_kib"})
+    f.update(fields("/proc/1/status", {"voluntary_ctxt_switches": "vctx",
+                                        "nonvoluntary_ctxt_switches": "nvctx"}))
+    with open("/proc/1/schedstat") as s:
+        f["runs"] = int(s.read().split()[2])
+    with open("/proc/uptime") as u:
+        f["uptime"] = u.read().split()[0]
+    say("pid1", label, *(f"{k}={v}" for k, v in f.items()))
+
+
+def procs(label):
+    rows = []
+    for pid in sorted((int(p) for p in os.listdir("/proc") if p.isdigit())):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                argv = c.read().split(b"\0")
+            mem = fields(f"/proc/{pid}/smaps_rollup", {"Rss": "rss", "Pss": "pss"})
+        except OSError:
+            continue
+        if not mem or pid == os.getpid():  # kernel threads have no memory; not ourselves
+            continue
+        rows.append({"pid": pid, "argv": " ".join(a.decode(errors="replace") for a in argv if a)[:120],
+                     **mem})
+    for row in rows:
+        say("proc", label, json.dumps(row, separators=(",", ":")))
+
+
+def timeline():
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect("/run/talos/init.sock")
+            s.sendall(json.dumps({"v": 1, "id": 1, "method": "timeline", "params": {}}).encode() + b"\n")
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        reply = json.loads(buf)
+    except (OSError, ValueError) as e:
+        say("warn", "timeline", repr(e))
+        return
+    for event in reply.get("result") or []:
+        say("event", json.dumps(event, separators=(",", ":")))
+    if "error" in reply:
+        say("warn", "timeline", json.dumps(reply["error"]))
+
+
+def kmsg():
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            try:
+                rec = os.read(fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                break
+            except OSError:  # EPIPE: a record was overwritten; keep reading
+                continue
+            head, _, msg = rec.partition(";")
+            msg = msg.split("\n")[0]
+            if any(k in msg for k in ("Trying to unpack rootfs", "Freeing initrd memory",
+                                      "Run /init as init")):
+                usec = int(head.split(",")[2])
+                say("kmsg", f"[{usec / 1e6:12.6f}]", msg)
+    finally:
+        os.close(fd)
+
+
+def importtime():
+    for module in ("talos_init.init", "talos_init.networkd", "talos_init.userdata", "talos_init.apid"):
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", f"import {module}"],
+                              capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        rows = []  # (cumulative us, self us, name with its nesting indent)
+        for line in proc.stderr.splitlines():
+            if not line.startswith("import time:") or "self [us]" in line:
+                continue
+            self_us, cum_us, name = line[len("import time:"):].split("|", 2)
+            rows.append((int(cum_us), int(self_us), name[1:]))
+        total = sum(c for c, _s, n in rows if not n.startswith("  "))
+        top = sorted(rows, reverse=True)[:12]
+        say("importtime", module, f"rc={proc.returncode}", f"wall_s={wall:.3f}",
+            f"imports_s={total / 1e6:.3f}", f"modules={len(rows)}",
+            json.dumps([[n.strip(), c] for c, _s, n in top], separators=(",", ":")))
+
+
+def main():
+    words = dict(w.partition("=")[::2] for w in open("/proc/cmdline").read().split())
+    idle = float(words.get("bench.idle", "0") or 0)
+    say("probe", "start")
+    timeline()
+    kmsg()
+    pid1("boot")
+    procs("boot")
+    time.sleep(idle)
+    pid1("idle")
+    procs("idle")
+    if words.get("bench.importtime") == "1":
+        importtime()
+    say("done")
+
+
+main()
