@@ -31,8 +31,8 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -71,7 +71,7 @@ def baseline_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def build_images(build: Path, out: Path) -> tuple[Path, Path]:
+def build_images(build: Path, out: Path, uncompressed: bool = False) -> tuple[Path, Path]:
     """(our image with the probe overlay, the baseline image); each rebuilt only when its inputs changed."""
     print(f"build: ours in {build} (cached while its inputs are unchanged)", flush=True)
     ours = ensure_built(build, quiet=True)
@@ -90,11 +90,21 @@ def build_images(build: Path, out: Path) -> tuple[Path, Path]:
     if "apid" not in after and "userdata" in services:
         after.append("userdata")
     yaml = (PROBE / "bench-probe.yaml").read_text().replace("DEPENDS_ON", json.dumps(after))
+    base = base_dir / "initramfs.img"
+    if uncompressed:  # the lever under test: no decompression in the kernel, a bigger file to load
+        ours = decompress(ours, out / "initramfs-raw.img")
+        base = decompress(base, out / "baseline-raw.img")
     probed = with_files(ours, out / "initramfs-probe.img", {
         "/usr/lib/talos/bench/bench_probe.py": ((PROBE / "bench_probe.py").read_bytes(), 0o644),
         "/usr/lib/talos/services/bench-probe.yaml": (yaml.encode(), 0o644),
     })
-    return probed, base_dir / "initramfs.img"
+    return probed, base
+
+
+def decompress(image: Path, out: Path) -> Path:
+    with open(out, "wb") as f:
+        subprocess.run(["zstd", "-d", "-q", "-c", str(image)], stdout=f, check=True)
+    return out
 
 
 def manifest_bytes(manifest: Path) -> int:
@@ -103,11 +113,11 @@ def manifest_bytes(manifest: Path) -> int:
 
 # ---- one boot ------------------------------------------------------------------------------
 
-def one_boot(kind: str, kernel: Path, initrd: Path, config: bytes, idle: float, importtime: bool,
-             args: argparse.Namespace) -> dict:
+def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle: float,
+             importtime: bool, args: argparse.Namespace) -> dict:
     state = UserdataServer(body=config)
     server = _serve(state)
-    workdir = Path(tempfile.mkdtemp(prefix=f"talos-bench-{kind}-"))
+    workdir = args.out / "boots" / f"{n:02d}-{kind}"  # the serial log stays there for reading
     cmdline = [f"talos.config={state.guest_url}", f"bench.idle={idle:g}"]
     if importtime:
         cmdline.append("bench.importtime=1")
@@ -130,6 +140,7 @@ def one_boot(kind: str, kernel: Path, initrd: Path, config: bytes, idle: float, 
         vm.close()
         server.shutdown()
         server.server_close()
+        (workdir / "data.raw").unlink(missing_ok=True)
     result.update(parse_console(kind, vm.console))
     return result
 
@@ -169,6 +180,9 @@ def parse_console(kind: str, console: str) -> dict:
                     key = ("unpack_start" if "Trying to unpack" in msg else
                            "unpack_done" if "Freeing initrd" in msg else "exec")
                     r["marks"].setdefault(key, t)
+            elif what == "startup":
+                flags, words = rest.split(" ", 1)
+                r.setdefault("startup", {})[flags] = _kv(words.split())["wall_s"]
             elif what == "importtime":
                 module, *words = rest.split(" ")
                 r["importtime"].append({"module": module, **_kv(words[:-1]),
@@ -202,6 +216,9 @@ def parse_console(kind: str, console: str) -> dict:
             r[f"pid1_pss_{label}"] = p.get("pss_kib", 0) / 1024
         own = [row for row in r["procs"][label]
                if row["pid"] == 1 or any(d in row["argv"] for d in OWN_DAEMONS)]
+        if not own and p and kind == "baseline":  # the shell is all there is of the baseline's own
+            own = [{"pid": 1, "argv": "/init (busybox sh)", "rss": p.get("rss_kib", 0),
+                    "pss": p.get("pss_kib", 0)}]
         if own:
             r[f"own_rss_{label}"] = sum(row.get("rss", 0) for row in own) / 1024
             r[f"own_pss_{label}"] = sum(row.get("pss", 0) for row in own) / 1024
@@ -273,6 +290,8 @@ def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
         if r.get("own_boot"):
             print(f"  our processes after boot: {'; '.join(r['own_boot'])}")
     for r in by["ours"]:
+        for flags, wall in r.get("startup", {}).items():
+            print(f"  guest python3.11 {flags} -c pass: {wall:.2f}s (median of 3)")
         for it in r.get("importtime", []):
             print(f"  guest -X importtime {it['module']:22} imports {it.get('imports_s', 0):.2f}s, "
                   f"process {it.get('wall_s', 0):.2f}s, {it.get('modules', 0):.0f} modules; "
@@ -308,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="boots per image that wait --idle seconds (default 1: the first)")
     parser.add_argument("--importtime", action="store_true",
                         help="after the last boot of ours, run -X importtime in the guest")
+    parser.add_argument("--uncompressed", action="store_true",
+                        help="boot both images as plain cpio (measures the decompression lever)")
     parser.add_argument("--build", type=Path, default=REPO / "build")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "worker.yaml")
@@ -316,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to containerd ready")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    ours_img, base_img = build_images(args.build, args.out)
+    ours_img, base_img = build_images(args.build, args.out, args.uncompressed)
     kernel = args.build / "vmlinuz"
     sizes = {"ours": ((args.build / "initramfs.img").stat().st_size,
                       manifest_bytes(args.build / "manifest.txt")),
@@ -328,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in order:
             idle = args.idle if i < args.idle_boots else 0
             importtime = args.importtime and kind == "ours" and i == args.boots - 1
-            r = one_boot(kind, kernel, ours_img if kind == "ours" else base_img, config, idle,
+            r = one_boot(kind, i + 1, kernel, ours_img if kind == "ours" else base_img, config, idle,
                          importtime, args)
             runs.append(r)
             print(f"  boot {i + 1}/{args.boots} {kind:8}: containerd ready at "
