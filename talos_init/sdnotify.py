@@ -22,6 +22,15 @@ def notify(message: str, socket_path: str | None = None) -> bool:
     return True
 
 
+def try_notify(message: str) -> bool:
+    """``notify``, but a failed send is False instead of an error: readiness
+    reporting must never crash a daemon (the next report will try again)."""
+    try:
+        return notify(message)
+    except OSError:
+        return False
+
+
 def ready(status: str | None = None) -> bool:
     return notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from talos_init import log as talos_log
+from talos_init import sdnotify
 from talos_init.apid import node_pki
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
@@ -26,16 +25,6 @@ from talos_init.control.client import ControlClient
 from talos_init.pki import PkiError
 
 log = structlog.get_logger("apid")
-
-
-def notify(message: str) -> None:
-    """sd_notify: one datagram to $NOTIFY_SOCKET, if PID 1 gave us one."""
-    path = os.environ.get("NOTIFY_SOCKET")
-    if not path:
-        return
-    addr = "\0" + path[1:] if path.startswith("@") else path
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        s.sendto(message.encode(), addr)
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:
@@ -63,7 +52,7 @@ async def run(args: argparse.Namespace) -> int:
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
     log.info("apid_listening", addresses=where)
-    notify(f"READY=1\nSTATUS=listening on {where}")
+    sdnotify.try_notify(f"READY=1\nSTATUS=listening on {where}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 import structlog
 
 from talos_init import cmdline as cmdline_mod
+from talos_init import sdnotify
 from talos_init.paths import Paths
-from talos_init.userdata import notify as notify_mod
 from talos_init.userdata import store, validate
 from talos_init.userdata.fetch import (
     IMAGE_EXTRA_CA,
@@ -90,7 +90,7 @@ def run(
     extra_ca: Path | None,
     file_root: Path = Path("/"),
     retry_interval: tuple[float, float] = RETRY_INTERVAL,
-    notify: Callable[[str], bool] = notify_mod.notify,
+    notify: Callable[[str], bool] = sdnotify.try_notify,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     console: Console | None = None,

@@ -129,8 +129,8 @@ DHCP_OPTIONS = Struct(
     {
         "routeMetric": F(UINT32),
         "ipv4": F(BOOL),
-        "ipv6": F(BOOL),
-        "duidv6": F(Str(r"([0-9a-fA-F]{2})+", "a hex string")),
+        "ipv6": U(BOOL),
+        "duidv6": U(Str(r"([0-9a-fA-F]{2})+", "a hex string")),
     },
 )
 
@@ -153,7 +153,7 @@ VLAN = Struct(
         "dhcp": F(BOOL),
         "mtu": F(Int(68, 65535)),
         "vip": U(VIP),
-        "dhcpOptions": U(DHCP_OPTIONS),
+        "dhcpOptions": F(DHCP_OPTIONS),  # networkd: routeMetric
     },
 )
 
@@ -162,14 +162,14 @@ BOND = Struct(
     {
         "interfaces": F(STRS),
         "deviceSelectors": F(ListOf(DEVICE_SELECTOR)),
-        "arpIPTarget": F(ListOf(IP)),
+        "arpIPTarget": U(ListOf(IP)),
         "mode": F(STR),
         "xmitHashPolicy": F(STR),
         "lacpRate": F(STR),
-        "adActorSystem": F(STR),
+        "adActorSystem": U(STR),
         "arpValidate": F(STR),
         "arpAllTargets": F(STR),
-        "primary": F(STR),
+        "primary": U(STR),
         "primaryReselect": F(STR),
         "failOverMac": F(STR),
         "adSelect": F(STR),
@@ -187,7 +187,7 @@ BOND = Struct(
         "useCarrier": F(BOOL),
         "adActorSysPrio": F(Int(0, 65535)),
         "adUserPortKey": F(Int(0, 65535)),
-        "peerNotifyDelay": F(UINT32),
+        "peerNotifyDelay": U(UINT32),
     },
 )
 
@@ -236,8 +236,8 @@ INTERFACE = Struct(
         "mtu": F(Int(68, 65535)),
         "dhcp": F(BOOL),
         "ignore": F(BOOL),
-        "dhcpOptions": U(DHCP_OPTIONS),
-        "bond": U(BOND),
+        "dhcpOptions": F(DHCP_OPTIONS),  # networkd: routeMetric
+        "bond": F(BOND),  # networkd (all but primary, adActorSystem, arpIPTarget, peerNotifyDelay)
         "bridge": U(BRIDGE),
         "bridgePort": U(Struct("bridgePort", {"master": F(STR)})),
         "dummy": U(BOOL),
@@ -254,7 +254,7 @@ NETWORK = Struct(
         "nameservers": F(ListOf(IP, unique=True)),
         "searchDomains": F(ListOf(HOSTNAME)),
         "disableSearchDomain": U(BOOL),
-        "extraHostEntries": U(
+        "extraHostEntries": F(  # networkd writes them to /etc/hosts
             ListOf(Struct("extraHostEntry", {"ip": F(IP), "aliases": F(ListOf(HOSTNAME))}))
         ),
         "kubespan": U(
