@@ -66,26 +66,62 @@ def procs(label):
         say("proc", label, json.dumps(row, separators=(",", ":")))
 
 
+def control(method, params=None):
+    """One call on PID 1's control socket; a stream's items are returned as a list."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect("/run/talos/init.sock")
+        s.sendall(json.dumps({"v": 1, "id": 1, "method": method, "params": params or {}}).encode()
+                  + b"\n")
+        f = s.makefile("rb")
+        items = []
+        for line in f:
+            reply = json.loads(line)
+            if "error" in reply:
+                raise RuntimeError(f"{method}: {reply['error']}")
+            if "result" in reply:
+                return reply["result"]
+            if reply.get("end"):
+                return items
+            items.append(reply.get("item"))
+        return items
+
+
+def wait_settled(timeout=300.0):
+    """Wait until the config is loaded and apid is ready (or failing for good); name what is not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            states = {s["id"]: s for s in control("services.list")}
+        except (OSError, ValueError, RuntimeError) as e:
+            say("warn", "services.list", repr(e))
+            states = {}
+        ok = (states.get("userdata", {}).get("state") == "finished"
+              and ("apid" not in states or states["apid"].get("state") == "ready"))
+        stuck = states.get("userdata", {}).get("crashes_in_row", 0) >= 3
+        if ok or stuck or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    say("settled", "ok" if ok else "no", json.dumps({k: v.get("state") for k, v in states.items()},
+                                                    separators=(",", ":")))
+    if not ok:
+        for sid, s in states.items():
+            if s.get("state") not in ("ready", "finished", "skipped") or s.get("restarts"):
+                try:
+                    for item in control("logs", {"id": sid, "tail": 25}):
+                        say("log", sid, item.get("line", item) if isinstance(item, dict) else item)
+                except (OSError, ValueError, RuntimeError) as e:
+                    say("warn", "logs", sid, repr(e))
+
+
 def timeline():
     try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.settimeout(30)
-            s.connect("/run/talos/init.sock")
-            s.sendall(json.dumps({"v": 1, "id": 1, "method": "timeline", "params": {}}).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        reply = json.loads(buf)
-    except (OSError, ValueError) as e:
+        events = control("timeline")
+    except (OSError, ValueError, RuntimeError) as e:
         say("warn", "timeline", repr(e))
         return
-    for event in reply.get("result") or []:
+    for event in events or []:
         say("event", json.dumps(event, separators=(",", ":")))
-    if "error" in reply:
-        say("warn", "timeline", json.dumps(reply["error"]))
 
 
 def kmsg():
@@ -121,10 +157,14 @@ def startup():
 
 def importtime():
     # The modules each process runs: PID 1's, and the daemons' __main__ (guarded, so not run).
+    # PID 1 as its entry point runs it: lean.apply() first (ssl blocked, asyncio deferred).
     for module in ("talos_init.init", "talos_init.networkd.__main__", "talos_init.userdata.__main__",
                    "talos_init.apid.__main__", "talos_init.devices"):
+        code = f"import {module}"
+        if module == "talos_init.init":
+            code = "from talos_init import lean; lean.apply(); import talos_init.service.supervisor; " + code
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", f"import {module}"],
+        proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", code],
                               capture_output=True, text=True)
         wall = time.monotonic() - t0
         rows = []  # (cumulative us, self us, name with its nesting indent)
@@ -144,6 +184,7 @@ def main():
     words = dict(w.partition("=")[::2] for w in open("/proc/cmdline").read().split())
     idle = float(words.get("bench.idle", "0") or 0)
     say("probe", "start")
+    wait_settled()
     timeline()
     kmsg()
     pid1("boot")
