@@ -206,7 +206,7 @@ def parse_console(kind: str, console: str, idle: float = 0) -> dict:
                     r["marks"].setdefault(key, t)
             elif what == "settled":
                 r["settled"] = rest
-            elif what in ("log", "warn"):
+            elif what in ("log", "warn", "stopped"):
                 r.setdefault("guest_logs", []).append(f"{what} {rest}"[:300])
             elif what == "startup":
                 flags, words = rest.split(" ", 1)
@@ -312,8 +312,11 @@ def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
     idle = [r for r in by["ours"] if "idle_minutes" in r]
     if idle:
         growth = [r["pid1_rss_idle"] - r["pid1_rss_boot"] for r in idle]
+        thp = [(r["pid1"]["idle"].get("thp_kib", 0) - r["pid1"]["boot"].get("thp_kib", 0)) / 1024
+               for r in idle]
         print(f"  PID 1 Rss growth over {statistics.median(r['idle_minutes'] for r in idle):.1f} idle "
-              f"minutes (ours): {', '.join(f'{g:+.2f}' for g in growth)} MiB")
+              f"minutes (ours): {', '.join(f'{g:+.2f}' for g in growth)} MiB "
+              f"(of which AnonHugePages: {', '.join(f'{t:+.2f}' for t in thp)} MiB)")
     for r in by["ours"][:1]:
         if r.get("own_boot"):
             print(f"  our processes after boot: {'; '.join(r['own_boot'])}")

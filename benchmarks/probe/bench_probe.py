@@ -39,7 +39,9 @@ def fields(path, keys):
 
 
 def pid1(label):
-    f = fields("/proc/1/smaps_rollup", {"Rss": "rss_kib", "Pss": "pss_kib"})
+    # AnonHugePages: khugepaged can grow Rss while PID 1 sleeps (THP collapse, not an allocation).
+    f = fields("/proc/1/smaps_rollup", {"Rss": "rss_kib", "Pss": "pss_kib",
+                                         "AnonHugePages": "thp_kib"})
     f.update(fields("/proc/1/status", {"voluntary_ctxt_switches": "vctx",
                                         "nonvoluntary_ctxt_switches": "nvctx"}))
     with open("/proc/1/schedstat") as s:
@@ -98,7 +100,7 @@ def wait_settled(timeout=300.0):
             states = {}
         ok = (states.get("userdata", {}).get("state") == "finished"
               and ("apid" not in states or states["apid"].get("state") == "ready"))
-        stuck = states.get("userdata", {}).get("crashes_in_row", 0) >= 3
+        stuck = any(states.get(sid, {}).get("crashes_in_row", 0) >= 3 for sid in ("userdata", "apid"))
         if ok or stuck or time.monotonic() > deadline:
             break
         time.sleep(1)
@@ -112,6 +114,14 @@ def wait_settled(timeout=300.0):
                         say("log", sid, item.get("line", item) if isinstance(item, dict) else item)
                 except (OSError, ValueError, RuntimeError) as e:
                     say("warn", "logs", sid, repr(e))
+        # A crash loop would wake PID 1 all through the idle window: stop it, and say so.
+        for sid, s in states.items():
+            if s.get("crashes_in_row", 0) >= 3:
+                try:
+                    control("services.stop", {"id": sid})
+                    say("stopped", sid, "crash loop:", s.get("reason", ""))
+                except (OSError, ValueError, RuntimeError) as e:
+                    say("warn", "stop", sid, repr(e))
 
 
 def timeline():
