@@ -377,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     kernel = args.build / "vmlinuz"
     sizes = {"ours": ((args.build / "initramfs.img").stat().st_size,
                       manifest_bytes(args.build / "manifest.txt")),
-             "baseline": (base_img.stat().st_size, manifest_bytes(base_img.parent / "manifest.txt"))}
+             "baseline": ((args.build / "baseline" / "initramfs.img").stat().st_size,
+                          manifest_bytes(args.build / "baseline" / "manifest.txt"))}
     config = args.config.read_bytes()
     runs = []
     for i in range(args.boots):
