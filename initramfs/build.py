@@ -57,6 +57,39 @@ class Progress:
             print(f"[{time.monotonic() - self.t0:6.1f}s] {message}", flush=True)
 
 
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _applies(requirement: str) -> bool:
+    """Whether a requirement's environment marker holds here (extras never do: none are installed)."""
+    if ";" not in requirement:
+        return True
+    marker = requirement.split(";", 1)[1]
+    if "extra" in marker:
+        return False
+    try:
+        from packaging.markers import Marker
+    except ImportError:  # pip's vendored copy is always there in a venv
+        from pip._vendor.packaging.markers import Marker
+    return Marker(marker.strip()).evaluate()
+
+
+def distributions(pyproject: Path) -> list[str]:
+    """The project's dependencies and, recursively, what they require (installed names)."""
+    wanted = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    seen: dict[str, str] = {}
+    queue = [r for r in wanted if _applies(r)]
+    while queue:
+        name = _REQ_NAME.match(queue.pop(0)).group(1)
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in seen:
+            continue
+        dist = importlib.metadata.distribution(name)
+        seen[key] = dist.metadata["Name"]
+        queue += [r for r in dist.requires or [] if _applies(r)]
+    return sorted(seen.values(), key=str.lower)
+
+
 def usr_path(path: str) -> str:
     """The image path for a host path, folding /lib, /bin... into /usr like Debian does."""
     for top, usr in MERGED_USR.items():
@@ -72,7 +105,9 @@ def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
     for b in recipe["binary"]:
         st = Path(b["src"]).stat()
         h.update(f"{b['src']} {st.st_size} {st.st_mtime_ns}".encode())
-    roots = [HERE, *(REPO / p for p in recipe["python"]["packages"]), REPO / "services", *extra]
+    roots = [HERE, *(REPO / p for p in recipe["python"]["packages"]), REPO / "services",
+             REPO / recipe["python"]["distributions_from"],
+             *(REPO / f for f in recipe.get("files", {}) if not f.startswith("/")), *extra]
     for root in roots:
         files = sorted(root.rglob("*")) if root.is_dir() else [root] if root.exists() else []
         for f in files:
@@ -132,7 +167,7 @@ class Builder:
         t = self.tree
         t.add_file(self.interpreter, "python", src=Path(self.interpreter))
         excluded = [tuple(p.split(".")) for p in py.get("exclude_packages", [])]
-        for name in py["distributions"]:
+        for name in distributions(REPO / py["distributions_from"]):
             dist = importlib.metadata.distribution(name)
             count = 0
             for rel in dist.files or []:
@@ -140,7 +175,8 @@ class Builder:
                 parts = PurePosixPath(rel).parts
                 if parts[0] == ".." or "__pycache__" in parts or not src.is_file():
                     continue
-                if any(parts[:len(x)] == x for x in excluded):
+                dotted = (*parts[:-1], parts[-1].split(".")[0])  # a module file or a package
+                if any(dotted[:len(x)] == x for x in excluded):
                     continue
                 if parts[0].endswith(".dist-info") and parts[-1] not in ("METADATA", "entry_points.txt"):
                     continue
@@ -187,8 +223,16 @@ class Builder:
                 dest.write_bytes(e.content())
         modules = self._module_names()
         self.log(f"stdlib: tracing imports of {len(modules)} modules")
-        traced = stdlib.trace(self.interpreter, site_stage, [*modules, *py["extra_stdlib"]],
-                              py["exclude_stdlib"])
+        extra = []
+        for name in py["extra_stdlib"]:  # "pkg.*": every module of a stdlib package
+            if name.endswith(".*"):
+                pkg = name[:-2]
+                pkg_dir = stdlib.STDLIB.joinpath(*pkg.split("."))
+                extra += [pkg] + [f"{pkg}.{f.stem}" for f in sorted(pkg_dir.glob("*.py"))
+                                  if f.stem != "__init__"]
+            else:
+                extra.append(name)
+        traced = stdlib.trace(self.interpreter, site_stage, [*modules, *extra], py["exclude_stdlib"])
         for name, file in traced.modules.items():
             src = Path(file)
             rel = src.relative_to(stdlib.STDLIB)
@@ -281,7 +325,7 @@ class Builder:
 
     def overlay(self) -> None:
         for name, dest in sorted(self.recipe.get("files", {}).items()):
-            self.tree.add_file(dest, "etc", src=Path(name).resolve(), mode=0o644)
+            self.tree.add_file(dest, "etc", src=(REPO / name).resolve(), mode=0o644)
         for root in (ROOTFS, *self.extra_rootfs):
             for f in sorted(root.rglob("*")):
                 if f.is_file():

@@ -97,10 +97,37 @@ def _name(path: str) -> str:
     return base.replace("-", "_")
 
 
+def _softdeps(moddir: Path) -> dict[str, list[str]]:
+    """Module name -> names or aliases it loads first/after (``softdep ext4 pre: crypto-crc32c``)."""
+    soft: dict[str, list[str]] = {}
+    for line in (moddir / "modules.softdep").read_text().splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == "softdep":
+            soft.setdefault(words[1].replace("-", "_"), []).extend(
+                w for w in words[2:] if w not in ("pre:", "post:"))
+    return soft
+
+
+def _aliases(moddir: Path) -> dict[str, list[str]]:
+    """Exact (wildcard-free) aliases -> module names, e.g. crypto-crc32c -> crc32c_generic."""
+    table: dict[str, list[str]] = {}
+    for line in (moddir / "modules.alias").read_text().splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "alias" and not any(c in words[1] for c in "*?["):
+            table.setdefault(words[1], []).append(words[2].replace("-", "_"))
+    return table
+
+
 def closure(kernel: Kernel, wanted: list[str]) -> tuple[list[str], list[str]]:
-    """(module files relative to moddir, in dependency closure; wanted names that are built in)."""
+    """(module files relative to moddir, in dependency closure; wanted names that are built in).
+
+    Hard dependencies come from modules.dep; soft ones (ext4 needs crc32c through the
+    crypto API, which modules.dep cannot see) from modules.softdep, through aliases.
+    """
     table = _dep_table(kernel.moddir)
     by_name = {_name(p): p for p in table}
+    soft = _softdeps(kernel.moddir)
+    aliases = _aliases(kernel.moddir)
     builtin_text = (kernel.moddir / "modules.builtin").read_text()
     builtin = {_name(line) for line in builtin_text.split()}
     files: set[str] = set()
@@ -116,9 +143,14 @@ def closure(kernel: Kernel, wanted: list[str]) -> tuple[list[str], list[str]]:
         stack = [by_name[key]]
         while stack:
             path = stack.pop()
-            if path not in files:
-                files.add(path)
-                stack.extend(table[path])
+            if path in files:
+                continue
+            files.add(path)
+            stack.extend(table[path])
+            for dep in soft.get(_name(path), []):
+                for mod in aliases.get(dep, [dep.replace("-", "_")]):
+                    if mod in by_name:
+                        stack.append(by_name[mod])
     return sorted(files), built_in
 
 

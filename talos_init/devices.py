@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--need", action="append", default=[], help="net, disk, net:NAME or disk:NAME")
     parser.add_argument("--timeout", type=float, default=60.0)
     args = parser.parse_args(argv)
+    from talos_init import log as talos_log
+
+    talos_log.configure()  # one line per event on stderr, which the supervisor captures
     try:
         needs = [parse_need(n) for n in args.need] or [Need("net")]
     except ValueError as e:

@@ -99,11 +99,13 @@ class PowerButton:
                 continue
             log.info("power_button_watched", device=name)
             self.watch_fd(name, fd)
-        if not self.fds:
-            if attempt < len(RESCAN_DELAYS):
-                self.loop.call_later(RESCAN_DELAYS[attempt], self._scan, attempt + 1)
-            else:
-                log.warning("power_button_not_found", reason="no input device with KEY_POWER")
+        # Keep scanning even once one device is watched: udev's coldplug loads the ACPI button
+        # driver, whose fixed-feature button can appear after another KEY_POWER device, and
+        # QEMU's system_powerdown goes to that one (a 300 s hang in the e2e power-off test).
+        if attempt < len(RESCAN_DELAYS):
+            self.loop.call_later(RESCAN_DELAYS[attempt], self._scan, attempt + 1)
+        elif not self.fds:
+            log.warning("power_button_not_found", reason="no input device with KEY_POWER")
 
     def _on_readable(self, name: str, fd: int) -> None:
         try:

@@ -23,7 +23,8 @@ from pathlib import Path
 RELAY = Path(__file__).with_name("relay.py")
 GUEST_CONFIG_HOST = "10.0.2.100"  # the userdata server, as the guest sees it
 # Console lines after which waiting for anything else is pointless.
-FATAL = (r"Kernel panic - not syncing", r"no_service_supervisor")
+FATAL = (r"Kernel panic - not syncing", r"no_service_supervisor", r"service_definition_invalid",
+         r"boot_failed_waiting", r"boot_failed_rebooting")
 PR_SET_PDEATHSIG = 1
 
 
