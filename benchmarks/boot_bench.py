@@ -206,7 +206,7 @@ def parse_console(kind: str, console: str, idle: float = 0) -> dict:
                     r["marks"].setdefault(key, t)
             elif what == "settled":
                 r["settled"] = rest
-            elif what in ("log", "warn", "stopped"):
+            elif what in ("log", "warn", "stopped", "quiet"):
                 r.setdefault("guest_logs", []).append(f"{what} {rest}"[:300])
             elif what == "startup":
                 flags, words = rest.split(" ", 1)

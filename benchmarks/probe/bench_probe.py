@@ -124,6 +124,26 @@ def wait_settled(timeout=300.0):
                     say("warn", "stop", sid, repr(e))
 
 
+TRANSIENT = ("waiting", "starting", "running", "stopping", "backoff")
+
+
+def wait_quiet(timeout=180.0):
+    """Wait until no service is in a transient state: a one-shot ending mid-window wakes PID 1."""
+    deadline = time.monotonic() + timeout
+    busy = {}
+    while time.monotonic() < deadline:
+        try:
+            busy = {s["id"]: s["state"] for s in control("services.list")
+                    if s["id"] != "bench-probe" and s["state"] in TRANSIENT
+                    and not (s["state"] == "running" and s.get("health") == "healthy")}
+        except (OSError, ValueError, RuntimeError) as e:
+            say("warn", "services.list", repr(e))
+        if not busy:
+            break
+        time.sleep(1)
+    say("quiet", "ok" if not busy else "no", json.dumps(busy, separators=(",", ":")))
+
+
 def timeline():
     try:
         events = control("timeline")
@@ -195,6 +215,7 @@ def main():
     idle = float(words.get("bench.idle", "0") or 0)
     say("probe", "start")
     wait_settled()
+    wait_quiet()
     timeline()
     kmsg()
     pid1("boot")
