@@ -184,8 +184,9 @@ class Reconciler:
                         **bond_attrs(d.bond),
                     )
             except NetlinkError as e:
-                if e.code == errno.EEXIST and d.kind == "bond" and await self._adopt_bond(d, result):
-                    continue
+                if e.code == errno.EEXIST and d.kind == "bond":
+                    if await self._adopt_bond(d, result):
+                        continue
                 hint = (
                     " (the kernel lacks support for this link kind: module 8021q or bonding not loaded?)"
                     if e.code == errno.EOPNOTSUPP
@@ -196,8 +197,11 @@ class Reconciler:
                 )
 
     async def _adopt_bond(self, d: DesiredLink, result: ApplyResult) -> bool:
-        """Configure a bond the kernel made itself: loading `bonding` for our RTM_NEWLINK creates
-        bond0 (max_bonds=1), so our own create fails with EEXIST. Still empty, it takes our mode."""
+        """Configure a bond the kernel made itself.
+
+        Loading `bonding` for our RTM_NEWLINK creates bond0 (max_bonds=1), so our own create
+        fails with EEXIST. Still down, that bond takes our mode and options.
+        """
         have = (await self._links()).get(d.name)
         if have is None or have.get(("linkinfo", "kind")) != "bond" or have.get("flags", 0) & 1:
             return False

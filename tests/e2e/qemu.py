@@ -51,7 +51,7 @@ class VMSpec:
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
     disk_mb: int = 256  # a blank virtio data disk; 0 for none
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
-    # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static config, VLANs, bonds).
+    # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
     extra_nics: tuple[str, ...] = ()
     accel: str = field(default_factory=lambda: os.environ.get("TALOS_QEMU_ACCEL", "tcg"))
     echo: bool = False  # also copy the console to our stdout (make run)

@@ -1,6 +1,6 @@
-"""A broken machine config is reported on the console; fixing it on the server fixes the node (issue 5).
+"""A broken machine config is reported on the console; fixing it on the server fixes the node.
 
-One boot: the server first serves configs/worker.yaml with an unknown field and
+Issue 5. One boot: the server first serves configs/worker.yaml with an unknown field and
 a bad CIDR. The node must print both errors (file:line:col path: message) and
 hold containerd back; the test then swaps the served body for the good file and
 the node, still in the same boot, fetches it on its next round (15-30 s) and
@@ -28,12 +28,14 @@ def broken(text: str) -> tuple[str, list[str]]:
     lines = text.splitlines(keepends=True)
     at = next(i for i, line in enumerate(lines) if line == "    install:\n")
     lines.insert(at, "    frobnicate: true\n")  # unknown field under machine
-    out = "".join(lines).replace("                - 10.0.2.0/24\n", "                - 10.0.2.0/33\n", 1)
+    item = "                - 10.0.2.0/{}\n"  # under machine.kubelet.nodeIP.validSubnets
+    out = "".join(lines).replace(item.format(24), item.format(33), 1)
     assert "10.0.2.0/33" in out, "configs/worker.yaml changed: the bad CIDR was not placed"
     cidr_line = out[:out.index("10.0.2.0/33")].count("\n") + 1
     expected = [
         rf"config\.yaml:{at + 1}:5: machine\.frobnicate: unknown field",
-        rf"config\.yaml:{cidr_line}:\d+: machine\.kubelet\.nodeIP\.validSubnets\[0\]: '10\.0\.2\.0/33'",
+        rf"config\.yaml:{cidr_line}:\d+: "
+        rf"machine\.kubelet\.nodeIP\.validSubnets\[0\]: '10\.0\.2\.0/33'",
     ]
     return out, expected
 
