@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from talos_init.atomicfile import write_atomic
 from talos_init.toolpath import ToolMissing, tool
 
 log = structlog.get_logger("hardening")
@@ -211,10 +212,10 @@ def write_file(spec: Mapping[str, Any], root: Path) -> str:
                 return "unchanged (create: same content already there)"
             raise ValueError(f"machine.files {path}: op create but the file exists with other "
                              "content (use op: overwrite to replace it)")
-        _atomic_write(target, content, mode)
+        write_atomic(target, content, mode)
         return "created"
     if op == "overwrite":
-        _atomic_write(target, content, mode)
+        write_atomic(target, content, mode)
         return "overwritten"
     if op == "append":
         if existing is not None and existing.endswith(content):
@@ -229,18 +230,6 @@ def write_file(spec: Mapping[str, Any], root: Path) -> str:
             os.close(fd)
         return "appended"
     raise ValueError(f"machine.files {path}: unknown op {op!r} (create, append, overwrite)")
-
-
-def _atomic_write(target: Path, content: bytes, mode: int) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, content)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
 
 
 def apply_machine(config: Mapping[str, Any], proc_sys: Path = Path("/proc/sys"),

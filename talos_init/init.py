@@ -88,6 +88,9 @@ class InitConfig:
     # read-only remount changes the superblock, which the host shares.
     unmount: bool = True
     power_button: bool = True  # off in host mode: the host's button is not ours
+    # False where /proc/sys is the host's (PID 1 tests in a pid namespace): most
+    # sysctls are global, and a test must not harden the machine it runs on.
+    harden: bool = True
 
     @classmethod
     def for_host(cls, root: Path, **kw: object) -> InitConfig:
@@ -194,8 +197,8 @@ class Init:
         signals.install(self.loop, self.request_shutdown)
 
     def harden(self) -> None:
-        if self.config.host_mode:
-            log.info("hardening_skipped", reason="host mode: the sysctls are the host's")
+        if self.config.host_mode or not self.config.harden:
+            log.info("hardening_skipped", reason="the sysctls are the host's")
             return
         from talos_init import hardening  # only here: host mode never needs it
 

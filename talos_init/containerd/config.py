@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from talos_init.atomicfile import write_atomic
 
 CRI = 'plugins."io.containerd.grpc.v1.cri"'
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.8"
@@ -139,19 +140,6 @@ def render_hosts(name: str, mirror: Mapping[str, Any], registry_config: Mapping[
     return "\n".join(lines) + "\n", files
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fchmod(fd, mode)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def write_all(config: Mapping[str, Any] | None, layout: Layout) -> list[str]:
     """Write config.toml and the registry hosts; returns notes worth logging."""
     notes: list[str] = []
@@ -165,9 +153,9 @@ def write_all(config: Mapping[str, Any] | None, layout: Layout) -> list[str]:
     for name, mirror in mirrors.items():
         text, files = render_hosts(name, mirror or {}, reg_config, layout.hosts_dir / "_ca")
         for path, pem in files.items():
-            atomic_write(path, pem)
+            write_atomic(path, pem)
         d = _mirror_dir(name)
-        atomic_write(layout.hosts_dir / d / "hosts.toml", text.encode())
+        write_atomic(layout.hosts_dir / d / "hosts.toml", text.encode())
         written.add(d)
     if layout.hosts_dir.is_dir():  # mirrors removed from the config must not linger
         for old in layout.hosts_dir.iterdir():
@@ -177,7 +165,7 @@ def write_all(config: Mapping[str, Any] | None, layout: Layout) -> list[str]:
     imports = [str(layout.customization)] if layout.customization.exists() else []
     if imports:
         notes.append(f"importing {layout.customization}")
-    atomic_write(layout.config, render(layout, imports).encode())
+    write_atomic(layout.config, render(layout, imports).encode())
     return notes
 
 
@@ -186,5 +174,5 @@ def install_default_cni(conf_dir: Path, default: Path) -> bool:
     networks = (".conf", ".conflist", ".json")
     if conf_dir.is_dir() and any(p.suffix in networks for p in conf_dir.iterdir()):
         return False
-    atomic_write(conf_dir / default.name, default.read_bytes())
+    write_atomic(conf_dir / default.name, default.read_bytes())
     return True

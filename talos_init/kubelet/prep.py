@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from talos_init.atomicfile import write_atomic
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -239,12 +240,4 @@ def write_files(prepared: Prepared, layout: Layout) -> None:
     for d in (layout.etc, layout.manifests, layout.ca.parent, layout.var_lib):
         d.mkdir(parents=True, exist_ok=True)
     for path, (content, mode) in prepared.files.items():
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, content)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(path, content, mode)

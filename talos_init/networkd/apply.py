@@ -184,6 +184,9 @@ class Reconciler:
                         **bond_attrs(d.bond),
                     )
             except NetlinkError as e:
+                if e.code == errno.EEXIST and d.kind == "bond":
+                    if await self._adopt_bond(d, result):
+                        continue
                 hint = (
                     " (the kernel lacks support for this link kind: module 8021q or bonding not loaded?)"
                     if e.code == errno.EOPNOTSUPP
@@ -192,6 +195,32 @@ class Reconciler:
                 result.errors.append(
                     ConfigError(d.path, f"cannot create {d.kind} {d.name}: {_reason(e)}{hint}")
                 )
+
+    async def _adopt_bond(self, d: DesiredLink, result: ApplyResult) -> bool:
+        """Configure a bond the kernel made itself.
+
+        Loading `bonding` for our RTM_NEWLINK creates bond0 (max_bonds=1), so our own create
+        fails with EEXIST. Still down, that bond takes our mode and options.
+        """
+        have = (await self._links()).get(d.name)
+        if have is None or have.get(("linkinfo", "kind")) != "bond" or have.get("flags", 0) & 1:
+            return False
+        assert d.bond is not None
+        try:
+            await self._change(
+                result,
+                f"configure bond {d.name} created by the kernel",
+                self.ipr.link,
+                "set",
+                index=have["index"],
+                kind="bond",
+                **bond_attrs(d.bond),
+            )
+        except NetlinkError as e:
+            result.errors.append(
+                ConfigError(d.path, f"cannot configure bond {d.name}: {_reason(e)}")
+            )
+        return True
 
     async def _link_settings(
         self, desired: Desired, links: dict[str, Any], result: ApplyResult

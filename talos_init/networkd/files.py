@@ -13,6 +13,7 @@ import socket
 from collections.abc import Sequence
 from pathlib import Path
 
+from talos_init import atomicfile
 from talos_init.networkd.model import HostEntry, IPAddress
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -20,21 +21,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def write_atomic(path: Path, content: str, mode: int = 0o644) -> bool:
     """Replace `path` with `content`; returns False when it already had exactly that content."""
-    try:
-        if path.read_text() == content:
-            return False
-    except (FileNotFoundError, UnicodeDecodeError, IsADirectoryError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, content.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return True
+    return atomicfile.write_if_changed(path, content.encode(), mode)
 
 
 def set_kernel_hostname(name: str) -> bool:

@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("shutdown", "power the node off")
     s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)")
     s.add_argument("resource", choices=("config",))
-    cmd("timeline", "the boot timeline")
+    s = cmd("timeline", "the boot timeline")
+    s.add_argument("--svg", type=Path, metavar="FILE",
+                   help="draw it as an SVG chart into FILE (FILE-NODE.svg for several nodes)")
     gen = cmd("gen", "generate a cluster's configs and PKI, or a client certificate")
     gensub = gen.add_subparsers(dest="what", required=True, metavar="WHAT")
     s = gensub.add_parser("config", help="PKI, controlplane.yaml, worker.yaml, osctl config")
@@ -180,6 +182,9 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
 
 def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
     c, fmt = args.command, args.output
+    if c == "timeline" and getattr(args, "svg", None):
+        write_svg(args.svg, node, result, many)
+        return
     if fmt != "table":
         output.structured({"node": node, "result": result} if many else result, fmt)
         return
@@ -202,6 +207,15 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
         output.table(result, COLUMNS[c])
     else:
         output.structured(result, "yaml")
+
+
+def write_svg(path: Path, node: str, events: list[dict[str, Any]], many: bool) -> None:
+    from talos_init.osctl import timeline_svg
+
+    if many:
+        path = path.with_name(f"{path.stem}-{node}{path.suffix or '.svg'}")
+    path.write_text(timeline_svg.render(events, title=f"boot timeline: {node}"))
+    print(f"{node}: timeline chart written to {path}")
 
 
 def show_stream(args: argparse.Namespace, node: str, items: Iterable[Any], many: bool) -> None:

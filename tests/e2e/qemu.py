@@ -51,6 +51,9 @@ class VMSpec:
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
     disk_mb: int = 256  # a blank virtio data disk; 0 for none
     disk: Path | None = None  # reuse this raw disk image (e.g. a previous boot's) instead of a blank one
+    # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
+    # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
+    extra_nics: tuple[str, ...] = ()
     accel: str = field(default_factory=lambda: os.environ.get("TALOS_QEMU_ACCEL", "tcg"))
     echo: bool = False  # also copy the console to our stdout (make run)
 
@@ -97,6 +100,9 @@ class VM:
             "-serial", "stdio", "-monitor", "none",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+            *[arg for i, mac in enumerate(s.extra_nics, 1)
+              for arg in ("-netdev", f"hubport,id=h{i},hubid={i}",
+                          "-device", f"virtio-net-pci,netdev=h{i},mac={mac}")],
             # A panic or a reboot request ends the VM: tests see QEMU exit instead of a loop.
             "-no-reboot",
         ]

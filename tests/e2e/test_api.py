@@ -122,6 +122,8 @@ def test_reboot_then_the_node_answers_again(node, cluster, module_boot, image, c
     r = osctl(cfg, port, "reboot")
     assert r.returncode == 0 and "rebooting" in r.stdout, r.stderr
     node.wait_exit(BOOT_TIMEOUT)
+    # -no-reboot turns a reset into QEMU's exit; the kernel's last line says which it was.
+    assert "reboot: Restarting system" in node.console, node.console[-2000:]
     again = module_boot(image, server=config_server, api=True)
     wait_api(cfg, again.spec.api_port)
     r = osctl(cfg, again.spec.api_port, "shutdown")

@@ -5,8 +5,9 @@ init": exit by SIGHUP for a restart, SIGINT for power-off or halt, so the real
 last step is observable without touching the host. The namespace also gets its
 own mount namespace (private propagation, its own /proc) and cgroup namespace.
 Unmounting is off in this test only: "/" here is the host's, and a read-only
-remount would reach the host's superblocks. So are /dev/kmsg and the power
-button (the host's kernel log and input devices).
+remount would reach the host's superblocks. So are /dev/kmsg, the power
+button (the host's kernel log and input devices) and hardening (sysctls are
+mostly global: the host's).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Workload:
     def stop_all(self, deadline, on_done):
         on_done()
 
-Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False,
+Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False, harden=False,
                 term_timeout=1, kill_timeout=10, supervisor_factory=Workload)).run()
 """
 
@@ -97,11 +98,12 @@ def test_real_pid1_kills_everything_and_calls_reboot(signum, action, kernel_sign
     with subprocess.Popen(
             ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--mount-proc",
              "--cgroup", sys.executable, "-I", "-c", PID1, str(REPO)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         try:
             init = _child_of(proc.pid)
-            out, err = _Lines(proc.stdout), _Lines(proc.stderr)
-            assert out.until(lambda line: line == "ready"), "the workload did not start"
+            # One pipe for both: a full stderr pipe nobody reads would stall PID 1's logging.
+            err = _Lines(proc.stdout)
+            assert err.until(lambda line: line == "ready"), ("the workload did not start", err.lines)
             assert err.until(lambda line: '"name":"services","state":"done"' in line), err.lines
             os.kill(init, signum)
             err.until(lambda line: False)  # to EOF: the namespace is gone
@@ -124,4 +126,6 @@ def test_real_pid1_kills_everything_and_calls_reboot(signum, action, kernel_sign
     # The workload ignores SIGTERM: kill(-1, SIGTERM) leaves it, kill(-1, SIGKILL) ends it.
     assert ends["shutdown.terminate"]["state"] == "timeout", text
     assert ends["shutdown.kill"]["state"] == "done", text
+    assert ("hardening", "done") in phases and any(
+        e.get("event") == "hardening_skipped" for e in events), text
     assert any(e.get("event") == "shutdown_final" and e["action"] == action for e in events)

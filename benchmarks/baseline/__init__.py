@@ -1,0 +1,1 @@
+"""The shell-init baseline image (benchmarks only)."""
