@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def generated_pki(out: Path) -> Path:
-    """Make a cluster PKI and osctl config in ``out`` with `osctl gen config`, unless already there."""
+    """Make a cluster PKI and osctl config in ``out`` with `osctl gen config`, unless there."""
     if not (out / "osctlconfig").exists() or not (out / "worker.yaml").exists():
-        subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", "talos-init-qemu",
+        subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config",
+                        "talos-init-qemu",
                         "https://10.0.2.15:6443", "--output-dir", str(out), "--force"],
                        check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return out
@@ -61,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=2048, help="MiB")
     parser.add_argument("--cmdline", default="", help="extra kernel command line")
     parser.add_argument("--pki", type=Path, default=None,
-                        help="where the generated PKI and osctlconfig are kept (default: BUILD/run-node)")
+                        help="where the generated PKI and osctlconfig are kept "
+                             "(default: BUILD/run-node)")
     args = parser.parse_args(argv)
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
     print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
     ensure_built(args.build, quiet=False)
-    body, osctlconfig = config_for_node(args.config.read_bytes(), args.pki or args.build / "run-node")
+    pki = args.pki or args.build / "run-node"
+    body, osctlconfig = config_for_node(args.config.read_bytes(), pki)
     state = UserdataServer(body=body)
     server = _serve(state)
     api_port = args.api_port or free_port()
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run: serving {args.config} on 127.0.0.1:{state.port} (guest: {state.guest_url}); "
           f"API on 127.0.0.1:{api_port}; console log {workdir / 'serial.log'}", flush=True)
     if osctlconfig is not None:
-        print(f"run: {args.config} has no machine CA key: serving it with the generated machine CA; "
+        print(f"run: {args.config} has no machine CA key: serving it with the generated "
+              f"machine CA; "
               f"osctl config {osctlconfig}\n"
               f"run: e.g. {sys.executable} -m talos_init.osctl --osctlconfig {osctlconfig} "
               f"-e 127.0.0.1:{api_port} services", flush=True)

@@ -1,4 +1,4 @@
-"""A Kubernetes node end to end (issue 8): /var on the data disk, sysctls, the kubelet, reboot, fsck.
+"""A Kubernetes node end to end (issue 8): /var on the data disk, sysctls, kubelet, reboot, fsck.
 
 Two boots of one image built with ``--kubelet tests/kubelet_standin/kubelet.py``
 share one raw disk. Boot 1 gets a blank disk and a config whose
@@ -34,12 +34,14 @@ STANDIN = REPO / "tests" / "kubelet_standin" / "kubelet.py"
 BOOT_TIMEOUT = 600  # TCG on two shared cores
 MARKER = "/var/e2e/marker"
 SYSCTLS = {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144"}
-HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1", "fs.protected_symlinks": "1",
+HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1",
+             "fs.protected_symlinks": "1",
              "kernel.unprivileged_bpf_disabled": "1", "user.max_user_namespaces": "0"}
 
 
 def osctl(ctx: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "talos_init.osctl", "--osctlconfig", str(ctx["osctlconfig"]),
+    return subprocess.run([sys.executable, "-m", "talos_init.osctl",
+                           "--osctlconfig", str(ctx["osctlconfig"]),
                            "-e", f"127.0.0.1:{ctx['vm'].spec.api_port}", *args],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
@@ -74,11 +76,13 @@ def wait_ready(ctx: dict, sid: str, timeout: float = 300) -> dict:
             return svc
         time.sleep(2)
     logs = osctl(ctx, "logs", sid, "--tail", "30")
-    raise AssertionError(f"{sid} not ready within {timeout}s: {svc}\nits last output:\n{logs.stdout}")
+    raise AssertionError(f"{sid} not ready within {timeout}s: {svc}\n"
+                         f"its last output:\n{logs.stdout}")
 
 
 def events(ctx: dict) -> list[dict]:
-    return [json.loads(line) for line in ok(ctx, "-o", "json", "events").splitlines() if line.strip()]
+    lines = ok(ctx, "-o", "json", "events").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +96,8 @@ def standin_image() -> Image:
         (BUILD / "cache").mkdir(parents=True, exist_ok=True)
         (out / "cache").symlink_to(BUILD / "cache")
     ensure_built(out, kubelet=STANDIN)
-    return Image(out / "vmlinuz", out / "initramfs.img", out / "manifest.txt", (out / "input-digest").read_text())
+    return Image(out / "vmlinuz", out / "initramfs.img", out / "manifest.txt",
+                 (out / "input-digest").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,8 @@ def configs(tmp_path_factory) -> dict:
     marker = uuid.uuid4().hex
     doc["machine"]["files"] = [
         {"path": MARKER, "content": marker, "permissions": 0o600, "op": "create"},
-        {"path": "/var/lib/kubelet/standin-crash", "content": "once", "permissions": 0o600, "op": "create"},
+        {"path": "/var/lib/kubelet/standin-crash", "content": "once", "permissions": 0o600,
+         "op": "create"},
     ]
     first = yaml.safe_dump(doc, sort_keys=False).encode()
     ca_pem = base64.b64decode(doc["cluster"]["ca"]["crt"])
@@ -176,7 +182,8 @@ def test_kubelet_gets_its_flags_and_files(node, configs):
     flags = {k: v[-1] for k, v in record["flags"].items()}
     assert flags["config"] == "/etc/kubernetes/kubelet.yaml", flags
     assert flags["bootstrap-kubeconfig"] == "/etc/kubernetes/bootstrap-kubeconfig", flags
-    assert re.fullmatch(r"unix:///\S*containerd\S*\.sock", flags["container-runtime-endpoint"]), flags
+    endpoint = flags["container-runtime-endpoint"]
+    assert re.fullmatch(r"unix:///\S*containerd\S*\.sock", endpoint), flags
     assert flags["node-ip"] == "10.0.2.15", flags
     assert "example.org/pool=qemu" in flags["node-labels"].split(","), flags
     assert record["files"]["config"]["kind"] == "KubeletConfiguration"
@@ -190,16 +197,18 @@ def test_kubelet_is_restarted_after_it_crashes(node):
     svc = wait_ready(node, "kubelet")
     assert svc["restarts"] >= 1, svc
     states = [e["state"] for e in events(node) if e["kind"] == "service" and e["name"] == "kubelet"]
-    assert "ready" in states and any(s in ("failed", "backoff") for s in states[:states.index("ready")]), states
+    assert "ready" in states, states
+    assert {"failed", "backoff"} & set(states[:states.index("ready")]), states
     assert ok(node, "ls", "/var/lib/kubelet").find("standin-crash") < 0
 
 
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
-    """After `osctl reboot` a second boot on the same disk checks and mounts it and finds boot 1's file."""
+    """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file."""
     assert ok(node, "read", MARKER) == configs["marker"]
     out = ok(node, "reboot")
     assert "rebooting" in out
     node["vm"].wait_exit(BOOT_TIMEOUT)
+    assert "reboot: Restarting system" in node["vm"].console  # a reset, not a power-off or crash
     server.body = configs["second"]  # no machine.files: the marker can only come from the disk
     vm = module_boot(standin_image, server=server, api=True, disk=node["disk"])
     node.update(vm=vm, boot=2)
@@ -212,7 +221,7 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
 
 
 def test_power_off_leaves_a_clean_filesystem(node):
-    """After `osctl shutdown` /var was unmounted, and e2fsck -fn and the superblock find it clean."""
+    """After `osctl shutdown` /var was unmounted; e2fsck -fn and the superblock find it clean."""
     assert node["boot"] == 2, "needs the reboot test's second boot"
     out = ok(node, "shutdown")
     assert "shutting down" in out
@@ -231,8 +240,9 @@ def test_power_off_leaves_a_clean_filesystem(node):
     try:
         fsck = subprocess.run(["e2fsck", "-fn", loop], capture_output=True, text=True)
         assert fsck.returncode == 0, f"e2fsck {fsck.returncode}: {fsck.stdout}{fsck.stderr}"
-        # e2fsck -n passes a synced but still-mounted ext4 too: the superblock says if it was unmounted.
-        sb = subprocess.run(["dumpe2fs", "-h", loop], capture_output=True, text=True, check=True).stdout
+        # e2fsck -n passes a synced but still-mounted ext4 too: the superblock tells.
+        sb = subprocess.run(["dumpe2fs", "-h", loop], capture_output=True, text=True,
+                            check=True).stdout
         assert re.search(r"^Filesystem state:\s+clean$", sb, re.MULTILINE), sb
         assert "needs_recovery" not in sb, sb
     finally:

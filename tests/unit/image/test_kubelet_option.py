@@ -1,4 +1,4 @@
-"""The builder's --kubelet option puts the user's kubelet at /usr/local/bin/kubelet, policy-checked."""
+"""The builder's --kubelet option puts the kubelet at /usr/local/bin/kubelet, policy-checked."""
 
 from pathlib import Path
 
@@ -18,7 +18,7 @@ def _overlay(tmp_path: Path, kubelet: Path) -> Builder:
 
 
 def test_kubelet_is_installed_executable_and_passes_the_policy(tmp_path):
-    """The stand-in (a python3.11 script) lands at /usr/local/bin/kubelet, mode 0755, policy clean."""
+    """The stand-in (a python3.11 script) lands at /usr/local/bin/kubelet, 0755, policy clean."""
     b = _overlay(tmp_path, STANDIN)
     entry = b.tree.get(KUBELET_PATH)
     assert entry is not None and entry.mode & 0o777 == 0o755
