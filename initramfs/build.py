@@ -98,6 +98,9 @@ def usr_path(path: str) -> str:
     return path
 
 
+KUBELET_PATH = "/usr/local/bin/kubelet"  # what services/kubelet.yaml's skip_unless looks for
+
+
 def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
     """A hash of what the image is built from: our files by content, host programs by size and mtime."""
     recipe = tomllib.loads(recipe_path.read_text())
@@ -119,8 +122,9 @@ def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
 
 class Builder:
     def __init__(self, recipe: dict, out: Path, log: Progress, kernel_deb: Path | None = None,
-                 extra_rootfs: list[Path] = ()):
+                 extra_rootfs: list[Path] = (), kubelet: Path | None = None):
         self.recipe = recipe
+        self.kubelet = kubelet
         self.out = out
         self.log = log
         self.kernel_deb = kernel_deb
@@ -222,6 +226,11 @@ class Builder:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 dest.write_bytes(e.content())
         modules = self._module_names()
+        if self.kubelet is not None and self.kubelet.is_file() \
+                and self.kubelet.read_bytes().startswith(f"#!{self.interpreter}".encode()):
+            # A kubelet written for the image's interpreter needs its stdlib imports too.
+            (site_stage / "_kubelet_script.py").write_bytes(self.kubelet.read_bytes())
+            modules.append("_kubelet_script")
         self.log(f"stdlib: tracing imports of {len(modules)} modules")
         extra = []
         for name in py["extra_stdlib"]:  # "pkg.*": every module of a stdlib package
@@ -332,6 +341,13 @@ class Builder:
                     mode = f.stat().st_mode & 0o755
                     self.tree.add_file("/" + str(f.relative_to(root)), "etc" if root == ROOTFS else
                                        "extra", src=f, mode=mode)
+        if self.kubelet is not None:
+            # The user's kubelet (an ELF, or a script for the image's one interpreter: the policy
+            # step checks it like every other file). Without it the kubelet service is skipped.
+            if not self.kubelet.is_file():
+                raise RuntimeError(f"--kubelet {self.kubelet}: no such file")
+            self.tree.add_file(KUBELET_PATH, "kubelet", src=self.kubelet.resolve(), mode=0o755)
+            self.log(f"kubelet: {self.kubelet} -> {KUBELET_PATH}")
 
     def launchers(self) -> None:
         text = LAUNCHER.format(interpreter=self.interpreter, module=self.recipe["image"]["init_module"])
@@ -430,14 +446,15 @@ class Builder:
         return "\n".join(rows)
 
 
-def ensure_built(out: Path, quiet: bool = True) -> Path:
+def ensure_built(out: Path, quiet: bool = True, kubelet: Path | None = None) -> Path:
     """Build into ``out`` unless it already holds an image from the same inputs; return the image."""
-    digest = input_digest()
+    digest = input_digest(extra=[kubelet] if kubelet else [])
     stamp = out / "input-digest"
     image = out / "initramfs.img"
     if stamp.exists() and stamp.read_text() == digest and image.exists():
         return image
-    argv = [sys.executable, "-m", "initramfs.build", "--out", str(out)] + (["--quiet"] if quiet else [])
+    argv = [sys.executable, "-m", "initramfs.build", "--out", str(out)] + (["--quiet"] if quiet else []) \
+        + (["--kubelet", str(kubelet)] if kubelet else [])
     proc = subprocess.run(argv, cwd=REPO, capture_output=quiet, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
@@ -456,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel-deb", type=Path, help="use this linux-image .deb instead of apt-get download")
     parser.add_argument("--extra-rootfs", type=Path, action="append", default=[],
                         help="a directory whose files are added to the image (tests)")
+    parser.add_argument("--kubelet", type=Path,
+                        help=f"the kubelet binary to install as {KUBELET_PATH} (none: the service is skipped)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if os.path.realpath(sys.executable) != os.path.realpath(load_recipe(args.recipe)["image"]["interpreter"]):
@@ -464,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"its .pyc files and extension modules must match")
     args.out.mkdir(parents=True, exist_ok=True)
     log = Progress(args.quiet)
-    builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb, args.extra_rootfs)
+    builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb, args.extra_rootfs,
+                      args.kubelet)
     try:
         builder.build()
     except (policy.PolicyError, RuntimeError) as exc:

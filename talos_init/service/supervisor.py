@@ -135,6 +135,9 @@ class Supervisor:
         if self._stop_deadline is not None:
             self._stop_deadline.cancel()
         self._close_notify()
+        # Files open for writing keep /var busy: shutdown could not unmount it or remount it ro.
+        for ring in self.rings.values():
+            ring.close_file()
         callbacks, self._on_stopped = self._on_stopped, []
         for cb in callbacks:
             cb()

@@ -50,6 +50,7 @@ class VMSpec:
     config_port: int | None = None  # host 127.0.0.1 port serving the userdata (guest 10.0.2.100:80)
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
     disk_mb: int = 256  # a blank virtio data disk; 0 for none
+    disk: Path | None = None  # reuse this raw disk image (e.g. a previous boot's) instead of a blank one
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
     # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
     extra_nics: tuple[str, ...] = ()
@@ -74,6 +75,11 @@ class VM:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self.started_at = 0.0
+
+    @property
+    def disk_path(self) -> Path:
+        """The raw data disk this VM uses: pass it as ``disk=`` to boot again with the same one."""
+        return self.spec.disk if self.spec.disk is not None else self.spec.workdir / "data.raw"
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -102,8 +108,12 @@ class VM:
         ]
         if s.accel == "kvm":
             argv += ["-cpu", "host"]
-        if s.disk_mb:
-            disk = s.workdir / "data.raw"
+        if s.disk is not None:
+            if not s.disk.is_file():
+                raise VMError(f"disk {s.disk}: no such file")
+            argv += ["-drive", f"file={s.disk},if=virtio,format=raw,cache=unsafe"]
+        elif s.disk_mb:
+            disk = self.disk_path
             with open(disk, "wb") as f:
                 f.truncate(s.disk_mb * 2**20)
             argv += ["-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]

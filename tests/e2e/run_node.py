@@ -4,11 +4,18 @@ The config is served by a loopback HTTP server that the guest reaches at
 http://10.0.2.100/config.yaml (QEMU guestfwd, user networking with
 restrict=on); the API port 50000 is forwarded to 127.0.0.1:<port>. Ctrl-C
 presses the ACPI power button; a second Ctrl-C kills QEMU.
+
+apid signs its serving certificate with the machine CA key, which
+configs/worker.yaml does not ship. When the config has no machine CA key, a
+PKI and osctl client config are generated once with ``osctl gen config``
+(cached in build/run-node/) and that machine CA is put into the config served,
+so the osctlconfig printed at start works against this node.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +27,33 @@ from tests.e2e.qemu import VM, VMSpec, free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def generated_pki(out: Path) -> Path:
+    """Make a cluster PKI and osctl config in ``out`` with `osctl gen config`, unless there."""
+    if not (out / "osctlconfig").exists() or not (out / "worker.yaml").exists():
+        subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config",
+                        "talos-init-qemu",
+                        "https://10.0.2.15:6443", "--output-dir", str(out), "--force"],
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    return out
+
+
+def config_for_node(config: bytes, pki: Path) -> tuple[bytes, Path | None]:
+    """The config to serve, and the osctlconfig that reaches the node (None: the config's own PKI).
+
+    A config without a machine CA key gets the generated machine CA; a config with one is
+    served unchanged (the user has their own osctl config for it).
+    """
+    import yaml
+
+    doc = yaml.safe_load(config)
+    ca = ((doc or {}).get("machine") or {}).get("ca") or {}
+    if not isinstance(doc, dict) or ca.get("key"):
+        return config, None
+    generated_pki(pki)
+    doc["machine"]["ca"] = yaml.safe_load((pki / "worker.yaml").read_bytes())["machine"]["ca"]
+    return yaml.safe_dump(doc, sort_keys=False).encode(), pki / "osctlconfig"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.run_node", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "worker.yaml")
@@ -27,13 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=0, help="host port for the API (default: any free)")
     parser.add_argument("--memory", type=int, default=2048, help="MiB")
     parser.add_argument("--cmdline", default="", help="extra kernel command line")
+    parser.add_argument("--pki", type=Path, default=None,
+                        help="where the generated PKI and osctlconfig are kept "
+                             "(default: BUILD/run-node)")
     args = parser.parse_args(argv)
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
     print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
     ensure_built(args.build, quiet=False)
-    state = UserdataServer(body=args.config.read_bytes())
+    pki = args.pki or args.build / "run-node"
+    body, osctlconfig = config_for_node(args.config.read_bytes(), pki)
+    state = UserdataServer(body=body)
     server = _serve(state)
     api_port = args.api_port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="talos-node-"))
@@ -42,6 +81,12 @@ def main(argv: list[str] | None = None) -> int:
                   memory_mb=args.memory, config_port=state.port, api_port=api_port, echo=True)
     print(f"run: serving {args.config} on 127.0.0.1:{state.port} (guest: {state.guest_url}); "
           f"API on 127.0.0.1:{api_port}; console log {workdir / 'serial.log'}", flush=True)
+    if osctlconfig is not None:
+        print(f"run: {args.config} has no machine CA key: serving it with the generated "
+              f"machine CA; "
+              f"osctl config {osctlconfig}\n"
+              f"run: e.g. {sys.executable} -m talos_init.osctl --osctlconfig {osctlconfig} "
+              f"-e 127.0.0.1:{api_port} services", flush=True)
     vm = VM(spec)
     try:
         vm.start()

@@ -1,6 +1,8 @@
 """Logs, config values, API requests and shutdown order with real processes."""
 
+import os
 import time
+from pathlib import Path
 
 
 def test_output_is_captured_cut_followed_and_written_to_file(harness):
@@ -202,3 +204,33 @@ def test_create_without_a_services_directory_runs_an_empty_graph(harness):
     done = []
     sup.stop_all(h.loop.clock() + 5, lambda: done.append(True))
     assert done == [True]
+
+
+def test_stop_all_closes_the_service_log_files(harness):
+    """Once every service stopped, no log file stays open (it kept /var busy at shutdown)."""
+    h = harness
+    logs = h.tmp / "varlog"
+    logs.mkdir()
+    d = h.define("talker", "print('hi', flush=True)\nnotify('READY=1')\nsignal.pause()",
+                 readiness={"notify": True})
+    sup = h.supervise([d])
+    sup.set_log_dir(logs)
+    h.wait_state("talker", "ready")
+
+    def open_in_logs() -> list[str]:
+        fds = Path("/proc/self/fd")
+        targets = []
+        for fd in fds.iterdir():
+            try:
+                targets.append(os.readlink(fd))
+            except OSError:
+                pass
+        return [t for t in targets if t.startswith(str(logs))]
+
+    assert open_in_logs(), "the log file was never opened"
+    done = []
+    sup.stop_all(on_done=lambda: done.append(True))
+    h.wait(lambda: done)
+    assert open_in_logs() == []
+    h.sup = None
+    sup.close()

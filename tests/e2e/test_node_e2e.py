@@ -1,0 +1,249 @@
+"""A Kubernetes node end to end (issue 8): /var on the data disk, sysctls, kubelet, reboot, fsck.
+
+Two boots of one image built with ``--kubelet tests/kubelet_standin/kubelet.py``
+share one raw disk. Boot 1 gets a blank disk and a config whose
+machine.files writes a marker under /var and makes the kubelet crash once;
+``osctl reboot`` ends it (QEMU runs with -no-reboot). Boot 2 reuses the disk
+with a config WITHOUT those files, so the marker can only come from the disk;
+``osctl shutdown`` powers it off and the host runs ``e2fsck -fn`` on the
+partition. Tests run in file order and share the module's VMs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import BUILD, Image, UserdataServer, _serve
+from tests.e2e.run_node import config_for_node
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN = REPO / "tests" / "kubelet_standin" / "kubelet.py"
+BOOT_TIMEOUT = 600  # TCG on two shared cores
+MARKER = "/var/e2e/marker"
+SYSCTLS = {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144"}
+HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1",
+             "fs.protected_symlinks": "1",
+             "kernel.unprivileged_bpf_disabled": "1", "user.max_user_namespaces": "0"}
+
+
+def osctl(ctx: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "talos_init.osctl",
+                           "--osctlconfig", str(ctx["osctlconfig"]),
+                           "-e", f"127.0.0.1:{ctx['vm'].spec.api_port}", *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def ok(ctx: dict, *args: str) -> str:
+    r = osctl(ctx, *args)
+    assert r.returncode == 0, f"osctl {' '.join(args)}: {r.stderr}"
+    return r.stdout
+
+
+def wait_api(ctx: dict) -> None:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while time.monotonic() < deadline:
+        if osctl(ctx, "version", timeout=60).returncode == 0:
+            return
+        if ctx["vm"].exited:
+            raise AssertionError("QEMU exited before the API answered")
+        time.sleep(2)
+    raise AssertionError(f"the node's API did not answer within {BOOT_TIMEOUT}s")
+
+
+def services(ctx: dict) -> dict[str, dict]:
+    return {s["id"]: s for s in json.loads(ok(ctx, "-o", "json", "services"))}
+
+
+def wait_ready(ctx: dict, sid: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    svc = None
+    while time.monotonic() < deadline:
+        svc = services(ctx).get(sid)
+        if svc and svc["state"] == "ready":
+            return svc
+        time.sleep(2)
+    logs = osctl(ctx, "logs", sid, "--tail", "30")
+    raise AssertionError(f"{sid} not ready within {timeout}s: {svc}\n"
+                         f"its last output:\n{logs.stdout}")
+
+
+def events(ctx: dict) -> list[dict]:
+    lines = ok(ctx, "-o", "json", "events").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def standin_image() -> Image:
+    """The image built with the builder's --kubelet option (its own build dir, cached by digest)."""
+    from initramfs.build import ensure_built
+
+    out = BUILD / "standin"
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / "cache").exists():  # share the downloaded kernel package with the main build
+        (BUILD / "cache").mkdir(parents=True, exist_ok=True)
+        (out / "cache").symlink_to(BUILD / "cache")
+    ensure_built(out, kubelet=STANDIN)
+    return Image(out / "vmlinuz", out / "initramfs.img", out / "manifest.txt",
+                 (out / "input-digest").read_text())
+
+
+@pytest.fixture(scope="module")
+def configs(tmp_path_factory) -> dict:
+    """configs/worker.yaml with a generated machine CA, sysctls, and (boot 1 only) machine.files."""
+    pki = tmp_path_factory.mktemp("pki")
+    body, osctlconfig = config_for_node((REPO / "configs" / "worker.yaml").read_bytes(), pki)
+    assert osctlconfig is not None
+    doc = yaml.safe_load(body)
+    doc["machine"]["sysctls"] = dict(SYSCTLS)
+    second = yaml.safe_dump(doc, sort_keys=False).encode()
+    marker = uuid.uuid4().hex
+    doc["machine"]["files"] = [
+        {"path": MARKER, "content": marker, "permissions": 0o600, "op": "create"},
+        {"path": "/var/lib/kubelet/standin-crash", "content": "once", "permissions": 0o600,
+         "op": "create"},
+    ]
+    first = yaml.safe_dump(doc, sort_keys=False).encode()
+    ca_pem = base64.b64decode(doc["cluster"]["ca"]["crt"])
+    return {"first": first, "second": second, "marker": marker, "osctlconfig": osctlconfig,
+            "cluster_ca_sha256": hashlib.sha256(ca_pem).hexdigest()}
+
+
+@pytest.fixture(scope="module")
+def server(configs):
+    state = UserdataServer(body=configs["first"])
+    srv = _serve(state)
+    yield state
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def node(module_boot, standin_image, server, configs) -> dict:
+    """Boot 1 on a blank disk; a dict the later tests update with boot 2 (same disk)."""
+    vm = module_boot(standin_image, server=server, api=True)
+    ctx = {"vm": vm, "osctlconfig": configs["osctlconfig"], "disk": vm.disk_path, "boot": 1}
+    wait_api(ctx)
+    return ctx
+
+
+def test_first_boot_partitions_formats_and_mounts_var(node):
+    """The blank data disk is partitioned, formatted ext4 and mounted at /var."""
+    wait_ready(node, "containerd")
+    report = json.loads(ok(node, "read", "/run/talos/var.json"))
+    assert report["mode"] == "disk" and report["action"] == "partition", report
+    mounts = {m["target"]: m for m in json.loads(ok(node, "-o", "json", "mounts"))}
+    assert "/var" in mounts, sorted(mounts)
+    var = mounts["/var"]
+    assert var["source"] == report["partition"] and var["source"].startswith("/dev/vda"), var
+    assert var.get("fstype", var.get("type")) == "ext4", var
+
+
+def test_hardening_and_machine_sysctls_read_back(node):
+    """The KSPP sysctls and the config's machine.sysctls hold on the running node."""
+    wait_ready(node, "containerd")
+    for name, want in {**HARDENING, **SYSCTLS}.items():
+        got = ok(node, "read", "/proc/sys/" + name.replace(".", "/")).strip()
+        assert got == want, f"{name} = {got!r}, want {want!r}"
+
+
+def test_kubelet_starts_after_containerd_and_network_are_ready(node):
+    """The kubelet's first start comes after containerd and networkd report ready."""
+    wait_ready(node, "kubelet")
+    evs = [e for e in events(node) if e["kind"] == "service"]
+
+    def first(name: str, states: set[str]) -> float:
+        ts = [e["t"] for e in evs if e["name"] == name and e["state"] in states]
+        assert ts, f"no {name} event in {sorted(states)}: {[e for e in evs if e['name'] == name]}"
+        return min(ts)
+
+    started = first("kubelet", {"starting", "running"})
+    assert first("containerd", {"ready"}) < started
+    assert first("networkd", {"ready"}) < started
+    assert first("var", {"finished"}) < started
+
+
+def test_kubelet_gets_its_flags_and_files(node, configs):
+    """The stand-in recorded our flags, the config's extraArgs and node IP, and the cluster CA."""
+    wait_ready(node, "kubelet")
+    record = json.loads(ok(node, "read", "/var/lib/kubelet/standin-record.json"))
+    flags = {k: v[-1] for k, v in record["flags"].items()}
+    assert flags["config"] == "/etc/kubernetes/kubelet.yaml", flags
+    assert flags["bootstrap-kubeconfig"] == "/etc/kubernetes/bootstrap-kubeconfig", flags
+    endpoint = flags["container-runtime-endpoint"]
+    assert re.fullmatch(r"unix:///\S*containerd\S*\.sock", endpoint), flags
+    assert flags["node-ip"] == "10.0.2.15", flags
+    assert "example.org/pool=qemu" in flags["node-labels"].split(","), flags
+    assert record["files"]["config"]["kind"] == "KubeletConfiguration"
+    assert record["files"]["ca"]["sha256"] == configs["cluster_ca_sha256"]
+    server = record["files"]["bootstrap-kubeconfig"]["clusters"][0]["cluster"]["server"]
+    assert server == "https://10.0.2.15:6443"
+
+
+def test_kubelet_is_restarted_after_it_crashes(node):
+    """machine.files made the kubelet crash once: the supervisor restarted it and it is ready."""
+    svc = wait_ready(node, "kubelet")
+    assert svc["restarts"] >= 1, svc
+    states = [e["state"] for e in events(node) if e["kind"] == "service" and e["name"] == "kubelet"]
+    assert "ready" in states, states
+    assert {"failed", "backoff"} & set(states[:states.index("ready")]), states
+    assert ok(node, "ls", "/var/lib/kubelet").find("standin-crash") < 0
+
+
+def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
+    """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file."""
+    assert ok(node, "read", MARKER) == configs["marker"]
+    out = ok(node, "reboot")
+    assert "rebooting" in out
+    node["vm"].wait_exit(BOOT_TIMEOUT)
+    assert "reboot: Restarting system" in node["vm"].console  # a reset, not a power-off or crash
+    server.body = configs["second"]  # no machine.files: the marker can only come from the disk
+    vm = module_boot(standin_image, server=server, api=True, disk=node["disk"])
+    node.update(vm=vm, boot=2)
+    wait_api(node)
+    wait_ready(node, "containerd")
+    report = json.loads(ok(node, "read", "/run/talos/var.json"))
+    assert report["action"] == "check", report
+    assert ok(node, "read", MARKER) == configs["marker"]
+    assert "/var" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
+
+
+def test_power_off_leaves_a_clean_filesystem(node):
+    """After `osctl shutdown` /var was unmounted; e2fsck -fn and the superblock find it clean."""
+    assert node["boot"] == 2, "needs the reboot test's second boot"
+    out = ok(node, "shutdown")
+    assert "shutting down" in out
+    since = len(node["vm"].console)
+    assert node["vm"].wait_exit(BOOT_TIMEOUT) == 0
+    unmount = re.search(r"unmount target=/var status=(\S+)(.*)", node["vm"].console[since:])
+    assert unmount and unmount.group(1) == "unmounted", unmount and unmount.group(0)
+    # The partition's extent from its GPT (loop partition nodes need udev or partscan on the host).
+    table = subprocess.run(["partx", "-g", "-b", "-o", "NR,START,SECTORS", str(node["disk"])],
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert len(table) == 3, f"one partition expected on the data disk: {table}"
+    start, sectors = int(table[1]) * 512, int(table[2]) * 512
+    loop = subprocess.run(["losetup", "-r", "--offset", str(start), "--sizelimit", str(sectors),
+                           "--show", "-f", str(node["disk"])],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        fsck = subprocess.run(["e2fsck", "-fn", loop], capture_output=True, text=True)
+        assert fsck.returncode == 0, f"e2fsck {fsck.returncode}: {fsck.stdout}{fsck.stderr}"
+        # e2fsck -n passes a synced but still-mounted ext4 too: the superblock tells.
+        sb = subprocess.run(["dumpe2fs", "-h", loop], capture_output=True, text=True,
+                            check=True).stdout
+        assert re.search(r"^Filesystem state:\s+clean$", sb, re.MULTILINE), sb
+        assert "needs_recovery" not in sb, sb
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
