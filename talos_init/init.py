@@ -91,6 +91,7 @@ class InitConfig:
     # False where /proc/sys is the host's (PID 1 tests in a pid namespace): most
     # sysctls are global, and a test must not harden the machine it runs on.
     harden: bool = True
+    mount_table: tuple[mounts.MountSpec, ...] = mounts.EARLY_MOUNTS
 
     @classmethod
     def for_host(cls, root: Path, **kw: object) -> InitConfig:
@@ -209,7 +210,7 @@ class Init:
         if self.config.host_mode:
             log.info("mounts_skipped", reason="host mode")
         else:
-            results = mounts.mount_all(self.config.root)
+            results = mounts.mount_all(self.config.root, self.config.mount_table)
             failed = [r for r in results if r.spec.required and not r.ok]
             if failed:
                 raise RuntimeError("required mounts failed: " + "; ".join(

@@ -32,6 +32,11 @@ sys.path.insert(0, sys.argv[1])
 from talos_init import lean
 lean.apply()
 from talos_init.init import Init, InitConfig
+from talos_init.mounts import EARLY_MOUNTS
+
+# The checkout and its venv may live under /tmp (CI clones there): a fresh
+# tmpfs on /tmp would hide them from this PID 1 and everything it starts.
+TABLE = tuple(m for m in EARLY_MOUNTS if m.target != "/tmp")
 
 STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "print('ready', flush=True); time.sleep(600)")
@@ -45,7 +50,7 @@ class Workload:
     def stop_all(self, deadline, on_done):
         on_done()
 
-Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False, harden=False,
+Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False, harden=False, mount_table=TABLE,
                 term_timeout=1, kill_timeout=10, supervisor_factory=Workload)).run()
 """
 
@@ -103,7 +108,8 @@ def test_real_pid1_kills_everything_and_calls_reboot(signum, action, kernel_sign
             init = _child_of(proc.pid)
             # One pipe for both: a full stderr pipe nobody reads would stall PID 1's logging.
             err = _Lines(proc.stdout)
-            assert err.until(lambda line: line == "ready"), ("the workload did not start", err.lines)
+            assert err.until(lambda line: line == "ready"), (
+                "the workload did not start; PID 1's last lines:\n" + "\n".join(err.lines[-20:]))
             assert err.until(lambda line: '"name":"services","state":"done"' in line), err.lines
             os.kill(init, signum)
             err.until(lambda line: False)  # to EOF: the namespace is gone
