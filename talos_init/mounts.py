@@ -70,7 +70,8 @@ class MountInfo:
     target: str
     fstype: str
     source: str
-    options: str
+    options: str  # per-mount options (rw, nosuid...)
+    super_options: str = ""  # the filesystem's own (errors=continue, mode=755...)
 
 
 def _unescape(field: str) -> str:
@@ -98,7 +99,7 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
         if len(fields) < 6 or len(tail) < 2:
             continue
         mounts.append(MountInfo(int(fields[0]), int(fields[1]), _unescape(fields[4]), tail[0],
-                                _unescape(tail[1]), fields[5]))
+                                _unescape(tail[1]), fields[5], tail[2] if len(tail) > 2 else ""))
     return mounts
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from talos_init import mounts as mount_table
+
 # -- /dev/kmsg -------------------------------------------------------------------
 
 _LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -66,31 +68,10 @@ def memory(meminfo: Path = Path("/proc/meminfo")) -> dict[str, int]:
 
 # -- mounts ------------------------------------------------------------------------
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and i + 3 < len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> list[dict[str, Any]]:
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lf, rf = left.split(), right.split()
-        if len(lf) < 6 or len(rf) < 2:
-            continue
-        mounts.append({"source": _unescape(rf[1]), "target": _unescape(lf[4]), "fstype": rf[0],
-                       "options": lf[5] + ("," + rf[2] if len(rf) > 2 else "")})
-    return mounts
+    return [{"source": m.source, "target": m.target, "fstype": m.fstype,
+             "options": m.options + ("," + m.super_options if m.super_options else "")}
+            for m in mount_table.parse_mountinfo(text)]
 
 
 def mounts(mountinfo: Path = Path("/proc/self/mountinfo")) -> list[dict[str, Any]]:
