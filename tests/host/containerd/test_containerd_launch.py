@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from tests.host.containerd.conftest import REPO, wait_ready
+from tests.host.realcontainerd import REPO, wait_ready
 
 
 def test_real_containerd_starts_from_generated_config_and_notifies(tmp_path, short_dir):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.host.kubelet.conftest import REPO, stop, wait_ready
+from tests.host.realcontainerd import REPO, stop, wait_ready
 
 FIXTURE = REPO / "tests/unit/kubelet/worker-effective.json"
 

@@ -12,7 +12,7 @@ import socket
 import sys
 
 from talos_init.service.definition import parse
-from tests.host.kubelet.conftest import REPO
+from tests.host.realcontainerd import REPO
 from tests.host.service.conftest import harness  # noqa: F401  (the supervisor's own test harness)
 
 FIXTURE = REPO / "tests/unit/kubelet/worker-effective.json"
