@@ -53,7 +53,8 @@ class Cgroups:
             self._warned.add(key)
             log.warning(event, **kw)
 
-    def prepare(self, group: str, sid: str, memory_max: int | None) -> Path | None:
+    def prepare(self, group: str, sid: str, memory_max: int | None,
+                kill_leftovers: bool = True) -> Path | None:
         """Create the service's cgroup (reused if left over) and set its limits.
 
         Returns None when cgroups are unusable here (policy: warn, run unconfined).
@@ -73,7 +74,8 @@ class Cgroups:
             self._warn(f"mkdir:{group}/{sid}", "cgroup_create_failed", group=group, service=sid,
                        error=str(exc))
             return None
-        self.kill(path)  # leftovers from an earlier run must not share the new one
+        if kill_leftovers:  # leftovers from an earlier run must not share the new one
+            self.kill(path)
         if memory_max is not None:
             try:
                 (path / "memory.max").write_text(str(memory_max))

@@ -118,6 +118,9 @@ class Definition:
     backoff: Backoff = field(default_factory=Backoff)
     stop_signal: int = int(_signal.SIGTERM)
     stop_timeout: float = 10.0
+    # control-group: nothing outlives the main process; process: only the main process is
+    # signalled and killed (containerd: its shims and containers must survive its restart).
+    kill_mode: str = "control-group"
     log_ring_bytes: int = 256 * 1024
     log_max_line: int = 4096
     args_from: str | None = None  # config path of a mapping turned into --key=value
@@ -341,11 +344,14 @@ def parse(data: Any, source: str = "<memory>",
                                 stable_after=c.number(b.get("stable_after", 10.0),
                                                       "backoff.stable_after", 10.0, positive=True))
     if "stop" in d:
-        s = c.mapping(d["stop"], "stop", {"signal", "timeout"})
+        s = c.mapping(d["stop"], "stop", {"signal", "timeout", "kill_mode"})
         if "signal" in s:
             kw["stop_signal"] = _signal_number(c, s["signal"], "stop.signal")
         if "timeout" in s:
             kw["stop_timeout"] = c.number(s["timeout"], "stop.timeout", 10.0, positive=True)
+        if "kill_mode" in s:
+            kw["kill_mode"] = c.choice(s["kill_mode"], "stop.kill_mode",
+                                       ("control-group", "process"), "control-group")
     if "logs" in d:
         lg = c.mapping(d["logs"], "logs", {"ring_bytes", "max_line"})
         if "ring_bytes" in lg:

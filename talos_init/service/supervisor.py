@@ -303,7 +303,8 @@ class Supervisor:
             return
         cgroup = None
         if self.cgroups is not None:
-            cgroup = self.cgroups.prepare(d.confinement.cgroup, sid, d.confinement.memory_max)
+            cgroup = self.cgroups.prepare(d.confinement.cgroup, sid, d.confinement.memory_max,
+                                          kill_leftovers=d.kill_mode == "control-group")
         self._cgroup[sid] = cgroup
         full_env = {**self.base_env, **env, "NOTIFY_SOCKET": str(self.paths.notify_socket)}
         request = SpawnRequest(argv, full_env, d.working_directory, cgroup, d.confinement,
@@ -348,8 +349,8 @@ class Supervisor:
             self.notify.drain()
         st = self.core.status[sid]
         main = status.pid == st.pid
-        if main:
-            # KillMode=control-group: nothing of a service outlives its main process.
+        if main and self.defs[sid].kill_mode == "control-group":
+            # Nothing of a service outlives its main process.
             session = st.session
             if session is not None:
                 _killpg(session, signal.SIGKILL)
@@ -369,8 +370,15 @@ class Supervisor:
             self.loop.call_later(0.05, self._remove_cgroup, sid, path, tries - 1)
 
     def _signal(self, sid: str, signum: int) -> None:
-        """To the process group, the main pid and everything in the cgroup."""
+        """To the process group, the main pid and everything in the cgroup (kill_mode process: the main pid only)."""
         st = self.core.status[sid]
+        if self.defs[sid].kill_mode == "process":
+            if st.pid is not None:
+                try:
+                    os.kill(st.pid, signum)
+                except ProcessLookupError:
+                    pass
+            return
         if st.session is not None:
             _killpg(st.session, signum)
         if st.pid is not None and st.pid != st.session:

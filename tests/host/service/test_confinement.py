@@ -115,3 +115,46 @@ def test_spawn_failure_names_the_step(harness):
     h.wait_state("lost", "failed")
     assert sup.core.status["lost"].reason == \
         "cannot start: chdir /nonexistent-dir: No such file or directory"
+
+
+def test_kill_mode_process_lets_a_daemons_children_outlive_its_restart(harness, cgroup2):
+    """containerd's case: its shims (own session, same cgroup) survive a crash-restart and a stop."""
+    h = harness
+    pidfile, crashed = h.tmp / "shim.pid", h.tmp / "crashed"
+    d = h.define("daemon", f"""
+if not Path({str(pidfile)!r}).exists():
+    if os.fork() == 0:
+        os.setsid()
+        Path({str(pidfile)!r}).write_text(str(os.getpid()))
+        while True:
+            time.sleep(1)
+    while not Path({str(pidfile)!r}).exists():
+        time.sleep(0.02)
+notify("READY=1")
+if not Path({str(crashed)!r}).exists():
+    Path({str(crashed)!r}).touch()
+    sys.exit(3)
+while True:
+    time.sleep(1)
+""", readiness={"notify": True}, restart="always", stop={"timeout": 2, "kill_mode": "process"},
+        confinement={"cgroup": "talos"})
+    sup = h.supervise([d], cgroup_root=cgroup2)
+    h.wait(lambda: crashed.exists() and h.state("daemon") == "ready" and len(h.times("daemon", "ready")) == 2)
+    shim = int(pidfile.read_text())
+    try:
+        assert alive(shim), "the crash of the main process killed its child"
+        procs = {int(x) for x in (cgroup2 / "talos" / "daemon" / "cgroup.procs").read_text().split()}
+        assert {shim, sup.core.status["daemon"].pid} <= procs  # the restarted daemon joined it
+        sup.stop_service("daemon")
+        h.wait_state("daemon", "finished")
+        h.idle(0.3)
+        assert alive(shim), "stopping the main process killed its child"
+    finally:
+        os.kill(shim, 9)
+        h.wait(lambda: not alive(shim), timeout=10)
+
+
+def test_kill_mode_is_validated():
+    from talos_init.service.definition import parse
+    _d, errors = parse({"id": "x", "argv": ["/bin/true"], "stop": {"kill_mode": "mixed"}})
+    assert any("stop.kill_mode" in str(e) for e in errors), errors
