@@ -315,14 +315,9 @@ class Init:
             json=self.config.json_log, phase_getter=lambda: self.phase)
 
     def _record_handoff(self) -> None:
-        # starttime in /proc/self/stat: when the kernel exec'd us, in ticks since boot.
-        try:
-            stat = (self.proc / "self/stat").read_text()
-            ticks = int(stat[stat.rindex(")") + 2:].split()[19])
-            exec_at = ticks / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
-            exec_at = None
-        self.events.record("boot", "kernel_handoff", "done", exec_at=exec_at,
+        # exec_at (the kernel's exec of /init) is filled in by apid from the kernel's
+        # "Run /init" record: /proc/1/stat's starttime is the init thread's creation.
+        self.events.record("boot", "kernel_handoff", "done", exec_at=None,
                            python_started=round(STARTED, 6))
 
 

@@ -101,7 +101,12 @@ class Calls:
         return call
 
     async def timeline(self, params: dict[str, Any]) -> Any:
-        return await self._pid1("timeline")
+        events = await self._pid1("timeline")
+        exec_at = await asyncio.to_thread(facts.init_exec_time, self.kmsg)
+        for e in events if isinstance(events, list) else ():
+            if isinstance(e, dict) and e.get("kind") == "boot" and e.get("name") == "kernel_handoff":
+                e["exec_at"] = exec_at
+        return events
 
     async def reboot(self, params: dict[str, Any]) -> Any:
         return await self._pid1("reboot")

@@ -44,6 +44,34 @@ def parse_kmsg(record: bytes) -> dict[str, Any] | None:
             "msg": message}
 
 
+def init_exec_time(kmsg: str) -> float | None:
+    """When the kernel exec'd /init: its "Run /init as init process" record, in seconds since boot.
+
+    PID 1 cannot know this itself (its /proc starttime is the init thread's creation,
+    before the initramfs was unpacked), so the timeline takes it from the kernel's log.
+    """
+    try:
+        fd = os.open(kmsg, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        while True:
+            try:
+                record = os.read(fd, 8192)
+            except BrokenPipeError:
+                continue  # overwritten while reading: go on with the next
+            except BlockingIOError:
+                return None
+            if not record:
+                return None
+            parsed = parse_kmsg(record)
+            if parsed and parsed["msg"].startswith("Run ") \
+                    and parsed["msg"].endswith(" as init process"):
+                return parsed["t"]
+    finally:
+        os.close(fd)
+
+
 # -- /proc/meminfo -----------------------------------------------------------------
 
 def parse_meminfo(text: str) -> dict[str, int]:

@@ -98,6 +98,13 @@ def test_reads_services_logs_dmesg_mounts_and_processes(node, cluster):
     assert {"/proc", "/sys", "/run", "/sys/fs/cgroup"} <= {m["target"] for m in mounts}
     procs = json.loads(osctl(cfg, port, "-o", "json", "ps").stdout)
     assert any(p["pid"] == 1 for p in procs) and any("containerd" in p["command"] for p in procs)
+    # The timeline's /init exec time is the kernel's "Run /init" record, before Python started.
+    timeline = json.loads(osctl(cfg, port, "-o", "json", "timeline").stdout)
+    handoff = next(e for e in timeline if e["name"] == "kernel_handoff")
+    runs = [line for line in dmesg.stdout.splitlines() if "as init process" in line]
+    assert runs and abs(float(runs[0].split("]")[0].strip("[ ")) - handoff["exec_at"]) < 1e-5, \
+        (handoff, runs)
+    assert 0 < handoff["exec_at"] < handoff["python_started"]
 
 
 def test_restarted_service_comes_back_ready(node, cluster):
