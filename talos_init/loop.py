@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("loop")
+log = get_logger("loop")
 
 Callback = Callable[..., Any]
 

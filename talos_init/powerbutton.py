@@ -13,11 +13,10 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.loop import Loop
 
-log = structlog.get_logger("powerbutton")
+log = get_logger("powerbutton")
 
 EV_KEY = 1
 KEY_POWER = 116

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from talos_init.control import protocol
 from talos_init.control.protocol import ControlError
+from talos_init.log import get_logger
 from talos_init.loop import Loop, Timer
 
-log = structlog.get_logger("control")
+log = get_logger("control")
 
 UnaryHandler = Callable[[dict[str, Any]], Any]
 StreamHandler = Callable[[dict[str, Any], "Stream"], None]
