@@ -137,8 +137,8 @@ def _emit(name: str, level: str, event: str, fields: dict[str, Any]) -> None:
     ev: EventDict = {"t": cfg.clock(), "level": level, "phase": cfg.phase(), "logger": name,
                      "event": event}
     ev.update(fields)
-    if exc_info:
-        ev["exception"] = _format_exc(exc_info)
+    if exc_info and (text := _format_exc(exc_info)):  # exception() outside an except: nothing
+        ev["exception"] = text
     if _captured is not None:
         _captured.append(ev)
         return

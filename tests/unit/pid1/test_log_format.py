@@ -140,3 +140,11 @@ def test_capture_collects_events_of_every_level_and_writes_nothing(kmsg):
     assert events[1]["path"] == "/x" and out.getvalue() == ""
     log.get_logger("svc").warning("after")
     assert "after" in out.getvalue()
+
+
+def test_exception_outside_an_except_block_adds_no_traceback(kmsg):
+    """log.exception() with nothing being handled writes the event alone."""
+    out = io.StringIO()
+    log.configure(console=out, json=True)
+    log.get_logger("x").exception("nothing_raised")
+    assert "exception" not in json.loads(out.getvalue())
