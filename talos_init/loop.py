@@ -122,6 +122,9 @@ class Loop:
         heapq.heappush(self._timers, timer)
         return timer
 
+    def pending_timers(self) -> int:
+        return sum(1 for t in self._timers if not t.cancelled)
+
     # -- signals --------------------------------------------------------------
 
     def add_signal_handler(self, signum: int, callback: Callback) -> None:
