@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from initramfs.build import ensure_built
 from talos_init.osctl import timeline_svg
 from tests.e2e.conftest import UserdataServer, _serve
@@ -88,14 +90,16 @@ def build_images(build: Path, out: Path, uncompressed: bool = False) -> tuple[Pa
         stamp.write_text(digest)
     # The probe starts with containerd, then waits for the config and apid itself (naming what fails).
     after = ["containerd"]
-    yaml = (PROBE / "bench-probe.yaml").read_text().replace("DEPENDS_ON", json.dumps(after))
+    text = (PROBE / "bench-probe.yaml").read_text().replace("DEPENDS_ON", json.dumps(after))
+    # As JSON, like the product's definitions: a YAML file would make PID 1 import yaml.
+    probe_def = json.dumps(yaml.safe_load(text)).encode()
     base = base_dir / "initramfs.img"
     if uncompressed:  # the lever under test: no decompression in the kernel, a bigger file to load
         ours = decompress(ours, out / "initramfs-raw.img")
         base = decompress(base, out / "baseline-raw.img")
     files = {
         "/usr/lib/talos/bench/bench_probe.py": ((PROBE / "bench_probe.py").read_bytes(), 0o644),
-        "/usr/lib/talos/services/bench-probe.yaml": (yaml.encode(), 0o644),
+        "/usr/lib/talos/services/bench-probe.json": (probe_def, 0o644),
     }
     files.update(stopgaps(build / "manifest.txt", out))
     probed = with_files(ours, out / "initramfs-probe.img", files)

@@ -4,9 +4,9 @@
 
 Figures only, never asserted. Three measurements, each in a fresh
 ``python -I`` (as the image runs it):
-  - ``import talos_init.init``: import time and peak RSS, as a library user
-    sees it, and after ``talos_init.lean.apply()`` (ssl blocked, asyncio
-    deferred) as ``python -m talos_init`` does;
+  - ``import talos_init.init`` and the supervisor: import time, peak RSS, the
+    number of modules, and whether asyncio, ssl, yaml or logging came along
+    (none should: PID 1 uses none of them);
   - a running init in host mode (``-m talos_init --subreaper``), idle after
     boot: VmRSS from /proc, and the number of modules it loaded.
 """
@@ -26,28 +26,28 @@ from pathlib import Path
 
 PROBE = """
 import resource, sys, time
-{block}
 t0 = time.perf_counter()
-import talos_init.init
+import talos_init.init, talos_init.service.supervisor
 dt = time.perf_counter() - t0
-print({{"import_s": dt, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-       "modules": len(sys.modules), "ssl": "ssl" in sys.modules and sys.modules["ssl"] is not None,
-       "asyncio": "asyncio.events" in sys.modules}})
+print({"import_s": dt, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+       "modules": len(sys.modules),
+       "unwanted": sorted(m for m in ("asyncio", "ssl", "yaml", "logging", "structlog")
+                          if m in sys.modules)})
 """
 
 
-def probe(lean: bool, runs: int) -> dict:
+def probe(runs: int) -> dict:
     results = []
     for _ in range(runs):
-        code = PROBE.format(block="from talos_init import lean; lean.apply()" if lean else "")
-        out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, "-I", "-c", PROBE], capture_output=True, text=True,
                              check=True)
         results.append(eval(out.stdout))  # our own probe's dict literal
+    imports = [r["import_s"] * 1000 for r in results]
+    rss = [r["maxrss_kib"] / 1024 for r in results]
     return {
-        "import_ms_median": round(statistics.median(r["import_s"] for r in results) * 1000, 1),
-        "maxrss_mib": round(statistics.median(r["maxrss_kib"] for r in results) / 1024, 1),
-        "modules": results[0]["modules"], "ssl_loaded": results[0]["ssl"],
-        "asyncio_loaded": results[0]["asyncio"],
+        "import_ms": f"{statistics.median(imports):.1f} [{min(imports):.1f}-{max(imports):.1f}]",
+        "maxrss_mib": f"{statistics.median(rss):.1f} [{min(rss):.1f}-{max(rss):.1f}]",
+        "modules": results[0]["modules"], "unwanted": results[0]["unwanted"],
     }
 
 
@@ -80,8 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"python: {sys.executable} {sys.version.split()[0]}, runs: {args.runs}, "
           f"cpus: {os.cpu_count()}")
-    print("import talos_init.init (library):    ", probe(False, args.runs))
-    print("import talos_init.init (lean.apply): ", probe(True, args.runs))
+    print("import talos_init.init + supervisor:", probe(args.runs))
     print("python -I -m talos_init (host mode): ", running_init())
 
 

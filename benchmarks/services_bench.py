@@ -149,10 +149,9 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=20)
     args = parser.parse_args()
     ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # subreaper, as PID 1 would be
-    import logging
+    from talos_init import log
 
-    import structlog
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    log.configure(level="error")
     with tempfile.TemporaryDirectory() as tmp:
         bench_idle(Path(tmp), args.idle)
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from initramfs import cpio, elf, kernel, policy, stdlib
 from initramfs.tree import Tree
+from talos_init.service.definition import InvalidDefinitions, compile_directory
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -196,8 +197,9 @@ class Builder:
             self.log(f"{pkg}: {len(files)} files")
         services = REPO / "services"
         if services.is_dir():
-            for f in sorted(services.glob("*.yaml")):
-                t.add_file(f"/usr/lib/talos/services/{f.name}", "services", src=f, mode=0o644)
+            # Validated here and shipped as JSON: PID 1 never imports yaml for its own graph.
+            for name, data in sorted(compile_directory(services).items()):
+                t.add_file(f"/usr/lib/talos/services/{name}", "services", data=data, mode=0o644)
 
     def _module_names(self) -> list[str]:
         names = []
@@ -487,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                       args.kubelet)
     try:
         builder.build()
-    except (policy.PolicyError, RuntimeError) as exc:
+    except (policy.PolicyError, RuntimeError, InvalidDefinitions) as exc:
         print(f"build failed: {exc}", file=sys.stderr)
         return 1
     print(builder.size_report())

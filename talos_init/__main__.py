@@ -2,11 +2,7 @@
 
 import sys
 
-from talos_init import lean
-
-lean.apply()  # before structlog is imported (see talos_init/lean.py)
-
-from talos_init.init import main  # noqa: E402
+from talos_init.init import main
 
 if __name__ == "__main__":
     sys.exit(main())

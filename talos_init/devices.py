@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("devices")
+log = get_logger("devices")
 
 VIRTUAL_DISKS = ("loop", "ram", "zram", "nbd")
 

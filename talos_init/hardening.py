@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from talos_init.atomicfile import write_atomic
+from talos_init.log import get_logger
 from talos_init.toolpath import ToolMissing, tool
 
-log = structlog.get_logger("hardening")
+log = get_logger("hardening")
 
 # Kernel Self Protection Project recommendations, the set Talos applies at boot.
 KSPP_SYSCTLS: dict[str, str] = {

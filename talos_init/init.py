@@ -26,21 +26,20 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Protocol  # noqa: E402
 
-import structlog  # noqa: E402
-
 from talos_init import cmdline as cmdline_mod  # noqa: E402
 from talos_init import log as logging_setup  # noqa: E402
 from talos_init import mounts, signals, syscalls  # noqa: E402
 from talos_init.control import pid1 as control_pid1  # noqa: E402
 from talos_init.control.server import ControlServer  # noqa: E402
 from talos_init.events import Event, EventLog  # noqa: E402
+from talos_init.log import get_logger  # noqa: E402
 from talos_init.loop import Loop  # noqa: E402
 from talos_init.paths import Paths  # noqa: E402
 from talos_init.powerbutton import PowerButton  # noqa: E402
 from talos_init.reaper import Reaper  # noqa: E402
 from talos_init.shutdown import Shutdown, reboot_final  # noqa: E402
 
-log = structlog.get_logger("init")
+log = get_logger("init")
 
 
 class Supervisor(Protocol):

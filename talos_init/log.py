@@ -1,10 +1,15 @@
-"""structlog configuration for PID 1 and its helper daemons.
+"""Logging for PID 1 and its helper daemons: events with key=value fields.
 
-One event per line: monotonic time, level, boot phase, logger name, event,
-then ``key=value`` pairs (or one JSON object per line). Sinks: the console and
-/dev/kmsg, where each line is one record with a syslog priority and a
-``talos-init: `` prefix so ``dmesg`` shows it. Logging never raises: a sink
-that fails is skipped. Only stdlib modules structlog already loads are used.
+``get_logger(name).info("event", key=value)`` writes one line per event:
+monotonic time, level, boot phase, logger name, event, then ``key=value``
+pairs (or one JSON object per line). Sinks: the console and /dev/kmsg, where
+each line is one record with a syslog priority and a ``talos-init: `` prefix
+so ``dmesg`` shows it. Logging never raises: a sink that fails is skipped.
+
+Ours rather than structlog: structlog cost every Python process of the node
+about 5 MiB Rss and 0.4-1.1 s of import under TCG (docs/for-devs/performance.md)
+for a pipeline we used without its features. Only json is imported here
+(PID 1 loads it anyway); traceback only when an exception is logged.
 """
 
 from __future__ import annotations
@@ -16,18 +21,14 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-import structlog
-from structlog.processors import format_exc_info
-
 KMSG_PREFIX = "talos-init: "
 # printk keeps records up to 1024 bytes including its own header; stay well below.
 KMSG_MAX_LINE = 900
 KMSG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-_METHOD_LEVEL = {"msg": "info", "warn": "warning", "exception": "error", "fatal": "critical"}
 
 PhaseGetter = Callable[[], str]
-_current: Sinks | None = None
+EventDict = dict[str, Any]
 
 
 class Sinks:
@@ -71,23 +72,6 @@ class Sinks:
                 pass  # policy: EAGAIN/EINVAL from kmsg only lose that record
 
 
-class _SinkLogger:
-    """The structlog "wrapped logger": the method name is the level."""
-
-    def __init__(self, sinks: Sinks, name: str):
-        self.sinks = sinks
-        self.name = name
-
-    def _emit(self, level: str) -> Callable[[str], None]:
-        return lambda line: self.sinks.write(level, line)
-
-    def __getattr__(self, method: str) -> Callable[[str], None]:
-        level = _METHOD_LEVEL.get(method, method)
-        if level not in LEVELS:
-            raise AttributeError(method)
-        return self._emit(level)
-
-
 def _format_value(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     if text == "" or any(c in text for c in ' "=\n\t'):
@@ -95,7 +79,7 @@ def _format_value(value: Any) -> str:
     return text
 
 
-def render_kv(event_dict: dict[str, Any]) -> str:
+def render_kv(event_dict: EventDict) -> str:
     """``[t] level phase logger: event k=v ...`` then the traceback, if any."""
     ev = dict(event_dict)
     t, level, phase = ev.pop("t"), ev.pop("level"), ev.pop("phase", "")
@@ -107,25 +91,124 @@ def render_kv(event_dict: dict[str, Any]) -> str:
     return f"{line}\n{exc.rstrip()}" if exc else line
 
 
-def render_json(event_dict: dict[str, Any]) -> str:
+def render_json(event_dict: EventDict) -> str:
     ev = {"t": round(event_dict["t"], 6), "event": event_dict.get("event", "")}
     ev.update((k, v) for k, v in event_dict.items() if k not in ev)
     return json.dumps(ev, default=str, separators=(",", ":"))
 
 
+def _format_exc(exc_info: Any) -> str:
+    import traceback  # only when an exception is logged: tokenize, linecache...
+
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    elif not isinstance(exc_info, tuple):
+        exc_info = sys.exc_info()
+    if exc_info[0] is None:
+        return ""
+    return "".join(traceback.format_exception(*exc_info))
+
+
+class _Config:
+    def __init__(self, sinks: Sinks, render: Callable[[EventDict], str], threshold: int,
+                 phase_getter: PhaseGetter | None, clock: Callable[[], float]):
+        self.sinks = sinks
+        self.render = render
+        self.threshold = threshold
+        self.phase_getter = phase_getter
+        self.clock = clock
+
+    def phase(self) -> str:
+        try:
+            return self.phase_getter() if self.phase_getter else ""
+        except Exception:  # policy: a broken getter costs the field, not the event
+            return "?"
+
+
+_config = _Config(Sinks(sys.stderr, None), render_kv, LEVELS["info"], None, time.monotonic)
+_captured: list[EventDict] | None = None
+
+
+def _emit(name: str, level: str, event: str, fields: dict[str, Any]) -> None:
+    cfg = _config
+    if LEVELS[level] < cfg.threshold and _captured is None:
+        return
+    exc_info = fields.pop("exc_info", None)
+    ev: EventDict = {"t": cfg.clock(), "level": level, "phase": cfg.phase(), "logger": name,
+                     "event": event}
+    ev.update(fields)
+    if exc_info and (text := _format_exc(exc_info)):  # exception() outside an except: nothing
+        ev["exception"] = text
+    if _captured is not None:
+        _captured.append(ev)
+        return
+    try:
+        line = cfg.render(ev)
+    except Exception as exc:  # policy: a value that cannot be rendered costs the fields
+        line = render_kv({"t": ev["t"], "level": level, "phase": ev["phase"], "logger": name,
+                          "event": event, "render_error": repr(exc)})
+    cfg.sinks.write(level, line)
+
+
+class Logger:
+    """``log.info("event", key=value)``; ``exception()`` adds the current traceback."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def debug(self, event: str, **fields: Any) -> None:
+        _emit(self.name, "debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        _emit(self.name, "info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        _emit(self.name, "warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        _emit(self.name, "error", event, fields)
+
+    def critical(self, event: str, **fields: Any) -> None:
+        _emit(self.name, "critical", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        fields.setdefault("exc_info", True)
+        _emit(self.name, "error", event, fields)
+
+
+def get_logger(name: str) -> Logger:
+    """A logger for a module; it follows later ``configure()`` calls."""
+    return Logger(name)
+
+
+class capture:
+    """``with log.capture() as events:``: every event as a dict, all levels, nothing written."""
+
+    def __enter__(self) -> list[EventDict]:
+        global _captured
+        self.saved, _captured = _captured, []
+        return _captured
+
+    def __exit__(self, *exc: object) -> None:
+        global _captured
+        _captured = self.saved
+
+
 def configure(*, console: IO[str] | int | str | None = None, kmsg: str | int | None = None,
               json: bool = False, phase_getter: PhaseGetter | None = None,
               level: str = "info", clock: Callable[[], float] = time.monotonic) -> Sinks:
-    """Configure structlog for this process; safe to call again (reconfigures).
+    """Configure logging for this process; safe to call again (reconfigures).
 
     Helper daemons call ``configure()``: one line per event on stderr, which
-    their supervisor captures.
+    their supervisor captures (also the default of a process that never calls it).
 
     ``console``: a text stream, an fd, or a device path such as /dev/console
     (default: stderr). ``kmsg``: a path such as /dev/kmsg, an fd, or None.
     A path that cannot be opened is reported on the console and skipped.
     """
-    global _current
+    global _config
     if level not in LEVELS:
         raise ValueError(f"log level {level!r} is not one of {', '.join(LEVELS)}")
     problems, owned = [], []
@@ -148,33 +231,11 @@ def configure(*, console: IO[str] | int | str | None = None, kmsg: str | int | N
     elif isinstance(kmsg, int):
         kmsg_fd = kmsg
     sinks = Sinks(console, kmsg_fd, tuple(owned))
-    renderer = render_json if json else render_kv
-
-    def phase() -> str:
-        try:
-            return phase_getter() if phase_getter else ""
-        except Exception:  # policy: a broken getter costs the field, not the event
-            return "?"
-
-    def stamp(logger: Any, method: str, event_dict: Any) -> dict[str, Any]:
-        head = {"t": clock(), "level": _METHOD_LEVEL.get(method, method), "phase": phase(),
-                "logger": logger.name}
-        head.update(event_dict)
-        return head
-
-    def render(logger: Any, method: str, event_dict: Any) -> str:
-        return renderer(event_dict)
-
-    structlog.configure(
-        processors=[stamp, format_exc_info, render],
-        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=lambda *args: _SinkLogger(sinks, str(args[0]) if args else ""),
-        cache_logger_on_first_use=False,
-    )
-    if _current is not None:
-        _current.close()
-    _current = sinks
-    log = structlog.get_logger("log")
+    previous = _config.sinks
+    _config = _Config(sinks, render_json if json else render_kv, LEVELS[level], phase_getter,
+                      clock)
+    previous.close()
+    log = get_logger("log")
     for event, error in problems:
         log.warning(event, error=error)
     return sinks

@@ -19,9 +19,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("loop")
+log = get_logger("loop")
 
 Callback = Callable[..., Any]
 
@@ -121,6 +121,9 @@ class Loop:
         timer = Timer(when, next(self._seq), callback, args)
         heapq.heappush(self._timers, timer)
         return timer
+
+    def pending_timers(self) -> int:
+        return sum(1 for t in self._timers if not t.cancelled)
 
     # -- signals --------------------------------------------------------------
 

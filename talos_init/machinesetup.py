@@ -11,11 +11,10 @@ import json
 import sys
 from pathlib import Path
 
-import structlog
-
 from talos_init.hardening import apply_machine
+from talos_init.log import get_logger
 
-log = structlog.get_logger("hardening")
+log = get_logger("hardening")
 
 
 def main(argv: list[str] | None = None) -> int:

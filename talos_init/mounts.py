@@ -12,12 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from talos_init import syscalls
+from talos_init.log import get_logger
 from talos_init.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT
 
-log = structlog.get_logger("mounts")
+log = get_logger("mounts")
 
 
 @dataclass(frozen=True)

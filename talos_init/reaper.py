@@ -13,11 +13,10 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.loop import Loop
 
-log = structlog.get_logger("reaper")
+log = get_logger("reaper")
 
 
 @dataclass(frozen=True)

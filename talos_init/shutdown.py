@@ -28,14 +28,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
 from talos_init import proctree, syscalls
 from talos_init.events import EventLog
+from talos_init.log import get_logger
 from talos_init.loop import Loop
 from talos_init.reaper import Reaper
 
-log = structlog.get_logger("shutdown")
+log = get_logger("shutdown")
 
 REBOOT_COMMANDS = {
     "reboot": syscalls.RB_AUTOBOOT,

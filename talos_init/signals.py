@@ -12,11 +12,10 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.loop import Loop
 
-log = structlog.get_logger("signals")
+log = get_logger("signals")
 
 ACTIONS: dict[int, str] = {
     signal.SIGTERM: "reboot",

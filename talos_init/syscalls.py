@@ -1,4 +1,4 @@
-"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl.
+"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl, inotify.
 
 Thin ctypes wrappers over glibc, already loaded in the interpreter
 (``CDLL(None)``: no ``ctypes.util`` search, which costs 2 MiB). Every failure
@@ -40,6 +40,14 @@ CLONE_NEWCGROUP = 0x02000000
 
 PR_SET_CHILD_SUBREAPER = 36
 
+# inotify(7) masks.
+IN_ATTRIB = 0x00000004
+IN_CREATE = 0x00000100
+IN_MOVED_TO = 0x00000080
+IN_ONLYDIR = 0x01000000
+IN_ISDIR = 0x40000000
+IN_Q_OVERFLOW = 0x00004000
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_char_p]
@@ -48,6 +56,9 @@ _libc.reboot.argtypes = [ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
+_libc.inotify_init1.argtypes = [ctypes.c_int]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+_libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 def _b(value: str | os.PathLike[str] | None) -> bytes | None:
@@ -97,6 +108,25 @@ def set_child_subreaper(on: bool = True) -> None:
     """Orphans of our descendants are re-parented to us instead of to PID 1."""
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         _raise("prctl PR_SET_CHILD_SUBREAPER")
+
+
+def inotify_init() -> int:
+    """A non-blocking, close-on-exec inotify fd."""
+    fd = _libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        _raise("inotify_init1")
+    return fd
+
+
+def inotify_add_watch(fd: int, path: str | os.PathLike[str], mask: int) -> int:
+    wd = _libc.inotify_add_watch(fd, _b(path), mask)
+    if wd < 0:
+        _raise("inotify_add_watch", path)
+    return wd
+
+
+def inotify_rm_watch(fd: int, wd: int) -> None:
+    _libc.inotify_rm_watch(fd, wd)  # a watch already gone (its directory removed) is fine
 
 
 def sync() -> None:

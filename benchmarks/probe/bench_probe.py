@@ -187,12 +187,11 @@ def startup():
 
 def importtime():
     # The modules each process runs: PID 1's, and the daemons' __main__ (guarded, so not run).
-    # PID 1 as its entry point runs it: lean.apply() first (ssl blocked, asyncio deferred).
     for module in ("talos_init.init", "talos_init.networkd.__main__", "talos_init.userdata.__main__",
                    "talos_init.apid.__main__", "talos_init.devices"):
         code = f"import {module}"
         if module == "talos_init.init":
-            code = "from talos_init import lean; lean.apply(); import talos_init.service.supervisor; " + code
+            code = "import talos_init.service.supervisor; " + code
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, "-I", "-X", "importtime", "-c", code],
                               capture_output=True, text=True)

@@ -13,8 +13,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import structlog
-
 from talos_init import log as talos_log
 from talos_init import sdnotify
 from talos_init.apid import node_pki
@@ -22,9 +20,10 @@ from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
 from talos_init.apid.server import ApiServer, Limits, server_context
 from talos_init.control.client import ControlClient
+from talos_init.log import get_logger
 from talos_init.pki import PkiError
 
-log = structlog.get_logger("apid")
+log = get_logger("apid")
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from talos_init.apid import protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
+from talos_init.log import get_logger
 
-log = structlog.get_logger("apid")
+log = get_logger("apid")
 
 
 @dataclass(frozen=True)

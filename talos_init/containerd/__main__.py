@@ -13,17 +13,16 @@ import os
 import sys
 from pathlib import Path
 
-import structlog
-
 from talos_init.containerd.config import (
     ContainerdConfigError,
     Layout,
     install_default_cni,
     write_all,
 )
+from talos_init.log import get_logger
 from talos_init.toolpath import ensure_path
 
-log = structlog.get_logger("containerd")
+log = get_logger("containerd")
 DEFAULT_CNI = Path(__file__).resolve().parents[2] / "configs/cni/99-talos-init-default.conflist"
 # Where the image ships it. Named 99-: containerd uses the first conf by name, so any network
 # the cluster installs later (05-cilium, 10-flannel, 10-weave...) takes precedence.

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from talos_init.control import protocol
 from talos_init.control.protocol import ControlError
+from talos_init.log import get_logger
 from talos_init.loop import Loop, Timer
 
-log = structlog.get_logger("control")
+log = get_logger("control")
 
 UnaryHandler = Callable[[dict[str, Any]], Any]
 StreamHandler = Callable[[dict[str, Any], "Stream"], None]
@@ -90,6 +89,8 @@ class Stream:
             return
         self.closed = True
         self._conn.streams.pop(self.id, None)
+        if not self._conn.streams:
+            self._conn.arm_idle()  # the idle clock starts when the last stream ends
         callbacks, self._on_close = self._on_close, []
         for callback in callbacks:
             try:
@@ -112,6 +113,7 @@ class _Connection:
         self.closing = False  # flush what is queued, then close
         self.writing = False
         self.idle: Timer | None = None
+        self.last_active = 0.0
 
     # -- reading ---------------------------------------------------------------
 
@@ -133,7 +135,7 @@ class _Connection:
                 if len(self.inbuf) > self.server.limits.max_line:
                     self.refuse(protocol.TOO_LARGE,
                                 f"request longer than {self.server.limits.max_line} bytes")
-                return
+                break
             line = bytes(self.inbuf[:nl])
             del self.inbuf[:nl + 1]
             if len(line) > self.server.limits.max_line:
@@ -191,14 +193,25 @@ class _Connection:
     # -- lifetime --------------------------------------------------------------
 
     def arm_idle(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        if not self.closed:
-            self.idle = self.server.loop.call_later(self.server.limits.idle_timeout, self.on_idle)
+        """Called on activity. One timer per connection, moved on only when it fires (a busy
+        client must not fill the loop's heap with cancelled timers); none while a stream is
+        open: a follower waits on us, and a re-armed timer would wake PID 1 for nothing."""
+        loop = self.server.loop
+        self.last_active = loop.clock()
+        if self.streams or self.closed:
+            if self.idle is not None:
+                self.idle.cancel()
+                self.idle = None
+        elif self.idle is None:
+            self.idle = loop.call_later(self.server.limits.idle_timeout, self.on_idle)
 
     def on_idle(self) -> None:
-        if self.streams:
-            self.arm_idle()  # a follower waits on us, not the other way round
+        self.idle = None
+        if self.streams or self.closed:
+            return
+        left = self.last_active + self.server.limits.idle_timeout - self.server.loop.clock()
+        if left > 0:
+            self.idle = self.server.loop.call_later(left, self.on_idle)
         else:
             self.close("idle")
 

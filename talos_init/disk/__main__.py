@@ -13,12 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-import structlog
-
 from talos_init.disk.blockdev import DiskError
 from talos_init.disk.var import Layout, setup
+from talos_init.log import get_logger
 
-log = structlog.get_logger("disk")
+log = get_logger("disk")
 
 
 def main(argv: list[str] | None = None) -> int:

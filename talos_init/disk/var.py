@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pyudev
-import structlog
 
 from talos_init import mounts, syscalls
 from talos_init.disk import blockdev, gpt
 from talos_init.disk.blockdev import Disk, DiskError
 from talos_init.disk.plan import FSTYPE, LABEL, Action, decide, fsck_verdict
+from talos_init.log import get_logger
 from talos_init.toolpath import ToolMissing, tool
 
-log = structlog.get_logger("disk")
+log = get_logger("disk")
 
 VAR_FLAGS = syscalls.MS_NODEV | syscalls.MS_NOSUID | syscalls.MS_NOATIME
 # Directories the node services keep their state in (relative to /var), with modes.

@@ -15,12 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-import structlog
-
 from talos_init.kubelet.prep import IPAddress, KubeletPrepError, Layout, prepare, write_files
+from talos_init.log import get_logger
 from talos_init.toolpath import ensure_path
 
-log = structlog.get_logger("kubelet")
+log = get_logger("kubelet")
 EXIT_NO_KUBELET = 69
 
 

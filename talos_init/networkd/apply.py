@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pyroute2.netlink.exceptions import NetlinkError
 
+from talos_init.log import get_logger
 from talos_init.networkd.model import Bond, ConfigError, IPInterface, Route
 
-log = structlog.get_logger("networkd")
+log = get_logger("networkd")
 
 RTPROT_STATIC = 4
 RTPROT_DHCP = 16

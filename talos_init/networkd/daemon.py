@@ -20,12 +20,12 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import structlog
 from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.rtnl import RTMGRP_LINK
 
 from talos_init import cmdline as cmdline_mod
 from talos_init import sdnotify
+from talos_init.log import get_logger
 from talos_init.networkd import files, model
 from talos_init.networkd.apply import (
     RTPROT_DHCP,
@@ -42,7 +42,7 @@ from talos_init.networkd.links import Link, LinkTable
 from talos_init.networkd.model import ConfigError, NetworkPlan, Route
 from talos_init.networkd.watch import FileWatch
 
-log = structlog.get_logger("networkd")
+log = get_logger("networkd")
 
 DHCP_RESTART_DELAY = 5.0  # seconds before a DHCP client that stopped by itself is restarted
 

@@ -25,16 +25,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
 from pyroute2.dhcp import fsm
 from pyroute2.dhcp.client import AsyncDHCPClient, ClientConfig
 from pyroute2.dhcp.enums import dhcp
 from pyroute2.dhcp.hooks import Trigger, hook
 from pyroute2.dhcp.leases import JSONFileLease, Lease
 
+from talos_init.log import get_logger
 from talos_init.networkd.files import write_atomic
 
-log = structlog.get_logger("networkd")
+log = get_logger("networkd")
 logging.getLogger("pyroute2.dhcp").setLevel(logging.WARNING)  # our own lease events say it once
 
 REQUESTED = (

@@ -13,13 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.networkd.apply import dump
 from talos_init.networkd.ethtool import driver_info
 from talos_init.networkd.model import Selector
 
-log = structlog.get_logger("networkd")
+log = get_logger("networkd")
 
 IFF_UP = 0x1
 IFF_LOOPBACK = 0x8

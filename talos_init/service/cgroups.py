@@ -12,9 +12,9 @@ import os
 import signal
 from pathlib import Path
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("service")
+log = get_logger("service")
 
 CONTROLLERS = ("cpu", "memory", "pids", "io")
 

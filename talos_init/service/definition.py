@@ -5,6 +5,8 @@ One YAML (or JSON) mapping per file; the format is documented in
 naming the file and the field path; all of them are reported together, and
 nothing starts while any remains. Validation is pure: ``parse(data, source)``
 takes already-decoded data; ``load_file``/``load_directory`` only read files.
+``compile_directory`` turns the YAML sources into JSON at image build time,
+so PID 1 never imports yaml for its own definitions.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import ipaddress
 import re
 import signal as _signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -558,3 +560,35 @@ def load_directory(directory: Path, condition_kinds: set[str] | None = None) -> 
     if errors:
         raise InvalidDefinitions(errors)
     return definitions
+
+
+def compile_directory(directory: Path, condition_kinds: set[str] | None = None
+                      ) -> dict[str, bytes]:
+    """``{"<id>.json": bytes}`` for every definition in ``directory``, validated first.
+
+    Raises ``InvalidDefinitions`` with the same errors (file and field) as
+    ``load_directory``, and also when a compiled file would not load to the
+    same definition as its source.
+    """
+    import json
+
+    out: dict[str, bytes] = {}
+    errors: list[Any] = []
+    for definition in load_directory(directory, condition_kinds):
+        source = Path(definition.source)
+        data = _decode(source, source.read_text(encoding="utf-8"))
+        try:
+            text = json.dumps(data, indent=1, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            errors.append(DefinitionError(str(source), "", f"cannot be written as JSON: {exc}"))
+            continue
+        name = f"{source.stem}.json"
+        again, errs = parse(json.loads(text), str(source.with_name(name)), condition_kinds)
+        if errs or again is None or replace(again, source=definition.source) != definition:
+            errors.append(DefinitionError(str(source), "", "its JSON form loads differently "
+                                          f"({'; '.join(map(str, errs)) or 'values differ'})"))
+            continue
+        out[name] = text.encode() + b"\n"
+    if errors:
+        raise InvalidDefinitions(errors)
+    return out

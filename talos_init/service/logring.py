@@ -14,9 +14,9 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("service")
+log = get_logger("service")
 
 Follower = Callable[[str], None]
 FILE_LIMIT = 16 * 1024 * 1024  # then <id>.log becomes <id>.log.1

@@ -15,11 +15,10 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.loop import Loop
 
-log = structlog.get_logger("service")
+log = get_logger("service")
 
 MAX_MESSAGE = 4096
 _UCRED = struct.Struct("iII")  # pid, uid, gid

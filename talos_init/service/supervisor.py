@@ -41,9 +41,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from talos_init.events import EventLog
+from talos_init.log import get_logger
 from talos_init.loop import Loop, Timer
 from talos_init.paths import Paths
 from talos_init.reaper import ExitStatus, Reaper
@@ -58,7 +57,7 @@ from talos_init.service.probes import Prober
 from talos_init.service.spawn import SpawnError, SpawnRequest, spawn
 from talos_init.service.state import ACTIVE
 
-log = structlog.get_logger("service")
+log = get_logger("service")
 
 BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 

@@ -21,10 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import structlog
-
 from talos_init import cmdline as cmdline_mod
+from talos_init import log as tlog
 from talos_init import sdnotify
+from talos_init.log import get_logger
 from talos_init.paths import Paths
 from talos_init.userdata import store, validate
 from talos_init.userdata.fetch import (
@@ -36,33 +36,12 @@ from talos_init.userdata.fetch import (
 )
 from talos_init.userdata.model import load_effective
 
-log = structlog.get_logger("userdata")
+log = get_logger("userdata")
 
 EXIT_OK = 0
 EXIT_USAGE = 2
 APPLY_POLL = 1.0  # seconds between looks for a config written by apply-config
 RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or an invalid config
-
-
-def configure_logging() -> None:
-    """The shared setup once ``talos_init.log`` has landed; until then (or if it fails) our own."""
-    try:
-        from talos_init import log as tlog  # type: ignore[attr-defined]
-
-        tlog.configure()  # stderr, which the supervisor captures
-        return
-    except Exception as e:  # noqa: BLE001 -- a logging setup problem must not stop the config fetch
-        problem = e
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    if not isinstance(problem, ImportError):  # not landed yet is expected; anything else is a bug
-        log.warning("shared_logging_setup_failed", error=repr(problem))
 
 
 class Console:
@@ -232,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between rounds after a failure (default 15 30)",
     )
     args = parser.parse_args(argv)
-    configure_logging()
+    tlog.configure()  # stderr, which the supervisor captures
     paths = Paths(args.root)
     root_is_host = args.root == Path("/")
     kmsg = paths.at("/dev/kmsg")

@@ -24,9 +24,9 @@ from datetime import UTC
 from pathlib import Path
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
-import structlog
+from talos_init.log import get_logger
 
-log = structlog.get_logger("userdata")
+log = get_logger("userdata")
 
 MAX_BYTES = 1 << 20
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -36,7 +36,7 @@ def test_probe_ran_without_error(probe_vm):
 
 
 def test_interpreter_stdlib_and_dependencies_import_as_pid1(probe_vm):
-    """python3.11 imports psutil, pyroute2, pyudev, yaml (with libyaml) and structlog inside the image."""
+    """python3.11 imports psutil, pyroute2, pyudev and yaml (with libyaml) inside the image."""
     detail = probe_line(probe_vm, "imports")
     assert detail.startswith("ok ") and "libyaml=True" in detail
 

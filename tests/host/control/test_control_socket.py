@@ -189,3 +189,44 @@ def test_events_follow_an_event_log(make_server, loop_thread):
     assert (item["name"], item["state"], item["reason"]) == ("apid", "running", "started")
     assert [e["name"] for e in client.call("timeline", rid=2)["result"]] == ["mounts", "udevd", "apid"]
     client.close()
+
+
+def test_an_open_follow_stream_costs_no_wake_ups_and_idle_counts_from_its_end(make_server,
+                                                                              loop_thread):
+    """While a stream follows, no idle timer wakes the loop; once it ends, the idle timeout
+    closes the connection."""
+    followers = []
+
+    @stream_handler
+    def events(params, stream):
+        followers.append(stream)
+
+    server = make_server(Limits(idle_timeout=0.2), events=events)
+    client = LineClient(server.path)
+    client.send({"v": 1, "id": 1, "method": "events", "params": {"follow": True}})
+    deadline = time.monotonic() + 10
+    while not loop_thread.run(lambda: list(followers)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = loop_thread.run(lambda: loop_thread.loop.wakeups)
+    time.sleep(1.0)  # five idle timeouts
+    # The two calls into the loop thread (this one and the one above) wake it once each.
+    assert loop_thread.run(lambda: loop_thread.loop.wakeups) - before == 1
+    loop_thread.run(lambda: followers[0].end())
+    assert client.recv() == {"v": 1, "id": 1, "end": True}
+    assert client.recv() is None  # closed 0.2 s after the stream ended
+    client.close()
+
+
+def test_idle_counts_from_the_last_request_and_busy_clients_add_no_timers(make_server,
+                                                                          loop_thread):
+    """A client asking every 0.1 s outlives a 0.3 s idle timeout; 200 calls leave one timer."""
+    server = make_server(Limits(idle_timeout=0.3), ok=lambda p: "ok")
+    client = LineClient(server.path)
+    for n in range(10):
+        assert client.call("ok", rid=n)["result"] == "ok"
+        time.sleep(0.1)
+    for n in range(200):
+        client.call("ok", rid=n)
+    assert loop_thread.run(lambda: len(loop_thread.loop._timers)) <= 2
+    assert client.recv() is None  # then idle: closed
+    client.close()

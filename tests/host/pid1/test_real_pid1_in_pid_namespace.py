@@ -29,8 +29,6 @@ PID1 = r"""
 import os, sys
 assert os.getpid() == 1, "refusing: real PID 1 mode outside a fresh pid namespace"
 sys.path.insert(0, sys.argv[1])
-from talos_init import lean
-lean.apply()
 from talos_init.init import Init, InitConfig
 from talos_init.mounts import EARLY_MOUNTS
 

@@ -7,8 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import structlog
 
+from talos_init import log
 from tests.host.service.conftest import alive
 
 
@@ -48,7 +48,7 @@ while True:
     time.sleep(1)
 """, readiness={"notify": True}, stop={"timeout": 0.3},
         confinement={"cgroup": "talos", "memory_max": "64Mi"})
-    with structlog.testing.capture_logs() as logs:
+    with log.capture() as logs:
         sup = h.supervise([d], cgroup_root=cgroup2)
         h.wait_state("svc", "ready")
     escaped = int(pidfile.read_text())

@@ -1,8 +1,10 @@
 """Finding the power button in sysfs and reading its presses from input events."""
 
+import os
 import struct
 
 from talos_init import powerbutton
+from talos_init.loop import Loop
 from talos_init.powerbutton import EV_KEY, INPUT_EVENT, KEY_POWER
 
 EV_SYN = 0
@@ -40,3 +42,59 @@ def test_only_presses_count():
             + _event(EV_KEY, KEY_POWER, 0) + _event(EV_KEY, 30, 1))
     assert powerbutton.presses(data) == 1
     assert powerbutton.presses(data[:-3]) == 1  # a torn trailing event is ignored
+
+
+def _sysfs_button(sys_class_input, name):
+    caps = sys_class_input / name / "device" / "capabilities"
+    caps.mkdir(parents=True)
+    (caps / "key").write_text("10000000000000 0\n")
+
+
+def _device_node(dev_input, name):
+    """A FIFO standing in for /dev/input/eventN; the returned fd writes events into it."""
+    os.mkfifo(dev_input / name)
+    return os.open(dev_input / name, os.O_RDWR | os.O_NONBLOCK)
+
+
+def test_a_button_appearing_after_start_is_found_through_its_dev_node(tmp_path):
+    """No /dev/input at start; the node appearing later (the button module loaded by coldplug)
+    is watched, and a press on it asks for a power-off."""
+    sysfs, dev_input = tmp_path / "sys", tmp_path / "dev" / "input"
+    sysfs.mkdir()
+    dev_input.parent.mkdir()
+    loop, pressed = Loop(), []
+    button = powerbutton.PowerButton(loop, lambda: pressed.append(1), sysfs, dev_input)
+    button.start()
+    try:
+        assert button.fds == {} and button.not_found is not None
+        dev_input.mkdir()
+        _sysfs_button(sysfs, "event2")
+        writer = _device_node(dev_input, "event2")
+        assert loop.run_until(lambda: "event2" in button.fds, timeout=5)
+        assert button.not_found is None  # the "not found" warning is called off
+        os.write(writer, _event(EV_KEY, KEY_POWER, 1))
+        assert loop.run_until(lambda: pressed, timeout=5)
+        os.close(writer)
+    finally:
+        button.close()
+        loop.close()
+
+
+def test_a_watched_button_costs_no_loop_wake_ups_while_idle(tmp_path):
+    """Once started, nothing wakes the loop until a device appears or a key is pressed."""
+    sysfs, dev_input = tmp_path / "sys", tmp_path / "dev" / "input"
+    dev_input.mkdir(parents=True)
+    _sysfs_button(sysfs, "event0")
+    writer = _device_node(dev_input, "event0")
+    loop = Loop()
+    button = powerbutton.PowerButton(loop, lambda: None, sysfs, dev_input)
+    button.start()
+    try:
+        assert list(button.fds) == ["event0"]
+        before = loop.wakeups
+        assert not loop.run_until(lambda: False, timeout=3.5)
+        assert loop.wakeups - before == 1  # run_until's own deadline, nothing else
+    finally:
+        os.close(writer)
+        button.close()
+        loop.close()

@@ -1,0 +1,54 @@
+"""What PID 1 imports at start: no asyncio, ssl, yaml or stdlib logging, and one logging stack.
+
+Each module PID 1 imports costs Rss and, under TCG, start-up time
+(docs/for-devs/performance.md). These are the ones it has no use for.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from talos_init.service.definition import compile_directory
+
+REPO = Path(__file__).resolve().parents[3]
+UNWANTED = ("asyncio", "ssl", "yaml", "logging", "structlog", "traceback", "argparse")
+
+CODE = """
+import json, sys
+from pathlib import Path
+import talos_init.init, talos_init.service.supervisor
+from talos_init.service.definition import load_directory
+load_directory(Path(sys.argv[1]))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def pid1_modules(services: Path) -> set[str]:
+    out = subprocess.run([sys.executable, "-I", "-c", CODE, str(services)], capture_output=True,
+                         text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+def test_pid1_start_imports_none_of_the_unwanted_modules(tmp_path):
+    """init, the supervisor and the compiled definitions load without the unwanted modules."""
+    for name, data in compile_directory(REPO / "services").items():
+        (tmp_path / name).write_bytes(data)
+    loaded = pid1_modules(tmp_path)
+    assert "talos_init.service.definition" in loaded
+    assert [m for m in UNWANTED if m in loaded] == []
+
+
+def test_yaml_definitions_still_load_and_are_what_pulls_yaml_in():
+    """The YAML sources load too (overlays, tests): the check above would see yaml if it came."""
+    assert "yaml" in pid1_modules(REPO / "services")
+
+
+def test_one_logging_stack():
+    """No module of the node imports structlog: talos_init.log is the one logging stack."""
+    offenders = []
+    for f in sorted((REPO / "talos_init").rglob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if line.strip().startswith(("import structlog", "from structlog")):
+                offenders.append(f"{f.relative_to(REPO)}:{n}")
+    assert offenders == []
