@@ -13,6 +13,7 @@ from talos_init.containerd.grpc import GrpcError, decode, field  # noqa: F401  (
 from talos_init.containerd.grpc import get_int as _int
 from talos_init.containerd.grpc import get_str as _str
 
+MAX_RESPONSE = grpc.MAX_MESSAGE  # kept for callers of the old module
 TASK_STATUS = {0: "unknown", 1: "created", 2: "running", 3: "stopped", 4: "paused", 5: "pausing"}
 
 
