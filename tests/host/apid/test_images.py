@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,3 +105,37 @@ def test_upload_over_the_size_limit_is_refused_early(node, containerd, hello, tm
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_client_that_vanishes_mid_upload_leaves_nothing_behind(node, containerd, hello):
+    """The upload stops halfway (client gone): apid aborts the import, deletes its lease, and
+    goes on serving; no image and no ingest is left."""
+    from talos_init.containerd.grpc import decode
+    from talos_init.osctl.client import Client, load_context
+
+    archive = tar_bytes(members("example.local/gone:1", hello.read_bytes(), compress=False,
+                                extra={"pad": bytes(range(256)) * (16 << 12)}))
+
+    def chunks():
+        for i in range(0, len(archive) // 2, 1 << 16):
+            yield archive[i:i + (1 << 16)]
+        raise KeyboardInterrupt  # the user pressed Ctrl-C
+
+    client = Client(load_context(node.osctlconfig("admin", ["os:admin"]), None))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.upload(node.target, "image.import", {}, chunks())
+    finally:
+        client.close()
+    deadline = time.monotonic() + 30
+    while True:
+        leases = decode(containerd.call("/containerd.services.leases.v1.Leases/List", b"", "k8s.io"))
+        ingests = decode(containerd.call("/containerd.services.content.v1.Content/ListStatuses", b"",
+                                         "k8s.io"))
+        if not leases.get(1) and not ingests.get(1) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not leases.get(1) and not ingests.get(1), (leases, ingests)
+    r = node.osctl(node.osctlconfig("reader", ["os:reader"]), "-o", "json", "image", "list")
+    assert r.returncode == 0 and json.loads(r.stdout) == [], r.stdout + r.stderr
+    assert "api_upload_failed" in (node.tmp / "apid.log").read_text()

@@ -112,3 +112,23 @@ def test_large_layer_streams_in_bounded_chunks(containerd, binary):
           f"({len(archive) / 2**20 / elapsed:.1f} MiB/s), python peak {peak / 2**20:.1f} MiB")
     assert got["layers"] == 1
     assert peak < 16 << 20  # the whole 40 MiB is never held (tracemalloc counts our allocations)
+
+
+def test_the_kubelets_cri_sees_the_imported_image(containerd, binary):
+    """CRI's ImageService (what the kubelet asks) reports the image by name, id = config digest,
+    and calls it unpacked enough to report a size."""
+    imp = importer(containerd)
+    (got,) = imp.import_archive(io.BytesIO(tar_bytes(members("example.local/cri:1", binary))))
+    spec = field(1, field(1, "example.local/cri:1"))  # ImageStatusRequest{image: ImageSpec{image}}
+    deadline = time.monotonic() + 20
+    image: dict = {}
+    while time.monotonic() < deadline:  # CRI learns of new images from containerd's events
+        reply = decode(imp.client.call("/runtime.v1.ImageService/ImageStatus", spec, NAMESPACE))
+        if reply.get(1):
+            image = decode(reply[1][-1])
+            break
+        time.sleep(0.2)
+    assert image, "CRI never reported the image"
+    assert get_str(image, 1) == got["config"]
+    assert [t.decode() for t in image.get(2, [])] == ["example.local/cri:1"]
+    assert image.get(4, [0])[-1] > 0  # size
