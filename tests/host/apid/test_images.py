@@ -48,6 +48,8 @@ def test_admin_imports_both_formats_and_a_reader_lists_them(node, containerd, he
 
     r = node.osctl(reader, "image", "import", str(oci))
     assert r.returncode == 1 and "image.import needs role os:admin" in r.stderr, r.stderr
+    r = node.osctl(admin, "image", "import", str(tmp_path / "absent.tar"))
+    assert r.returncode == 1 and "absent.tar: No such file or directory" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("case,expect", [

@@ -249,3 +249,24 @@ def test_an_index_without_our_platform_lists_what_it_has():
     files = members("example.local/app:1", BINARY)
     inner = nested(files, "arm64")
     refused(tar_bytes(files), rf"no linux/amd64 image in index {inner} \(platforms: linux/arm64\)")
+
+
+@pytest.mark.parametrize("named_index", [True, False])
+def test_docker_25_archives_carry_both_layouts(named_index):
+    """Newer docker save writes an OCI layout plus manifest.json over the same blobs: the named
+    index wins; an unnamed one falls back to manifest.json's RepoTags."""
+    files = members("docker.io/library/both:1", BINARY, compress=False)
+    config = blob_key(files, b"rootfs")
+    layer = blob_key(files, BINARY[:40])
+    files["manifest.json"] = json.dumps([{"Config": config, "RepoTags": ["both:1"],
+                                          "Layers": [layer]}]).encode()
+    if not named_index:
+        index = json.loads(files["index.json"])
+        del index["manifests"][0]["annotations"]
+        files["index.json"] = json.dumps(index).encode()
+    p, _ = run(files)
+    (name, target), = p.images.items()
+    assert name == "docker.io/library/both:1"
+    assert p.format == ("oci" if named_index else "docker")
+    assert p.unpack[target.digest].layers[0].digest == sha256(files[layer])
+    assert bool(p.new_blobs) is not named_index
