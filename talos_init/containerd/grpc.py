@@ -156,10 +156,13 @@ class Call:
 
     def recv(self) -> bytes | None:
         """The next message, or None once the call has ended well (GrpcError if not)."""
-        st = self._conn._streams[self.id]
+        st = self._conn._streams.get(self.id)
+        if st is None:
+            return None  # ended and reported already
         while not st.messages:
             if st.ended:
-                self._conn._check_status(self.id, self.method)
+                del self._conn._streams[self.id]  # the call is over: forget it
+                _check_status(st)
                 return None
             self._conn._pump()
         return st.messages.popleft()
@@ -173,7 +176,8 @@ class Call:
         return rest
 
     def cancel(self) -> None:
-        self._conn._reset(self.id)
+        if self._conn._streams.pop(self.id, None) is not None:
+            self._conn._reset(self.id)
 
 
 class Connection:
@@ -233,9 +237,7 @@ class Connection:
             while (msg := call.recv()) is not None:
                 yield msg
         finally:
-            if not self._streams[call.id].ended:
-                call.cancel()
-            self._streams.pop(call.id, None)
+            call.cancel()  # a no-op once the call has ended
 
     # -- HTTP/2 plumbing -----------------------------------------------------------------
 
@@ -247,9 +249,10 @@ class Connection:
     def _send(self, sid: int, data: bytes, end: bool) -> None:
         view = memoryview(data)
         while True:
-            st = self._streams[sid]
-            if st.ended:  # containerd answered early (an error): its status says why
-                self._check_status(sid, "")
+            st = self._streams.get(sid)
+            if st is None or st.ended:  # containerd answered early (an error): its status says why
+                if st is not None:
+                    _check_status(st)
                 raise GrpcError(UNKNOWN, "containerd ended the call before the request was sent")
             window = self.h2.local_flow_control_window(sid)
             if view and window <= 0:
@@ -314,11 +317,12 @@ class Connection:
             st.messages.append(bytes(st.buffer[5:5 + length]))
             del st.buffer[:5 + length]
 
-    def _check_status(self, sid: int, method: str) -> None:
-        headers = self._streams[sid].headers
-        status = int(headers.get("grpc-status", str(UNKNOWN)))
-        if status != OK:
-            raise GrpcError(status, headers.get("grpc-message", "no message"))
+
+
+def _check_status(st: _Stream) -> None:
+    status = int(st.headers.get("grpc-status", str(UNKNOWN)))
+    if status != OK:
+        raise GrpcError(status, st.headers.get("grpc-message", "no message"))
 
 
 @dataclass
