@@ -13,6 +13,7 @@ Every error names the file or digest at fault.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import posixpath
 import re
@@ -97,14 +98,11 @@ class Member:
         self.name, self.size, self.expected = name, size, expected
         self._chunks = chunks
         self.digest: str | None = None
-        self.head = b""  # the first bytes: compression magic
 
     def __iter__(self) -> Iterator[bytes]:
         h = hashlib.sha256()
         got = 0
         for chunk in self._chunks:
-            if not self.head:
-                self.head = chunk[:4]
             h.update(chunk)
             got += len(chunk)
             yield chunk
@@ -200,7 +198,7 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
             f = tar.extractfile(info)
             assert f is not None
             if info.size <= META_MAX:
-                data = b"".join(_chunks(f, name, info.size))
+                data = first = b"".join(_chunks(f, name, info.size))
                 chunks: Iterator[bytes] = iter([data])
                 if data.lstrip()[:1] in (b"{", b"["):
                     kept += len(data)
@@ -211,7 +209,9 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
                         archive.json[name] = data
             else:
                 data = b""
-                chunks = _chunks(f, name, info.size)
+                rest = _chunks(f, name, info.size)
+                first = next(rest, b"")  # its magic says gzip or not, even if the sink skips it
+                chunks = itertools.chain([first], rest)
             if name in METADATA:
                 if name not in archive.json:
                     raise ArchiveError(f"{name}: not JSON, or over {META_MAX >> 20} MiB")
@@ -223,7 +223,7 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
             if member.digest is None:
                 raise ArchiveError(f"{name}: not stored and not named by digest")
             archive.files[name] = Descriptor("", member.digest, info.size)
-            archive.heads[name] = member.head or data[:4]
+            archive.heads[name] = first[:4]
             archive.digests[member.digest] = info.size
             if data and data.lstrip()[:1] in (b"{", b"["):
                 archive.json[member.digest] = data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -270,3 +271,18 @@ def test_docker_25_archives_carry_both_layouts(named_index):
     assert p.format == ("oci" if named_index else "docker")
     assert p.unpack[target.digest].layers[0].digest == sha256(files[layer])
     assert bool(p.new_blobs) is not named_index
+
+
+def test_a_gzip_layer_the_store_already_has_keeps_its_media_type():
+    """docker save with a gzip layer at a blob path: skipped by the sink, still typed gzip."""
+    files = members("example.local/gz:1", BINARY + os.urandom(5 * CHUNK), compress=True)
+    config, layer = blob_key(files, b"rootfs"), blob_key(files, b"\x1f\x8b")
+    files["manifest.json"] = json.dumps([{"Config": config, "RepoTags": ["gz:1"],
+                                          "Layers": [layer]}]).encode()
+    index = json.loads(files["index.json"])
+    del index["manifests"][0]["annotations"]
+    files["index.json"] = json.dumps(index).encode()
+    p, sink = run(files, DictSink(have={sha256(files[layer])}))
+    (target,) = p.images.values()
+    assert p.unpack[target.digest].layers[0].media_type == DOCKER_LAYER_GZIP
+    assert sha256(files[layer]) not in sink.blobs
