@@ -132,3 +132,14 @@ def test_the_kubelets_cri_sees_the_imported_image(containerd, binary):
     assert get_str(image, 1) == got["config"]
     assert [t.decode() for t in image.get(2, [])] == ["example.local/cri:1"]
     assert image.get(4, [0])[-1] > 0  # size
+
+
+def test_a_new_archive_under_the_same_name_moves_the_image(containerd, binary):
+    """Importing another image with a name that exists points the name at the new manifest."""
+    imp = importer(containerd)
+    (old,) = imp.import_archive(io.BytesIO(tar_bytes(members("example.local/moving:1", binary))))
+    (new,) = imp.import_archive(io.BytesIO(tar_bytes(
+        members("example.local/moving:1", binary, extra={"version": b"2"}))))
+    assert old["digest"] != new["digest"]
+    assert [(r["name"], r["digest"]) for r in imp.list()] == [("example.local/moving:1",
+                                                                new["digest"])]
