@@ -19,7 +19,7 @@ from talos_init.apid import protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
-from talos_init.apid.upload import UploadBody
+from talos_init.apid.upload import UploadBody, discard
 
 log = structlog.get_logger("apid")
 
@@ -135,11 +135,14 @@ class ApiServer:
         except ValueError:
             await tls.write(protocol.error(
                 protocol.TOO_LARGE, f"request larger than {self.limits.max_request} bytes"))
+            await discard(tls, self.limits.drain_timeout)  # the rest of that line is on its way
             return
         if not line:
             return
+        upload = False
         try:
             method, params = protocol.parse_request(line)
+            upload = protocol.METHODS[method].upload
             roles = roles_of(peercert)
             allowed = protocol.roles_allowed(method)
             if not roles & allowed:
@@ -160,6 +163,8 @@ class ApiServer:
             if e.code == protocol.PERMISSION_DENIED:
                 log.warning("api_call_refused", peer=peer, client=who, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
+            if upload:  # refused before reading it: the upload is still coming
+                await discard(tls, self.limits.drain_timeout)
         except asyncio.TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
 
@@ -202,7 +207,7 @@ class ApiServer:
         except ApiError as e:
             log.warning("api_upload_failed", method=method, received=body.total, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
-            await body.discard(self.limits.drain_timeout)
+            await discard(tls, self.limits.drain_timeout)
         finally:
             self._uploads -= 1
 

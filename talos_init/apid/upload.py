@@ -61,15 +61,6 @@ class UploadBody:
         except (ApiError, TimeoutError, ConnectionError, OSError):
             pass
 
-    async def discard(self, timeout: float) -> None:
-        """After a refusal: drop whatever still comes until the client hangs up (it stops
-        sending once it sees our reply), so closing does not reset the reply away."""
-        try:
-            async with asyncio.timeout(timeout):
-                while await self._tls.read(65536):
-                    pass
-        except (TimeoutError, ConnectionError, OSError):
-            pass
 
 
 class SyncReader:
@@ -95,3 +86,14 @@ class SyncReader:
             out += self._buf[self._pos:self._pos + take]
             self._pos += take
         return bytes(out)
+
+
+async def discard(tls: TlsConnection, timeout: float) -> None:
+    """After a refusal the client may still be sending: drop what comes until it hangs up
+    (osctl stops once it sees our reply), so closing does not reset the reply away."""
+    try:
+        async with asyncio.timeout(timeout):
+            while await tls.read(65536):
+                pass
+    except (TimeoutError, ConnectionError, OSError):
+        pass

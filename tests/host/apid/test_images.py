@@ -46,7 +46,11 @@ def test_admin_imports_both_formats_and_a_reader_lists_them(node, containerd, he
     assert header.split() == ["NAME", "DIGEST", "SIZE", "PLATFORMS", "CREATED"]
     assert lines[1].split()[0] == "example.local/talos/hello:1", r.stdout
 
-    r = node.osctl(reader, "image", "import", str(oci))
+    # Refused at the request line while 16 MiB are still on their way: the reply must win.
+    big = tmp_path / "big.tar"
+    big.write_bytes(tar_bytes(members("example.local/big:1", hello.read_bytes(),
+                                      extra={"pad": b"\1" * (16 << 20)}, compress=False)))
+    r = node.osctl(reader, "image", "import", str(big))
     assert r.returncode == 1 and "image.import needs role os:admin" in r.stderr, r.stderr
     r = node.osctl(admin, "image", "import", str(tmp_path / "absent.tar"))
     assert r.returncode == 1 and "absent.tar: No such file or directory" in r.stderr, r.stderr
