@@ -17,6 +17,7 @@ from talos_init.apid import protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
+from talos_init.apid.upload import UploadBody, discard
 from talos_init.log import get_logger
 
 log = get_logger("apid")
@@ -31,6 +32,11 @@ class Limits:
     request_timeout: float = 10.0  # from handshake done to a complete request line
     write_timeout: float = 30.0  # a client that stops reading is dropped after this
     call_timeout: float = 60.0  # unary calls
+    max_uploads: int = 2  # image imports at once
+    max_upload: int = 4 << 30  # bytes in one upload
+    upload_idle_timeout: float = 60.0  # an upload with no byte for this long is dropped
+    upload_timeout: float = 3600.0  # the whole import, unpacking included
+    drain_timeout: float = 10.0  # after a refusal, how long we read on so the client sees it
 
 
 def server_context(cert_file: str, key_file: str, ca_pem: str) -> ssl.SSLContext:
@@ -70,6 +76,7 @@ class ApiServer:
         self.limits = limits
         self.connections = 0
         self._streams = 0
+        self._uploads = 0
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
@@ -127,11 +134,14 @@ class ApiServer:
         except ValueError:
             await tls.write(protocol.error(
                 protocol.TOO_LARGE, f"request larger than {self.limits.max_request} bytes"))
+            await discard(tls, self.limits.drain_timeout)  # the rest of that line is on its way
             return
         if not line:
             return
+        upload = False
         try:
             method, params = protocol.parse_request(line)
+            upload = protocol.METHODS[method].upload
             roles = roles_of(peercert)
             allowed = protocol.roles_allowed(method)
             if not roles & allowed:
@@ -140,7 +150,9 @@ class ApiServer:
                 raise ApiError(protocol.PERMISSION_DENIED,
                                f"{method} needs role {need}; your certificate ({who}) has {have}")
             log.info("api_call", peer=peer, client=who, method=method)
-            if protocol.METHODS[method].stream:
+            if protocol.METHODS[method].upload:
+                await self._upload(tls, method, params)
+            elif protocol.METHODS[method].stream:
                 await self._stream(tls, method, params)
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
@@ -150,6 +162,8 @@ class ApiServer:
             if e.code == protocol.PERMISSION_DENIED:
                 log.warning("api_call_refused", peer=peer, client=who, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
+            if upload:  # refused before reading it: the upload is still coming
+                await discard(tls, self.limits.drain_timeout)
         except asyncio.TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
 
@@ -172,6 +186,29 @@ class ApiServer:
                 task.cancel()
             await asyncio.gather(pump, gone, return_exceptions=True)
             await items.aclose()  # type: ignore[attr-defined]
+
+    async def _upload(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
+        if self._uploads >= self.limits.max_uploads:
+            raise ApiError(protocol.OVERLOADED, f"{self.limits.max_uploads} uploads already "
+                                                "running on this node; try again later")
+        self._uploads += 1
+        body = UploadBody(tls, max_total=self.limits.max_upload,
+                          idle_timeout=self.limits.upload_idle_timeout)
+        try:
+            try:
+                result = await asyncio.wait_for(self.calls.uploads[method](params, body),
+                                                self.limits.upload_timeout)
+            except asyncio.TimeoutError:
+                raise ApiError(protocol.TIMEOUT, f"{method} took over "
+                                                 f"{self.limits.upload_timeout:g}s") from None
+            await body.drain(self.limits.drain_timeout)  # tar padding after the archive's end
+            await tls.write(protocol.encode({"result": result}))
+        except ApiError as e:
+            log.warning("api_upload_failed", method=method, received=body.total, reason=e.message)
+            await tls.write(protocol.error(e.code, e.message))
+            await discard(tls, self.limits.drain_timeout)
+        finally:
+            self._uploads -= 1
 
     async def _pump(self, tls: TlsConnection, items: AsyncIterator[Any]) -> None:
         async for item in items:

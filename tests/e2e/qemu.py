@@ -207,9 +207,12 @@ class VM:
         """Wait for QEMU to exit on its own (power-off inside the guest)."""
         assert self._proc is not None
         try:
-            return self._proc.wait(timeout=timeout)
+            code = self._proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise VMError(f"QEMU still running {timeout:.0f}s after it was asked to power off") from None
+        if self._reader is not None:
+            self._reader.join(timeout=10)  # the console's last lines may still be in the pipe
+        return code
 
     # ---- the monitor -----------------------------------------------------------------
 
