@@ -9,6 +9,7 @@ file, and finds the file the pod wrote through its hostPath volume.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,8 @@ import time
 
 import pytest
 
+from talos_init.apid import crilog
+from talos_init.apid.calls import Calls
 from talos_init.apid.containerd import Client, decode, field
 from talos_init.containerd.config import SANDBOX_IMAGE
 from talos_init.containerd.images import Ctr
@@ -27,6 +30,30 @@ from tests.host.kubelet.conftest import STANDIN
 from tests.podprograms import APP_C, PAUSE_C, compile_static
 
 APP_IMAGE = "example.local/talos-init/pod-app:1"
+
+
+async def collect(items, log=None) -> list[dict]:
+    """All items of a finite stream; with ``log``, append two records (one split in P+F) and
+    stop after the two messages they make."""
+    out = []
+    if log is not None:
+        async def append():
+            await asyncio.sleep(1)
+            with open(log, "ab") as f:
+                f.write(b"2026-01-01T00:00:00.000000000Z stdout F appended one\n"
+                        b"2026-01-01T00:00:00.100000000Z stdout P appended \n")
+                f.flush()
+                await asyncio.sleep(0.7)
+                f.write(b"2026-01-01T00:00:00.200000000Z stdout F two\n")
+        task = asyncio.create_task(append())
+    async with asyncio.timeout(20):
+        async for item in items:
+            out.append(item)
+            if log is not None and len(out) == 2:
+                break
+    if log is not None:
+        await task
+    return out
 
 
 def free_port() -> int:
@@ -130,6 +157,19 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
         assert [line.split(" ", 3)[1:] for line in lines if "stdout" in line] == [
             ["stdout", "F", f"pod line {i}"] for i in range(3)], lines
         assert any(line.endswith("stderr F pod stderr hi from the manifest") for line in lines)
+
+        # apid finds the log file through CRI's metadata and reads it as osctl logs -k asks.
+        assert crilog.log_path(Client(str(containerd)), cid) == str(log)
+        calls = Calls(control=None, containerd_socket=containerd)  # type: ignore[arg-type]
+        got = asyncio.run(collect(calls.logs({"id": "web-node1/app", "kubernetes": True})))
+        assert [(m["stream"], m["line"]) for m in got] == [
+            ("stdout", "pod line 0"), ("stdout", "pod line 1"), ("stdout", "pod line 2"),
+            ("stderr", "pod stderr hi from the manifest")], got
+        got = asyncio.run(collect(calls.logs({"id": cid[:12], "kubernetes": True, "tail": 1})))
+        assert [m["line"] for m in got] == ["pod stderr hi from the manifest"]
+        followed = asyncio.run(collect(
+            calls.logs({"id": cid, "kubernetes": True, "tail": 0, "follow": True}), log=log))
+        assert [m["line"] for m in followed] == ["appended one", "appended two"], followed
 
         # A second pass finds the pod running and leaves it alone.
         time.sleep(2.5)
