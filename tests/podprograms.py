@@ -2,12 +2,10 @@
 
 APP_C prints numbered lines to stdout, one to stderr and $GREETING, writes a file
 (argv[1]) through a hostPath mount, then sleeps; PAUSE_C is a pod sandbox's pause.
+tests.ociimage builds them into images.
 """
 
 from __future__ import annotations
-
-import subprocess
-from pathlib import Path
 
 APP_C = r"""
 #include <stdio.h>
@@ -33,12 +31,3 @@ PAUSE_C = r"""
 #include <unistd.h>
 int main(void) { for (;;) pause(); }
 """
-
-
-def compile_static(source: str, out: Path) -> bytes:
-    """gcc -static of one C source; returns the binary's bytes."""
-    src = out.with_suffix(".c")
-    src.write_text(source)
-    subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(out), str(src)], check=True,
-                   capture_output=True)
-    return out.read_bytes()

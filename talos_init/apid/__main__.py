@@ -47,7 +47,7 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
                   containerd_socket=Path(args.containerd_socket))
-    server = ApiServer(calls, ctx, Limits())
+    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload))
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-socket", default="/run/talos/init.sock")
     p.add_argument("--kmsg", default="/dev/kmsg")
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
+    p.add_argument("--max-upload", type=int, default=Limits.max_upload, metavar="BYTES",
+                   help="largest image archive `image import` accepts")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
     args = p.parse_args(argv)
     talos_log.configure()  # one line per event on stderr, which the supervisor captures

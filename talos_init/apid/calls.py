@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import stat
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,15 @@ from talos_init.apid import containerd, crilog, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
+from talos_init.apid.upload import SyncReader, UploadBody
+from talos_init.containerd import grpc, images
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
 
 Unary = Callable[[dict[str, Any]], Awaitable[Any]]
 Streaming = Callable[[dict[str, Any]], AsyncIterator[Any]]
+Upload = Callable[[dict[str, Any], UploadBody], Awaitable[Any]]
+IMPORT_TIMEOUT = 600.0  # one containerd reply during an import (unpacking a big layer)
 
 READ_LIMIT = 16 * 1024 * 1024  # bytes one `read` call may return
 READ_CHUNK = 64 * 1024
@@ -49,6 +54,15 @@ def _int_param(params: dict[str, Any], name: str, default: int | None, lo: int, 
     return value
 
 
+def _from_containerd(e: Exception, socket_path: str) -> ApiError:
+    if isinstance(e, OSError):
+        return ApiError(UNAVAILABLE, f"containerd at {socket_path} unreachable: {e.strerror or e}")
+    if isinstance(e, grpc.GrpcError):
+        return ApiError(UNAVAILABLE if e.status == grpc.UNAVAILABLE else INTERNAL,
+                        f"containerd: {e.message}")
+    return ApiError(INTERNAL, f"containerd reply not understood: {e}")  # ValueError: bad bytes
+
+
 def _from_control(e: ControlError) -> ApiError:
     # PID 1's codes are a subset of ours; anything else is reported as it came.
     return ApiError(e.code, e.message)
@@ -60,6 +74,7 @@ class Calls:
                  containerd_socket: Path = Path("/run/containerd/containerd.sock")):
         self.control = control
         self.containerd = containerd.Client(str(containerd_socket))
+        self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT))
         self.config_path = config
         self.kmsg = kmsg
         self.proc = proc
@@ -72,7 +87,9 @@ class Calls:
             "stats": self.stats, "memory": self.memory, "mounts": self.mounts,
             "interfaces": self.interfaces, "routes": self.routes, "reboot": self.reboot,
             "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
+            "image.list": self.image_list,
         }
+        self.uploads: dict[str, Upload] = {"image.import": self.image_import}
         self.streams: dict[str, Streaming] = {
             "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
         }
@@ -208,14 +225,27 @@ class Calls:
             raise ApiError(BAD_REQUEST, "parameter 'namespace' must be a non-empty string")
         try:
             return await asyncio.to_thread(self.containerd.containers, namespace)
-        except OSError as e:
-            raise ApiError(UNAVAILABLE, f"containerd at {self.containerd.socket_path} unreachable: "
-                                        f"{e.strerror or e}") from None
-        except containerd.GrpcError as e:
-            raise ApiError(UNAVAILABLE if e.status == 14 else INTERNAL,
-                           f"containerd: {e.message}") from None
-        except ValueError as e:  # a reply we cannot decode
-            raise ApiError(INTERNAL, f"containerd reply not understood: {e}") from None
+        except (OSError, grpc.GrpcError, ValueError) as e:
+            raise _from_containerd(e, self.containerd.socket_path) from None
+
+    async def image_list(self, params: dict[str, Any]) -> Any:
+        try:
+            return await asyncio.to_thread(self.images.list)
+        except (OSError, grpc.GrpcError, ValueError) as e:
+            raise _from_containerd(e, self.containerd.socket_path) from None
+
+    async def image_import(self, params: dict[str, Any], body: UploadBody) -> Any:
+        """The archive streams from the client through the importer; nothing is spooled."""
+        reader = SyncReader(body, asyncio.get_running_loop())
+        started = time.monotonic()
+        try:
+            imported = await asyncio.to_thread(self.images.import_archive, reader)
+        except images.ImageError as e:
+            raise ApiError(BAD_REQUEST if e.bad_input else INTERNAL, str(e)) from None
+        except (OSError, grpc.GrpcError, ValueError) as e:
+            raise _from_containerd(e, self.containerd.socket_path) from None
+        return {"images": imported, "bytes": body.total,
+                "seconds": round(time.monotonic() - started, 3)}
 
     async def config(self, params: dict[str, Any]) -> Any:
         try:

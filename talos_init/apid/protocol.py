@@ -4,6 +4,8 @@ One request per TLS connection, JSON lines both ways (the control socket's
 shape without ids, since a connection carries a single call):
 
     client:  {"v": 1, "method": "logs", "params": {"id": "containerd", "follow": true}}
+             [an upload call (image.import) then sends its bytes in frames: a 4-byte
+              big-endian length and that many bytes, at most MAX_FRAME; length 0 ends it]
     server:  {"v": 1, "result": ...}                      a unary call
              {"v": 1, "item": ...} ... {"v": 1, "end": true}   a stream
              {"v": 1, "error": {"code": "permission_denied", "message": "..."}}
@@ -14,6 +16,7 @@ No I/O here: osctl imports this module too.
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,7 @@ class Method:
     roles: frozenset[str]
     stream: bool  # replies with items then end, instead of one result
     summary: str
+    upload: bool = False  # the request is followed by framed bytes (see the module doc)
 
 
 METHODS: dict[str, Method] = {
@@ -57,7 +61,12 @@ METHODS: dict[str, Method] = {
     "ls": Method(_A, False, "list a directory"),
     "read": Method(_A, True, "read a file (bounded size)"),
     "config": Method(_A, False, "the effective machine config, secrets redacted"),
+    "image.import": Method(_A, False, "import an OCI or docker image archive into k8s.io",
+                           upload=True),
+    "image.list": Method(_R, False, "images in containerd's k8s.io namespace"),
 }
+
+MAX_FRAME = 1 << 20  # bytes in one upload frame
 
 # Error codes (stable strings; osctl turns them into words).
 BAD_REQUEST = "bad_request"
@@ -95,6 +104,11 @@ def request(method: str, params: dict[str, Any] | None = None) -> bytes:
 
 def error(code: str, message: str) -> bytes:
     return encode({"error": {"code": code, "message": message}})
+
+
+def frame(data: bytes) -> bytes:
+    """One upload frame; ``frame(b"")`` ends the upload."""
+    return struct.pack(">I", len(data)) + data
 
 
 def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:

@@ -19,6 +19,7 @@ from talos_init.apid import protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
+from talos_init.apid.upload import UploadBody
 
 log = structlog.get_logger("apid")
 
@@ -32,6 +33,11 @@ class Limits:
     request_timeout: float = 10.0  # from handshake done to a complete request line
     write_timeout: float = 30.0  # a client that stops reading is dropped after this
     call_timeout: float = 60.0  # unary calls
+    max_uploads: int = 2  # image imports at once
+    max_upload: int = 4 << 30  # bytes in one upload
+    upload_idle_timeout: float = 60.0  # an upload with no byte for this long is dropped
+    upload_timeout: float = 3600.0  # the whole import, unpacking included
+    drain_timeout: float = 10.0  # after a refusal, how long we read on so the client sees it
 
 
 def server_context(cert_file: str, key_file: str, ca_pem: str) -> ssl.SSLContext:
@@ -71,6 +77,7 @@ class ApiServer:
         self.limits = limits
         self.connections = 0
         self._streams = 0
+        self._uploads = 0
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str | None, port: int) -> list[tuple[str, int]]:
@@ -141,7 +148,9 @@ class ApiServer:
                 raise ApiError(protocol.PERMISSION_DENIED,
                                f"{method} needs role {need}; your certificate ({who}) has {have}")
             log.info("api_call", peer=peer, client=who, method=method)
-            if protocol.METHODS[method].stream:
+            if protocol.METHODS[method].upload:
+                await self._upload(tls, method, params)
+            elif protocol.METHODS[method].stream:
                 await self._stream(tls, method, params)
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
@@ -173,6 +182,29 @@ class ApiServer:
                 task.cancel()
             await asyncio.gather(pump, gone, return_exceptions=True)
             await items.aclose()  # type: ignore[attr-defined]
+
+    async def _upload(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
+        if self._uploads >= self.limits.max_uploads:
+            raise ApiError(protocol.OVERLOADED, f"{self.limits.max_uploads} uploads already "
+                                                "running on this node; try again later")
+        self._uploads += 1
+        body = UploadBody(tls, max_total=self.limits.max_upload,
+                          idle_timeout=self.limits.upload_idle_timeout)
+        try:
+            try:
+                result = await asyncio.wait_for(self.calls.uploads[method](params, body),
+                                                self.limits.upload_timeout)
+            except asyncio.TimeoutError:
+                raise ApiError(protocol.TIMEOUT, f"{method} took over "
+                                                 f"{self.limits.upload_timeout:g}s") from None
+            await body.drain(self.limits.drain_timeout)  # tar padding after the archive's end
+            await tls.write(protocol.encode({"result": result}))
+        except ApiError as e:
+            log.warning("api_upload_failed", method=method, received=body.total, reason=e.message)
+            await tls.write(protocol.error(e.code, e.message))
+            await body.discard(self.limits.drain_timeout)
+        finally:
+            self._uploads -= 1
 
     async def _pump(self, tls: TlsConnection, items: AsyncIterator[Any]) -> None:
         async for item in items:

@@ -54,7 +54,18 @@ COLUMNS: dict[str, list[Column]] = {
                           else None)),
                      ("ID", lambda r: r["id"][:13]), ("IMAGE", _g("image")), ("PID", _g("pid")),
                      ("STATUS", _g("status"))],
+    "image list": [("NAME", _g("name")), ("DIGEST", lambda r: _short(r.get("digest"))),
+                   ("SIZE", lambda r: human_bytes(r.get("size"))), ("PLATFORMS", _g("platforms")),
+                   ("CREATED", lambda r: datetime.datetime.fromtimestamp(r["created"]).strftime(
+                       "%Y-%m-%d %H:%M") if r.get("created") else None)],
+    "image import": [("NAME", _g("name")), ("DIGEST", lambda r: _short(r.get("digest"))),
+                     ("FORMAT", _g("format")), ("LAYERS", _g("layers")),
+                     ("SIZE", lambda r: human_bytes(r.get("size")))],
 }
+
+def _short(digest: Any) -> str | None:
+    return digest[:19] if isinstance(digest, str) else None  # sha256: + 12 hex, as docker shows
+
 
 MEMORY_FIELDS = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "Shmem", "Slab",
                  "SwapTotal", "SwapFree", "Committed_AS")
@@ -104,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     cmd("ps", "processes with cpu and memory")
     s = cmd("containers", "containerd containers")
     s.add_argument("-k", "--kubernetes", action="store_true", help="the k8s.io namespace")
+    s = cmd("image", "images in the node's containerd (k8s.io, where the kubelet looks)")
+    isub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    x = isub.add_parser("import", help="stream an OCI or docker image archive to the node (admin)",
+                        description="stream an OCI image layout or `docker save` archive (tar, "
+                                    "optionally gzip-compressed) into the node's containerd")
+    x.add_argument("file", help="the archive, or - for standard input")
+    isub.add_parser("list", help="images with digest, size and platforms")
     cmd("stats", "cpu and memory per service")
     cmd("memory", "memory use (/proc/meminfo)")
     cmd("mounts", "mounted filesystems")
@@ -154,8 +172,36 @@ def targets(args: argparse.Namespace, ctx: Context) -> list[str]:
     return found
 
 
+def run_import(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
+    if args.file == "-" and len(nodes) > 1:
+        raise OsctlError("standard input can go to one node only (-n NODE)")
+    failed = 0
+    for node in nodes:
+        try:
+            try:
+                f = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
+            except OSError as e:
+                raise OsctlError(f"{args.file}: {e.strerror or e}") from None
+            with f:
+                result = client.upload(node, "image.import", {}, iter(lambda: f.read(1 << 20), b""))
+            if args.output != "table":
+                output.structured({"node": node, "result": result} if len(nodes) > 1 else result,
+                                  args.output)
+                continue
+            output.table(result["images"], COLUMNS["image import"])
+            rate = result["bytes"] / max(result["seconds"], 1e-3)
+            print(f"{node}: imported {human_bytes(result['bytes'])} in {result['seconds']:.1f}s "
+                  f"({human_bytes(rate)}/s)")
+        except OsctlError as e:
+            print(f"osctl: {e}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     c = args.command
+    if c == "image" and args.action == "import":
+        return run_import(args, client, nodes)
     method, params, stream = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
@@ -176,6 +222,7 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         "read": ("read", {"path": getattr(args, "path", None)}, True),
         "reboot": ("reboot", {}, False), "shutdown": ("shutdown", {}, False),
         "get": ("config", {}, False), "timeline": ("timeline", {}, False),
+        "image": ("image.list", {}, False),
     }[c]
     if stream and getattr(args, "follow", False) and len(nodes) > 1:
         raise OsctlError("follow one node at a time (-n NODE)")
@@ -219,6 +266,8 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
         rows = sorted(result, key=lambda r: (r.get("pod") or "", r["labels"].get(
             "io.cri-containerd.kind") != "sandbox", r["labels"].get("io.kubernetes.container.name") or ""))
         output.table(rows, COLUMNS["containers-k"])
+    elif c == "image":
+        output.table(result, COLUMNS["image list"])
     elif c in COLUMNS:
         output.table(result, COLUMNS[c])
     else:

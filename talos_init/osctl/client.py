@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime
 import os
+import select
 import socket
 import ssl
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,43 @@ class Client:
         finally:
             sock.close()
 
+    def upload(self, target: str, method: str, params: dict[str, Any],
+               chunks: Iterable[bytes], *, reply_timeout: float = 3600.0) -> Any:
+        """Send the request, then ``chunks`` in frames; the node's one reply.
+
+        The node may refuse mid-way (bad archive, size limit): we look for its reply
+        between frames and stop sending as soon as it has spoken.
+        """
+        sock = self._connect(target)
+        try:
+            try:
+                sock.sendall(protocol.request(method, params))
+                sock.settimeout(max(self.timeout, 120.0))
+                try:
+                    for chunk in chunks:
+                        for i in range(0, len(chunk), protocol.MAX_FRAME):
+                            if sock.pending() or select.select([sock], [], [], 0)[0]:
+                                raise _Replied
+                            sock.sendall(protocol.frame(chunk[i:i + protocol.MAX_FRAME]))
+                    sock.sendall(protocol.frame(b""))
+                except (_Replied, BrokenPipeError, ConnectionResetError):
+                    pass  # the reply (read below) says why the node stopped listening
+                sock.settimeout(reply_timeout)
+                line = sock.makefile("rb").readline(8 * 1024 * 1024)
+                if not line:
+                    raise OsctlError(f"node {target} closed the connection during the upload")
+                return protocol.parse_reply(line).get("result")
+            except ssl.SSLCertVerificationError as e:
+                raise OsctlError(self._untrusted(target, e)) from None
+            except (ssl.SSLError, ConnectionError) as e:
+                raise OsctlError(self._refused(target, e)) from None
+            except socket.timeout:
+                raise OsctlError(f"node {target} did not answer within the timeout") from None
+            except ApiError as e:
+                raise OsctlError(describe(target, e)) from None
+        finally:
+            sock.close()
+
     def call(self, target: str, method: str, params: dict[str, Any] | None = None) -> Any:
         for msg in self._lines(target, method, params or {}):
             if "result" in msg:
@@ -238,6 +276,10 @@ class Client:
                 return
             if "item" in msg:
                 yield msg["item"]
+
+
+class _Replied(Exception):
+    """The node answered before the upload ended."""
 
 
 def describe(target: str, e: ApiError) -> str:

@@ -100,6 +100,43 @@ def test_reads_services_logs_dmesg_mounts_and_processes(node, cluster):
     assert any(p["pid"] == 1 for p in procs) and any("containerd" in p["command"] for p in procs)
 
 
+def test_images_are_imported_unpacked_and_listed(node, cluster, tmp_path):
+    """osctl streams a test image (OCI from a file, docker save from stdin) into the node's
+    containerd; both are listed and their layer is an overlayfs snapshot on the node."""
+    from tests.ociimage import HELLO_C, build_image, compile_static
+
+    cfg, port = cluster / "osctlconfig", node.spec.api_port
+    wait_state(cfg, port, "containerd", {"ready"})
+    binary = compile_static(HELLO_C, tmp_path / "hello")
+    oci = build_image(tmp_path / "oci.tar", "example.local/e2e/hello:1", binary=binary)
+    r = osctl(cfg, port, "image", "import", str(oci), timeout=600)
+    assert r.returncode == 0 and "example.local/e2e/hello:1" in r.stdout, r.stdout + r.stderr
+    print(r.stdout)
+    docker = build_image(tmp_path / "docker.tar", "hello:docker", binary=binary, fmt="docker",
+                         compress=False)
+    with open(docker, "rb") as stdin:
+        r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "--osctlconfig", str(cfg),
+                            "-e", f"127.0.0.1:{port}", "-o", "json", "image", "import", "-"],
+                           stdin=stdin, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    (imported,) = json.loads(r.stdout)["images"]
+    assert imported["name"] == "docker.io/library/hello:docker"
+    r = osctl(cfg, port, "-o", "json", "image", "list")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert set(rows) == {"example.local/e2e/hello:1", "docker.io/library/hello:docker"}, rows
+    assert all(row["platforms"] == ["linux/amd64"] for row in rows.values())
+    # Unpacked: the layer's chain ID is a committed overlayfs snapshot on the node.
+    r = osctl(cfg, port, "-o", "json", "ls", "-d", "3",
+              "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots")
+    assert r.returncode == 0, r.stderr
+    apps = [e for e in json.loads(r.stdout) if e["path"].endswith("/fs/app")]
+    assert len(apps) == 1 and apps[0]["size"] == binary.stat().st_size, r.stdout
+    r = osctl(cfg, port, "image", "import", str(tmp_path / "hello"), timeout=120)
+    assert r.returncode == 1 and "not a tar archive" in r.stderr, r.stderr
+    assert services(cfg, port)["apid"]["state"] == "ready"
+
+
 def test_restarted_service_comes_back_ready(node, cluster):
     """`osctl service restart containerd` gives a new pid that becomes ready."""
     cfg, port = cluster / "osctlconfig", node.spec.api_port

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from talos_init import pki
 from talos_init.control import events as control_events
 from talos_init.control.protocol import NOT_FOUND, ControlError
+from talos_init.apid.containerd import Client
 from talos_init.control.server import ControlServer, Stream
 from talos_init.events import EventLog
 from tests.host.control.conftest import LoopThread
@@ -218,3 +220,37 @@ def node(tmp_path: Path, certs: Pki) -> Iterator[Node]:
             proc.communicate()
         lt.run(server.close)
         lt.stop()
+
+
+CONFIG = """version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "{d}/containerd.sock"
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+"""
+
+
+@pytest.fixture
+def containerd(node):
+    """A real containerd (no CRI) on the socket the node's apid was given."""
+    binary = shutil.which("containerd")
+    if binary is None:
+        pytest.fail("containerd is not installed (tools/apt-packages.txt lists it)")
+    d = node.containerd_dir
+    (d / "config.toml").write_text(CONFIG.format(d=d))
+    with open(d / "log", "wb") as log:
+        proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not (d / "containerd.sock").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, (d / "log").read_text()
+        time.sleep(0.05)
+    yield Client(str(d / "containerd.sock"))
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -2,45 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-
-import pytest
-
 from talos_init.apid.containerd import Client, field
-
-CONFIG = """version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-"""
-
-
-@pytest.fixture
-def containerd(node):
-    binary = shutil.which("containerd")
-    if binary is None:
-        pytest.fail("containerd is not installed (tools/apt-packages.txt lists it)")
-    d = node.containerd_dir
-    (d / "config.toml").write_text(CONFIG.format(d=d))
-    with open(d / "log", "wb") as log:
-        proc = subprocess.Popen([binary, "--config", str(d / "config.toml")], stdout=log,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while not (d / "containerd.sock").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, (d / "log").read_text()
-        time.sleep(0.05)
-    yield Client(str(d / "containerd.sock"))
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def create(client: Client, cid: str, image: str, pod: str) -> None:

@@ -1,7 +1,7 @@
 """The stand-in runs a static pod through the real containerd's CRI, as the kubelet would.
 
 Images built here (static C binaries, no shell) are imported into the k8s.io
-namespace with the host's ctr (air-gapped: the pause image too, under the name
+namespace with the node's importer (air-gapped: the pause image too, under the name
 containerd's config gives it). The stand-in then runs the hostNetwork pod with
 runc; the test reads it back through apid's containerd client and the CRI log
 file, and finds the file the pod wrote through its hostPath volume.
@@ -24,10 +24,11 @@ from talos_init.apid import crilog
 from talos_init.apid.calls import Calls
 from talos_init.apid.containerd import Client, decode, field
 from talos_init.containerd.config import SANDBOX_IMAGE
-from talos_init.containerd.images import Ctr
-from tests.host.containerd.oci import oci_archive
+from talos_init.containerd import grpc
+from talos_init.containerd.images import Importer
 from tests.host.kubelet.conftest import STANDIN
-from tests.podprograms import APP_C, PAUSE_C, compile_static
+from tests.ociimage import build_image
+from tests.podprograms import APP_C, PAUSE_C
 
 APP_IMAGE = "example.local/talos-init/pod-app:1"
 
@@ -87,12 +88,10 @@ def containerd_customization() -> str:
 
 @pytest.fixture
 def images(containerd, tmp_path):
-    ctr = Ctr(address=containerd, timeout=120)
-    app = compile_static(APP_C, tmp_path / "app")
-    pause = compile_static(PAUSE_C, tmp_path / "pause")
-    ctr.import_stream([oci_archive(APP_IMAGE, {"app": app})])
-    ctr.import_stream([oci_archive(SANDBOX_IMAGE, {"pause": pause})])
-    return ctr
+    importer = Importer(grpc.Client(str(containerd), timeout=120))
+    for ref, source in ((APP_IMAGE, APP_C), (SANDBOX_IMAGE, PAUSE_C)):
+        with open(build_image(tmp_path / f"{len(ref)}.tar", ref, source_c=source), "rb") as f:
+            importer.import_archive(f)
 
 
 def pod(name: str, host_network: bool, data: str) -> dict:
