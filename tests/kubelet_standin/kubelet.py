@@ -408,6 +408,8 @@ def main() -> None:
     static = config.get("staticPodPath")
     if static:
         node = (one.get("hostname-override") or socket.gethostname()).lower()
+        # A node without a hostname reports "(none)": not a name a pod name can carry.
+        node = "".join(ch for ch in node if ch.isalnum() or ch in ".-").strip(".-") or "node"
         pods_record = os.environ.get("KUBELET_STANDIN_PODS", "/var/lib/kubelet/standin-pods.json")
         period = float(os.environ.get("KUBELET_STANDIN_SYNC", "5"))
         threading.Thread(target=run_static_pods, daemon=True,
