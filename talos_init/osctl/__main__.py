@@ -47,8 +47,8 @@ COLUMNS: dict[str, list[Column]] = {
     "containers": [("NAMESPACE", _g("namespace")), ("ID", _g("id")), ("IMAGE", _g("image")),
                    ("PID", _g("pid")), ("STATUS", _g("status"))],
     # -k: CRI's containers by pod, as talosctl shows them (the pod's sandbox, then its containers).
-    "containers-k": [("POD", lambda r: f"{r['labels'].get('io.kubernetes.pod.namespace')}/{r['pod']}"
-                      if r.get("pod") else None),
+    "containers-k": [("POD", lambda r: "/".join(filter(None, (
+                         r["labels"].get("io.kubernetes.pod.namespace"), r.get("pod")))) or None),
                      ("NAME", lambda r: r["labels"].get("io.kubernetes.container.name")
                       or ("(sandbox)" if r["labels"].get("io.cri-containerd.kind") == "sandbox"
                           else None)),
