@@ -263,8 +263,9 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
     elif c == "memory":
         output.table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
     elif c == "containers" and args.kubernetes:
-        rows = sorted(result, key=lambda r: (r.get("pod") or "", r["labels"].get(
-            "io.cri-containerd.kind") != "sandbox", r["labels"].get("io.kubernetes.container.name") or ""))
+        rows = sorted(result, key=lambda r: (
+            r.get("pod") or "", r["labels"].get("io.cri-containerd.kind") != "sandbox",
+            r["labels"].get("io.kubernetes.container.name") or ""))
         output.table(rows, COLUMNS["containers-k"])
     elif c == "image":
         output.table(result, COLUMNS["image list"])

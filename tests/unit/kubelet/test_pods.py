@@ -1,4 +1,4 @@
-"""machine.pods -> the kubelet's staticPodPath: one file per pod, stale ones removed, bad ones named."""
+"""machine.pods -> the kubelet's staticPodPath: a file per pod, stale ones removed, bad ones named."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_bad_manifests_name_the_pod_and_field(bad, where, message):
 
 
 def test_prep_writes_pods_into_the_static_pod_path(tmp_path):
-    """staticPodPath in kubelet.yaml is where the pods land; removing them from the config empties it."""
+    """staticPodPath in kubelet.yaml is where the pods land; a config without them empties it."""
     config = json.loads(FIXTURE.read_text())
     config["machine"]["pods"] = [pod("web", hostNetwork=True)]
     layout = Layout(etc=tmp_path / "etc/kubernetes", var_lib=tmp_path / "var/lib/kubelet")
