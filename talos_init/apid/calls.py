@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import talos_init
-from talos_init.apid import containerd, facts
+from talos_init.apid import containerd, crilog, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
@@ -134,8 +134,49 @@ class Calls:
     async def logs(self, params: dict[str, Any]) -> AsyncIterator[Any]:
         args = {"id": _str_param(params, "id"), "tail": _int_param(params, "tail", None, 0, 100000),
                 "follow": bool(params.get("follow"))}
+        if params.get("kubernetes"):
+            async for item in self.cri_logs(args):
+                yield item
+            return
         async for item in self._pid1_stream("logs", args):
             yield item
+
+    async def cri_logs(self, args: dict[str, Any]) -> AsyncIterator[Any]:
+        """A Kubernetes container's output from the log file CRI writes (osctl logs -k)."""
+        try:
+            found = await asyncio.to_thread(crilog.resolve, self.containerd, args["id"])
+            path = await asyncio.to_thread(crilog.log_path, self.containerd, found["id"])
+            items, offset, joiner = await asyncio.to_thread(crilog.read_tail, path, args["tail"])
+        except crilog.CriLogError as e:
+            raise ApiError(NOT_FOUND, str(e)) from None
+        except containerd.GrpcError as e:
+            raise ApiError(UNAVAILABLE if e.status == 14 else INTERNAL,
+                           f"containerd: {e.message}") from None
+        except FileNotFoundError as e:
+            raise ApiError(NOT_FOUND, f"{e.filename}: no log file (yet)") from None
+        except OSError as e:
+            raise ApiError(UNAVAILABLE, f"containerd or the log file: {e.strerror or e}") from None
+        except ValueError as e:  # a containerd reply we cannot decode
+            raise ApiError(INTERNAL, f"containerd reply not understood: {e}") from None
+        for item in items:
+            yield item
+        if not args["follow"]:
+            return
+        with open(path, "rb") as f:  # follows this file; a rotated log ends nothing, shows nothing
+            f.seek(offset)
+            buf = b""
+            while True:
+                chunk = await asyncio.to_thread(f.read, crilog.READ_CHUNK)
+                if not chunk:
+                    await asyncio.sleep(0.5)
+                    continue
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                if len(buf) > crilog.MAX_LINE:  # no newline for a megabyte: not CRI's writer
+                    lines, buf = lines + [buf], b""
+                for line in lines:
+                    for item in joiner.feed(line):
+                        yield item
 
     async def events(self, params: dict[str, Any]) -> AsyncIterator[Any]:
         args = {"tail": _int_param(params, "tail", None, 0, 100000),

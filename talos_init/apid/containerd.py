@@ -26,7 +26,8 @@ class Client(grpc.Client):
         for raw in decode(self.call("/containerd.services.tasks.v1.Tasks/List", b"",
                                     namespace)).get(1, []):
             t = decode(raw)
-            tasks[_str(t, 1)] = {"pid": _int(t, 3) or None,
+            # Tasks/List fills the task id (= its container id), not container_id (field 1).
+            tasks[_str(t, 2) or _str(t, 1)] = {"pid": _int(t, 3) or None,
                                  "status": TASK_STATUS.get(_int(t, 4), "unknown")}
         out = []
         for raw in listed.get(1, []):

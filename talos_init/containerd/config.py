@@ -81,6 +81,9 @@ def render(layout: Layout, imports: list[str]) -> str:
         "",
         f"[{CRI}.containerd.runtimes.runc.options]",
         "  SystemdCgroup = false",
+        # The node's / is the initramfs (rootfs), where pivot_root(2) fails with EINVAL:
+        # runc moves the container's root over / and chroots instead (runc's --no-pivot).
+        "  NoPivotRoot = true",
         "",
         f"[{CRI}.cni]",
         f"  bin_dir = {_s(layout.cni_bin_dir)}",

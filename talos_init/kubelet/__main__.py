@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         subnets = ((config.get("machine") or {}).get("kubelet") or {}).get("nodeIP") or {}
         addresses = node_addresses() if subnets.get("validSubnets") else None
         prepared = prepare(config, layout, addresses)
-        write_files(prepared, layout)
+        prepared.notes += write_files(prepared, layout)
     except (KubeletPrepError, OSError, ValueError) as exc:
         log.error("kubelet_prep_failed", error=str(exc))
         return 1

@@ -3,7 +3,9 @@
 Files (as Talos lays them out): /etc/kubernetes/kubelet.yaml (the
 KubeletConfiguration), /etc/kubernetes/bootstrap-kubeconfig (the bootstrap
 token and the API endpoint), /etc/kubernetes/pki/ca.crt (the cluster CA).
-Flags: ours, merged with machine.kubelet.extraArgs. Flags that wire the
+machine.pods become one manifest each in /etc/kubernetes/manifests, the
+staticPodPath (talos_init.kubelet.pods). Flags: ours, merged with
+machine.kubelet.extraArgs. Flags that wire the
 kubelet to the node (config, kubeconfigs, cert dir, container runtime) are
 protected: a user value for one is an error naming it. For every other flag
 we set (node-ip, hostname-override, node-labels) the user's value wins and
@@ -22,6 +24,7 @@ from typing import Any
 import yaml
 
 from talos_init.atomicfile import write_atomic
+from talos_init.kubelet import pods
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
@@ -66,6 +69,7 @@ class Prepared:
     argv_flags: list[str]
     files: dict[Path, tuple[bytes, int]]  # path -> (content, mode)
     notes: list[str] = field(default_factory=list)
+    pods: dict[str, bytes] = field(default_factory=dict)  # static pod file name -> content
 
 
 def cluster_dns(config: Mapping[str, Any]) -> list[str]:
@@ -221,6 +225,10 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     labels = machine.get("nodeLabels") or {}
     if labels:
         ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    try:
+        static_pods = pods.manifests(machine.get("pods"))
+    except ValueError as exc:
+        raise KubeletPrepError(str(exc)) from None
     flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
     for i, m in enumerate(kub.get("extraMounts") or []):
         # Talos bind-mounts these into its kubelet container; ours runs in the node's own
@@ -229,15 +237,19 @@ def prepare(config: Mapping[str, Any], layout: Layout,
             notes.append(f"machine.kubelet.extraMounts[{i}]: {m['source']} -> "
                          f"{m.get('destination')} is not applied (the kubelet sees host paths "
                          "directly; use the source path)")
-    return Prepared(flags, files, notes)
+    return Prepared(flags, files, notes, static_pods)
 
 
 def _yaml(doc: dict[str, Any]) -> bytes:
     return yaml.safe_dump(doc, sort_keys=False).encode()
 
 
-def write_files(prepared: Prepared, layout: Layout) -> None:
+def write_files(prepared: Prepared, layout: Layout) -> list[str]:
+    """Write everything; returns notes (static pod files removed)."""
     for d in (layout.etc, layout.manifests, layout.ca.parent, layout.var_lib):
         d.mkdir(parents=True, exist_ok=True)
     for path, (content, mode) in prepared.files.items():
         write_atomic(path, content, mode)
+    removed = pods.write(layout.manifests, prepared.pods)
+    return [f"removed static pod {layout.manifests / name}: no longer in machine.pods"
+            for name in removed]

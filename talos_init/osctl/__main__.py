@@ -46,6 +46,14 @@ COLUMNS: dict[str, list[Column]] = {
                  ("STATE", _g("state")), ("REASON", _g("reason"))],
     "containers": [("NAMESPACE", _g("namespace")), ("ID", _g("id")), ("IMAGE", _g("image")),
                    ("PID", _g("pid")), ("STATUS", _g("status"))],
+    # -k: CRI's containers by pod, as talosctl shows them (the pod's sandbox, then its containers).
+    "containers-k": [("POD", lambda r: "/".join(filter(None, (
+                         r["labels"].get("io.kubernetes.pod.namespace"), r.get("pod")))) or None),
+                     ("NAME", lambda r: r["labels"].get("io.kubernetes.container.name")
+                      or ("(sandbox)" if r["labels"].get("io.cri-containerd.kind") == "sandbox"
+                          else None)),
+                     ("ID", lambda r: r["id"][:13]), ("IMAGE", _g("image")), ("PID", _g("pid")),
+                     ("STATUS", _g("status"))],
     "image list": [("NAME", _g("name")), ("DIGEST", lambda r: _short(r.get("digest"))),
                    ("SIZE", lambda r: human_bytes(r.get("size"))), ("PLATFORMS", _g("platforms")),
                    ("CREATED", lambda r: datetime.datetime.fromtimestamp(r["created"]).strftime(
@@ -93,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("service", "start, stop or restart a service")
     s.add_argument("action", choices=("start", "stop", "restart"))
     s.add_argument("id")
-    s = cmd("logs", "a service's output")
-    s.add_argument("id")
+    s = cmd("logs", "a service's output, or a Kubernetes container's with -k")
+    s.add_argument("id", help="service id; with -k a container id, its unique prefix, or POD/NAME")
+    s.add_argument("-k", "--kubernetes", action="store_true",
+                   help="a container of the k8s.io namespace (its CRI log file)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     s.add_argument("--tail", type=int, default=None, help="only the last N lines")
     s = cmd("events", "service state changes and boot phases")
@@ -196,7 +206,9 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
         "logs": ("logs", {"id": getattr(args, "id", None), "follow": getattr(args, "follow", False),
-                          "tail": getattr(args, "tail", None)}, True),
+                          "tail": getattr(args, "tail", None),
+                          **({"kubernetes": True} if getattr(args, "kubernetes", False) else {})},
+                 True),
         "events": ("events", {"follow": getattr(args, "follow", False),
                               "tail": getattr(args, "tail", None)}, True),
         "dmesg": ("dmesg", {"follow": getattr(args, "follow", False)}, True),
@@ -250,6 +262,11 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
         output.table(_kv_rows(result), _KV)
     elif c == "memory":
         output.table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
+    elif c == "containers" and args.kubernetes:
+        rows = sorted(result, key=lambda r: (
+            r.get("pod") or "", r["labels"].get("io.cri-containerd.kind") != "sandbox",
+            r["labels"].get("io.kubernetes.container.name") or ""))
+        output.table(rows, COLUMNS["containers-k"])
     elif c == "image":
         output.table(result, COLUMNS["image list"])
     elif c in COLUMNS:

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from talos_init.kubelet.pods import all_problems
 from talos_init.userdata.spec import INVALID, WARNING, Path, Walk
 
 Rule = Callable[[dict[str, Any], Walk], None]
@@ -229,6 +230,15 @@ def rule_files(doc: dict[str, Any], walk: Walk) -> None:
             created[f["path"]] = i
 
 
+def rule_pods(doc: dict[str, Any], walk: Walk) -> None:
+    """Static pods the kubelet could not run (talos_init.kubelet.pods has the checks)."""
+    pods = _get(doc, "machine", "pods")
+    if pods is None:
+        return
+    for path, message in all_problems(pods):
+        _report(walk, ("machine", "pods", *path), message)
+
+
 RULES: list[Rule] = [
     rule_interfaces,
     rule_keys_for_role,
@@ -236,6 +246,7 @@ RULES: list[Rule] = [
     rule_extra_mounts,
     rule_node_ip,
     rule_files,
+    rule_pods,
 ]
 
 

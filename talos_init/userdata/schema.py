@@ -470,9 +470,7 @@ MACHINE = Struct(
                 },
             )
         ),
-        "pods": U(
-            ListOf(ANY), why="static pods need the kubelet manifests directory, not served here"
-        ),
+        "pods": F(ListOf(ANY)),  # the kubelet's staticPodPath (rules: rule_pods)
         "disks": U(
             ListOf(
                 Struct(

@@ -6,7 +6,10 @@ machine.files writes a marker under /var and makes the kubelet crash once;
 ``osctl reboot`` ends it (QEMU runs with -no-reboot). Boot 2 reuses the disk
 with a config WITHOUT those files, so the marker can only come from the disk;
 ``osctl shutdown`` powers it off and the host runs ``e2fsck -fn`` on the
-partition. Tests run in file order and share the module's VMs.
+partition. Boot 1's config also has machine.pods: one hostNetwork static pod
+whose image (and the pause image) the test builds from C and imports with
+``osctl image import``; the stand-in kubelet runs it through CRI and runc.
+Tests run in file order and share the module's VMs.
 """
 
 from __future__ import annotations
@@ -33,6 +36,16 @@ REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "kubelet_standin" / "kubelet.py"
 BOOT_TIMEOUT = 600  # TCG on two shared cores
 MARKER = "/var/e2e/marker"
+APP_IMAGE = "example.local/e2e/pod-app:1"
+POD_DATA = "/var/e2e-pod"
+STATIC_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "e2e-app"},
+    "spec": {"hostNetwork": True, "containers": [{
+        "name": "app", "image": APP_IMAGE, "command": ["/app"], "args": ["/data/out"],
+        "env": [{"name": "GREETING", "value": "from machine.pods"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "hostPath": {"path": POD_DATA, "type": "DirectoryOrCreate"}}]},
+}
 SYSCTLS = {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144"}
 HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1",
              "fs.protected_symlinks": "1",
@@ -110,6 +123,7 @@ def configs(tmp_path_factory) -> dict:
     doc["machine"]["sysctls"] = dict(SYSCTLS)
     second = yaml.safe_dump(doc, sort_keys=False).encode()
     marker = uuid.uuid4().hex
+    doc["machine"]["pods"] = [STATIC_POD]
     doc["machine"]["files"] = [
         {"path": MARKER, "content": marker, "permissions": 0o600, "op": "create"},
         {"path": "/var/lib/kubelet/standin-crash", "content": "once", "permissions": 0o600,
@@ -202,6 +216,55 @@ def test_kubelet_is_restarted_after_it_crashes(node):
     assert ok(node, "ls", "/var/lib/kubelet").find("standin-crash") < 0
 
 
+def k8s_containers(ctx: dict) -> list[dict]:
+    return json.loads(ok(ctx, "-o", "json", "containers", "-k"))
+
+
+def test_static_pod_runs_from_imported_images(node, tmp_path):
+    """machine.pods -> staticPodPath -> the stand-in kubelet -> CRI -> runc: the test's static
+    binary (no shell), imported with the pause image, runs in its pod, is listed by
+    `osctl containers -k` and its output read by `osctl logs -k`; it wrote through hostPath."""
+    from talos_init.containerd.config import SANDBOX_IMAGE
+    from tests.ociimage import build_image
+    from tests.podprograms import APP_C, PAUSE_C
+
+    wait_ready(node, "kubelet")
+    assert "talos-e2e-app.yaml" in ok(node, "ls", "/etc/kubernetes/manifests")
+    for ref, source in ((SANDBOX_IMAGE, PAUSE_C), (APP_IMAGE, APP_C)):
+        archive = build_image(tmp_path / f"{source is APP_C}.tar", ref, source_c=source)
+        r = osctl(node, "image", "import", str(archive), timeout=600)
+        assert r.returncode == 0 and ref in r.stdout, r.stdout + r.stderr
+    deadline, app = time.monotonic() + 300, None
+    while time.monotonic() < deadline and app is None:
+        app = next((c for c in k8s_containers(node) if c["status"] == "running"
+                    and c["labels"].get("io.kubernetes.container.name") == "app"), None)
+        time.sleep(3)
+    if app is None:
+        state = osctl(node, "read", "/var/lib/kubelet/standin-pods.json").stdout
+        logs = osctl(node, "logs", "kubelet", "--tail", "30").stdout
+        raise AssertionError(f"the pod's container never ran: {k8s_containers(node)}\n"
+                             f"stand-in state: {state}\nkubelet: {logs}")
+    assert app["pod"].startswith("e2e-app-") and app["image"] == APP_IMAGE, app
+    sandbox = [c for c in k8s_containers(node)
+               if c["labels"].get("io.cri-containerd.kind") == "sandbox" and c["pod"] == app["pod"]]
+    assert [c["image"] for c in sandbox] == [SANDBOX_IMAGE] and sandbox[0]["status"] == "running"
+    table = ok(node, "containers", "-k")
+    row = next(line for line in table.splitlines() if app["id"][:13] in line)
+    assert f"default/{app['pod']}" in row and " app " in row and "running" in row, table
+
+    deadline = time.monotonic() + 60
+    while "pod stderr" not in (out := ok(node, "logs", "-k", app["id"])) \
+            and time.monotonic() < deadline:
+        time.sleep(2)
+    assert out.splitlines() == ["pod line 0", "pod line 1", "pod line 2",
+                                "pod stderr from machine.pods"], out
+    assert ok(node, "logs", "-k", f"{app['pod']}/app", "--tail", "1") == \
+        "pod stderr from machine.pods\n"
+    assert ok(node, "read", f"{POD_DATA}/out") == "written by the pod\n"
+    r = osctl(node, "logs", "-k", "no-such-container")
+    assert r.returncode == 1 and "no Kubernetes container" in r.stderr, r.stderr
+
+
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
     """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file."""
     assert ok(node, "read", MARKER) == configs["marker"]
@@ -218,6 +281,10 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
     assert report["action"] == "check", report
     assert ok(node, "read", MARKER) == configs["marker"]
     assert "/var" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
+
+    # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.
+    wait_ready(node, "kubelet")
+    assert "talos-e2e-app.yaml" not in ok(node, "ls", "/etc/kubernetes/manifests")
 
 
 def test_power_off_leaves_a_clean_filesystem(node):

@@ -57,8 +57,18 @@ def stop(proc: subprocess.Popen) -> bytes:
 
 
 @pytest.fixture
-def containerd(tmp_path, short_dir):
+def containerd_customization() -> str:
+    """TOML for the launcher's customization import (Talos' CRI hook); a module may override it."""
+    return ""
+
+
+@pytest.fixture
+def containerd(tmp_path, short_dir, containerd_customization):
     """The real containerd, started through talos_init.containerd and ready; yields its socket."""
+    customization = tmp_path / "none.part"
+    if containerd_customization:
+        customization = tmp_path / "customization.part"
+        customization.write_text(containerd_customization)
     notify_path = short_dir / "n.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
@@ -68,7 +78,7 @@ def containerd(tmp_path, short_dir):
             "--config", str(tmp_path / "config.toml"), "--hosts-dir", str(tmp_path / "certs.d"),
             "--root", str(tmp_path / "root"), "--state", str(short_dir / "state"),
             "--address", str(address), "--cni-conf-dir", str(tmp_path / "cni"),
-            "--customization", str(tmp_path / "none.part")]
+            "--customization", str(customization)]
     proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

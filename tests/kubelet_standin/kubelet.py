@@ -8,11 +8,23 @@ What a real kubelet does that talos-init relies on, and nothing more:
   file the config names; a missing one is a fatal error naming it;
 - serves /healthz ("ok") on the config's healthzBindAddress:healthzPort;
 - sends READY=1 to $NOTIFY_SOCKET once serving; exits 0 on SIGTERM.
+- runs the static pods of the config's staticPodPath through CRI on
+  --container-runtime-endpoint, as the kubelet does: for each hostNetwork pod
+  RunPodSandbox (host network), then CreateContainer (command, args, env,
+  hostPath volumes, log file /var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log)
+  and StartContainer, retried every few seconds until it runs (an image
+  imported later is picked up); exited containers are restarted unless
+  restartPolicy is Never; pods whose manifest went away are stopped. Pods with
+  a pod network need CNI and are logged as unsupported and skipped.
 For tests: records the flags and files it received as JSON at
 $KUBELET_STANDIN_RECORD (default /var/lib/kubelet/standin-record.json), and
 crashes (exit 255) when $KUBELET_STANDIN_CRASH (default
 /var/lib/kubelet/standin-crash) exists; with the content "once" the file is
-removed first, so the next start runs normally.
+removed first, so the next start runs normally. The static pods' state goes to
+$KUBELET_STANDIN_PODS (default /var/lib/kubelet/standin-pods.json);
+$KUBELET_STANDIN_LOG_ROOT moves /var/log/pods for host tests.
+CRI messages are encoded by hand with talos_init's protobuf helpers, imported
+only when there is a pod to run (the system python of a test host has no h2).
 """
 
 from __future__ import annotations
@@ -79,6 +91,234 @@ def check_crash(path: str) -> None:
         os.unlink(path)
     print("kubelet-standin: crashing as told by", path, file=sys.stderr, flush=True)
     os._exit(255)
+
+
+# -- static pods through CRI (runtime.v1) --------------------------------------------------
+
+CRI = "/runtime.v1.RuntimeService/"
+NODE, CONTAINER_NS, POD_NS = 2, 1, 0  # NamespaceMode
+SANDBOX_READY = 0  # PodSandboxState
+RUNNING, EXITED = 1, 2  # ContainerState
+
+
+def say(message: str) -> None:
+    print(f"kubelet-standin: {message}", file=sys.stderr, flush=True)
+
+
+class Cri:
+    """The few RuntimeService calls a static pod needs, over talos_init's unary gRPC client."""
+
+    def __init__(self, socket_path: str):
+        from talos_init.apid import containerd as grpc  # lazily: needs h2
+
+        self.g = grpc
+        self.client = grpc.Client(socket_path, timeout=120)  # image unpack, TCG
+
+    def call(self, method: str, message: bytes) -> dict:
+        return self.g.decode(self.client.call(CRI + method, message, "k8s.io"))
+
+    def f(self, number: int, value) -> bytes:
+        return self.g.field(number, value)
+
+    def kv(self, number: int, mapping: dict) -> bytes:
+        return b"".join(self.f(number, self.f(1, k) + self.f(2, v)) for k, v in mapping.items())
+
+    def text(self, fields: dict, number: int) -> str:
+        return fields[number][-1].decode() if fields.get(number) else ""
+
+    def num(self, fields: dict, number: int) -> int:
+        return fields[number][-1] if fields.get(number) else 0
+
+    def sandboxes(self, selector: dict) -> list[dict]:
+        reply = self.call("ListPodSandbox", self.f(1, self.kv(3, selector)))
+        out = []
+        for raw in reply.get(1, []):
+            item = self.g.decode(raw)
+            meta = self.g.decode(item[2][-1]) if item.get(2) else {}
+            labels = {}
+            for entry in item.get(5, []):
+                e = self.g.decode(entry)
+                labels[self.text(e, 1)] = self.text(e, 2)
+            out.append({"id": self.text(item, 1), "state": self.num(item, 3),
+                        "attempt": self.num(meta, 4), "labels": labels})
+        return out
+
+    def containers(self, sandbox_id: str) -> list[dict]:
+        reply = self.call("ListContainers", self.f(1, self.f(3, sandbox_id)))
+        out = []
+        for raw in reply.get(1, []):
+            item = self.g.decode(raw)
+            meta = self.g.decode(item[3][-1]) if item.get(3) else {}
+            out.append({"id": self.text(item, 1), "name": self.text(meta, 1),
+                        "attempt": self.num(meta, 2), "state": self.num(item, 6)})
+        return out
+
+
+class StaticPod:
+    """One manifest as the kubelet sees it: mirror name <name>-<node>, uid from the content."""
+
+    def __init__(self, manifest: dict, raw: bytes, node: str, log_root: str):
+        meta = manifest.get("metadata") or {}
+        self.manifest = manifest
+        self.spec = manifest.get("spec") or {}
+        self.name = f"{meta.get('name')}-{node}"
+        self.namespace = meta.get("namespace") or "default"
+        # The kubelet hashes the object, its source and the node name into a static pod's uid.
+        self.uid = hashlib.md5(raw + b"file" + node.encode()).hexdigest()
+        self.log_dir = f"{log_root}/{self.namespace}_{self.name}_{self.uid}"
+        self.labels = {"io.kubernetes.pod.name": self.name,
+                       "io.kubernetes.pod.namespace": self.namespace,
+                       "io.kubernetes.pod.uid": self.uid}
+
+    def namespaces(self, cri: Cri) -> bytes:
+        pid = NODE if self.spec.get("hostPID") else CONTAINER_NS
+        ipc = NODE if self.spec.get("hostIPC") else POD_NS
+        return cri.f(1, NODE) + cri.f(2, pid) + cri.f(3, ipc)
+
+    def sandbox_config(self, cri: Cri, attempt: int) -> bytes:
+        meta = (cri.f(1, self.name) + cri.f(2, self.uid) + cri.f(3, self.namespace)
+                + cri.f(4, attempt))
+        linux = cri.f(1, f"/kubepods/besteffort/pod{self.uid}") \
+            + cri.f(2, cri.f(1, self.namespaces(cri)))
+        return (cri.f(1, meta) + cri.f(3, self.log_dir) + cri.kv(6, self.labels)
+                + cri.kv(7, {"kubernetes.io/config.source": "file",
+                             "kubernetes.io/config.hash": self.uid})
+                + cri.f(8, linux))
+
+    def container_config(self, cri: Cri, c: dict, attempt: int) -> bytes:
+        volumes = {v.get("name"): v for v in self.spec.get("volumes") or []}
+        msg = cri.f(1, cri.f(1, c["name"]) + cri.f(2, attempt)) + cri.f(2, cri.f(1, c["image"]))
+        msg += b"".join(cri.f(3, a) for a in c.get("command") or [])
+        msg += b"".join(cri.f(4, a) for a in c.get("args") or [])
+        if c.get("workingDir"):
+            msg += cri.f(5, c["workingDir"])
+        for env in c.get("env") or []:
+            if "value" not in env and "valueFrom" in env:
+                raise ValueError(f"container {c['name']}: env {env.get('name')}: valueFrom "
+                                 "needs the API server")
+            msg += cri.f(6, cri.f(1, env["name"]) + cri.f(2, str(env.get("value", ""))))
+        for vm in c.get("volumeMounts") or []:
+            host = (volumes.get(vm.get("name")) or {}).get("hostPath")
+            if not host:
+                raise ValueError(f"container {c['name']}: volume {vm.get('name')!r}: only "
+                                 "hostPath volumes are supported")
+            if host.get("type") == "DirectoryOrCreate":
+                os.makedirs(host["path"], exist_ok=True)
+            msg += cri.f(7, cri.f(1, vm["mountPath"]) + cri.f(2, host["path"])
+                         + cri.f(3, int(bool(vm.get("readOnly")))))
+        msg += cri.kv(9, {**self.labels, "io.kubernetes.container.name": c["name"]})
+        msg += cri.f(11, f"{c['name']}/{attempt}.log")
+        msg += cri.f(15, cri.f(2, cri.f(3, self.namespaces(cri))))
+        return msg
+
+    def sync(self, cri: Cri) -> dict:
+        """Make the pod run; returns its state for the record."""
+        boxes = cri.sandboxes({"io.kubernetes.pod.uid": self.uid})
+        ready = [b for b in boxes if b["state"] == SANDBOX_READY]
+        if ready:
+            sandbox, attempt = ready[0]["id"], ready[0]["attempt"]
+            config = self.sandbox_config(cri, attempt)
+        else:
+            attempt = max((b["attempt"] + 1 for b in boxes), default=0)
+            config = self.sandbox_config(cri, attempt)
+            os.makedirs(self.log_dir, exist_ok=True)
+            sandbox = cri.text(cri.call("RunPodSandbox", cri.f(1, config)), 1)
+            say(f"pod {self.namespace}/{self.name}: sandbox {sandbox[:13]} ready")
+        existing = cri.containers(sandbox)
+        state = {"sandbox": sandbox, "containers": {}}
+        for c in self.spec.get("containers") or []:
+            mine = sorted((x for x in existing if x["name"] == c["name"]),
+                          key=lambda x: x["attempt"])
+            last = mine[-1] if mine else None
+            if last and last["state"] == RUNNING:
+                state["containers"][c["name"]] = last["id"]
+                continue
+            if last and last["state"] == EXITED and self.spec.get("restartPolicy") == "Never":
+                state["containers"][c["name"]] = last["id"]
+                continue
+            if last and last["state"] != EXITED:
+                cid = last["id"]  # created, never started: start it
+            else:
+                attempt = last["attempt"] + 1 if last else 0
+                os.makedirs(f"{self.log_dir}/{c['name']}", exist_ok=True)
+                reply = cri.call("CreateContainer", cri.f(1, sandbox) + cri.f(
+                    2, self.container_config(cri, c, attempt)) + cri.f(3, config))
+                cid = cri.text(reply, 1)
+            cri.call("StartContainer", cri.f(1, cid))
+            say(f"pod {self.namespace}/{self.name}: container {c['name']} {cid[:13]} started")
+            state["containers"][c["name"]] = cid
+        return state
+
+
+def load_pods(directory: str, node: str, log_root: str) -> tuple[list[StaticPod], dict]:
+    """The manifests the kubelet would run, and the ones skipped with the reason."""
+    pods, skipped = [], {}
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return [], {}
+    for name in names:
+        if name.startswith(".") or not name.endswith((".yaml", ".yml", ".json")):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            raw = open(path, "rb").read()
+            manifest = load_yaml(path)
+        except (OSError, ValueError) as exc:
+            skipped[name] = f"unreadable: {exc}"
+            continue
+        if not isinstance(manifest, dict) or manifest.get("kind") != "Pod":
+            skipped[name] = "not a Pod manifest"
+        elif not (manifest.get("spec") or {}).get("hostNetwork"):
+            skipped[name] = ("unsupported by the stand-in: a pod network needs CNI "
+                             "(only hostNetwork pods are run)")
+        else:
+            pods.append(StaticPod(manifest, raw, node, log_root))
+    return pods, skipped
+
+
+def run_static_pods(directory: str, endpoint_sock: str, node: str, stop: threading.Event,
+                    record_path: str, period: float) -> None:
+    """The kubelet's static pod loop: read the directory, make every pod run, stop removed ones."""
+    log_root = os.environ.get("KUBELET_STANDIN_LOG_ROOT", "/var/log/pods")
+    said: dict[str, str] = {}
+    cri = None
+    while True:
+        pods, skipped = load_pods(directory, node, log_root)
+        status = {name: {"skipped": why} for name, why in skipped.items()}
+        for name, why in skipped.items():
+            if said.get(name) != why:
+                say(f"static pod {name}: {why}")
+                said[name] = why
+        if pods or cri is not None:
+            try:
+                cri = cri or Cri(endpoint_sock)
+                for pod in pods:
+                    try:
+                        status[pod.name] = pod.sync(cri)
+                        said.pop(pod.name, None)
+                    except (OSError, ValueError, KeyError, cri.g.GrpcError) as exc:
+                        status[pod.name] = {"error": str(exc)}
+                        if said.get(pod.name) != str(exc):
+                            say(f"pod {pod.namespace}/{pod.name}: {exc} (retrying)")
+                            said[pod.name] = str(exc)
+                wanted = {p.uid for p in pods}
+                for box in cri.sandboxes({}):
+                    uid = box["labels"].get("io.kubernetes.pod.uid")
+                    if box["state"] == SANDBOX_READY and uid and uid not in wanted:
+                        cri.call("StopPodSandbox", cri.f(1, box["id"]))
+                        say(f"pod {box['labels'].get('io.kubernetes.pod.name')}: manifest gone, "
+                            "sandbox stopped")
+            except (OSError, ImportError) as exc:
+                status["error"] = f"container runtime: {exc}"
+            except Exception as exc:  # a CRI reply we cannot read: keep serving /healthz
+                status["error"] = f"{type(exc).__name__}: {exc}"
+        tmp = record_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(status, f, indent=1)
+        os.replace(tmp, record_path)
+        if stop.wait(period):
+            return
 
 
 def main() -> None:
@@ -164,6 +404,16 @@ def main() -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
             s.sendto(b"READY=1\nSTATUS=kubelet stand-in serving /healthz", addr)
     print(f"kubelet-standin: ready, /healthz on {host}:{port}", file=sys.stderr, flush=True)
+
+    static = config.get("staticPodPath")
+    if static:
+        node = (one.get("hostname-override") or socket.gethostname()).lower()
+        # A node without a hostname reports "(none)": not a name a pod name can carry.
+        node = "".join(ch for ch in node if ch.isalnum() or ch in ".-").strip(".-") or "node"
+        pods_record = os.environ.get("KUBELET_STANDIN_PODS", "/var/lib/kubelet/standin-pods.json")
+        period = float(os.environ.get("KUBELET_STANDIN_SYNC", "5"))
+        threading.Thread(target=run_static_pods, daemon=True,
+                         args=(static, sock_path, node, stop, pods_record, period)).start()
 
     while not stop.wait(0.2):
         check_crash(crash_path)

@@ -13,17 +13,18 @@ def create(client: Client, cid: str, image: str, pod: str) -> None:
 
 
 def test_containers_lists_the_k8s_namespace(node, containerd):
-    """`osctl containers -k` shows containerd's k8s.io containers; the system namespace is apart."""
+    """`osctl containers -k` shows containerd's k8s.io containers by pod; the system namespace
+    is apart."""
     create(containerd, "coredns-1", "registry.k8s.io/coredns:v1.11", "coredns-abc")
     create(containerd, "api-0", "registry.k8s.io/kube-apiserver:v1.30", "apiserver")
     config = node.osctlconfig("reader", ["os:reader"])
     r = node.osctl(config, "containers", "-k")
     assert r.returncode == 0, r.stderr
     header, *rows = r.stdout.splitlines()
-    assert header.split() == ["NAMESPACE", "ID", "IMAGE", "PID", "STATUS"]
-    assert [row.split()[:3] for row in rows] == [
-        ["k8s.io", "api-0", "registry.k8s.io/kube-apiserver:v1.30"],
-        ["k8s.io", "coredns-1", "registry.k8s.io/coredns:v1.11"]]
+    assert header.split() == ["POD", "NAME", "ID", "IMAGE", "PID", "STATUS"]
+    assert [row.split()[:4] for row in rows] == [  # by pod; no container-name label: "-"
+        ["apiserver", "-", "api-0", "registry.k8s.io/kube-apiserver:v1.30"],
+        ["coredns-abc", "-", "coredns-1", "registry.k8s.io/coredns:v1.11"]]
     r = node.osctl(config, "-o", "json", "containers")
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
 

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from tests.host.realcontainerd import REPO, containerd, short_dir  # noqa: F401  (fixtures)
+from tests.host.realcontainerd import (  # noqa: F401  (fixtures)
+    REPO, containerd, containerd_customization, short_dir)
 
 STANDIN = REPO / "tests/kubelet_standin/kubelet.py"
 

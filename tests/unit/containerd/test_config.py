@@ -25,6 +25,7 @@ def test_config_is_cri_ready_with_cgroupfs(tmp_path):
     cri = doc["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["NoPivotRoot"] is True  # initramfs /
     assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
     assert cri["sandbox_image"].startswith("registry.k8s.io/pause:")

@@ -374,6 +374,30 @@ CASES = [
     Case(
         "tabs", machine="\tenv: {}\n", path="<document>", message="not valid YAML", marker="\tenv"
     ),
+    Case(
+        "static pod without a name",
+        machine="    pods:\n      - apiVersion: v1\n        kind: Pod\n        metadata: {labels: {}}\n"
+        "        spec: {containers: [{name: app, image: a/b:1}]}\n",
+        path="machine.pods[0].metadata.name",
+        message="a static pod needs a name",
+        marker="apiVersion: v1",
+    ),
+    Case(
+        "static pod without containers",
+        machine="    pods:\n      - {apiVersion: v1, kind: Pod, metadata: {name: ok}, spec: {}}\n"
+        "      - {apiVersion: v1, kind: Pod, metadata: {name: empty}, spec: {containers: []}}\n",
+        path="machine.pods[1].spec.containers",
+        message="a pod needs at least one container",
+        marker="{apiVersion: v1, kind: Pod, metadata: {name: empty}",
+    ),
+    Case(
+        "static pod container without an image",
+        machine="    pods:\n      - {apiVersion: v1, kind: Pod, metadata: {name: p},"
+        " spec: {containers: [{name: app}]}}\n",
+        path="machine.pods[0].spec.containers[0].image",
+        message="a container needs an image",
+        marker="{apiVersion: v1",
+    ),
 ]
 
 
