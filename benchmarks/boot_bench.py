@@ -67,7 +67,7 @@ def baseline_digest() -> str:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
     h.update((REPO / "initramfs" / "recipe.toml").read_bytes())
-    for f in [*sorted((REPO / "initramfs").glob("*.py")), REPO / "talos_init/containerd/config.py"]:
+    for f in [*sorted((REPO / "initramfs").glob("*.py")), REPO / "configs/containerd/config.toml"]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
