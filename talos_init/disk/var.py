@@ -268,6 +268,13 @@ def mount_installed(found: installed.Candidate, layout: Layout) -> Result | None
                   fsck=fsck, found_by="label")
 
 
+def _block_names(sys_block: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(sys_block))
+    except OSError:
+        return []
+
+
 def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | None]) -> Result:
     """The var service: an installed /var at once, else wait for the config (``read_config``
     returns None until it exists) and ``setup`` from it. Keeps looking for EPHEMERAL while it
@@ -277,29 +284,32 @@ def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | Non
         return _finish(layout, result)
     if layout.load_drivers:
         drivers.load_storage_drivers(layout.sys_bus)
-    look, told = True, set()
+    look, listed, waited = True, None, 0.0
     while True:
-        if look:
+        names = _block_names(layout.sys_block) if look else None
+        if look and names != listed:  # rescan only when a block device came or went
+            listed = names
             found = installed.find(layout.sys_block, layout.disks)
             if len(found) == 1:
                 result = mount_installed(found[0], layout)
                 if result is not None:
                     return _finish(layout, result)
                 look = False  # unusable: the config decides (refuse, or wipe when it says so)
-            elif len(found) > 1 and "many" not in told:
-                told.add("many")
+            elif len(found) > 1:
                 log.warning("var_installed_ambiguous", partitions=[f.partition for f in found],
                             effect="waiting for the machine config to name the install disk")
                 look = False
         config = read_config()
         if config is not None:
             return setup(config, layout)
-        if "wait" not in told:
-            told.add("wait")
+        if waited == 0:
             why = "no installed /var (partition EPHEMERAL) found"
             log.info("var_waiting_for_config", reason=why)
             sdnotify.try_notify(f"STATUS=waiting for the machine config: {why}")
-        time.sleep(layout.config_poll)
+        # Fast while a boot is under way; a node left without a config is polled once a second.
+        delay = layout.config_poll if waited < 30 else max(layout.config_poll, 1.0)
+        waited += delay
+        time.sleep(delay)
 
 
 def write_report(path: Path, result: Result) -> None:
