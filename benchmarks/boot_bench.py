@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     installed = None
     if args.steady:
         installed = args.out / "installed.raw"
-        r = one_boot("install", 0, kernel, ours_img, config, 0, False, args, keep_disk=installed)
+        r = one_boot("ours-install", 0, kernel, ours_img, config, 0, False, args,
+                     keep_disk=installed)
         if "error" in r or not installed.exists():
             print(f"  install boot failed: {r.get('error')} ({r['serial']})", file=sys.stderr)
             return 1
