@@ -1,6 +1,7 @@
 """Boot benchmark: our Python PID 1 against a busybox shell-init baseline, side by side.
 
     .venv/bin/python -m benchmarks.boot_bench [--boots 5] [--idle 600] [--out build/bench]
+                                              [--no-steady]
 
 Needs ``apt-get install busybox-static`` for the baseline (see
 benchmarks/baseline/build.py). Builds both images from the same kernel,
@@ -10,6 +11,12 @@ of each round alternates too, so drift in the shared machine's load hits
 both) in QEMU with identical settings: TCG unless TALOS_QEMU_ACCEL=kvm, the
 same memory, cpus and blank virtio disk, ``-netdev user,restrict=on`` with
 guestfwd to one loopback HTTP server serving configs/worker.yaml.
+
+Ours is measured twice: a first boot (blank disk: /var is partitioned once the
+config names install.disk) and the steady state (every later boot: a copy of a
+disk installed by one unmeasured install boot, powered off cleanly, so /var is
+found by its label without the config). The baseline has no persistent /var:
+its boots are the same in both tables.
 
 Times are guest seconds since the kernel started: /init's exec from the
 kernel's "Run /init as init process" record (both images); ours from PID
@@ -69,7 +76,7 @@ def baseline_digest() -> str:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
     h.update((REPO / "initramfs" / "recipe.toml").read_bytes())
-    for f in [*sorted((REPO / "initramfs").glob("*.py")), REPO / "talos_init/containerd/config.py"]:
+    for f in [*sorted((REPO / "initramfs").glob("*.py")), REPO / "configs/containerd/config.toml"]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -142,16 +149,24 @@ def manifest_bytes(manifest: Path) -> int:
 # ---- one boot ------------------------------------------------------------------------------
 
 def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle: float,
-             importtime: bool, args: argparse.Namespace) -> dict:
+             importtime: bool, args: argparse.Namespace, disk: Path | None = None,
+             keep_disk: Path | None = None) -> dict:
+    """One boot; ``disk``: boot a copy of this installed disk; ``keep_disk``: power off
+    cleanly at the end and keep the disk there (the install boot)."""
     state = UserdataServer(body=config)
     server = _serve(state)
     workdir = args.out / "boots" / f"{n:02d}-{kind}"  # the serial log stays there for reading
+    workdir.mkdir(parents=True, exist_ok=True)
     cmdline = [f"talos.config={state.guest_url}", f"bench.idle={idle:g}"]
     if importtime:
         cmdline.append("bench.importtime=1")
+    copy = None
+    if disk is not None:
+        copy = workdir / "installed.raw"
+        subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
     vm = VM(VMSpec(kernel, initrd, workdir, cmdline=cmdline, config_port=state.port,
-                   memory_mb=args.memory, cpus=args.cpus))
-    ready = (r"service_state service=containerd state=ready" if kind == "ours"
+                   memory_mb=args.memory, cpus=args.cpus, disk=copy))
+    ready = (r"service_state service=containerd state=ready" if kind.startswith("ours")
              else r"^BENCH mark containerd")
     result: dict = {"kind": kind, "idle": idle, "serial": str(vm.log_path)}
     try:
@@ -161,6 +176,13 @@ def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle:
             vm.wait_for(ready, args.timeout)
             result["host_containerd"] = time.monotonic() - t0
             vm.wait_for(r"^BENCH done", args.timeout + idle + (900 if importtime else 0))
+            if keep_disk is not None:
+                since = len(vm.console)
+                vm.powerdown()
+                vm.wait_exit(300)
+                if not re.search(r"unmount target=/var status=unmounted", vm.console[since:]):
+                    raise VMError("the install boot did not unmount /var cleanly")
+                os.replace(vm.disk_path, keep_disk)
         except VMError as e:
             result["error"] = str(e)
             print(f"    {kind}: {e} (console: {vm.log_path})", file=sys.stderr, flush=True)
@@ -169,7 +191,10 @@ def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle:
         server.shutdown()
         server.server_close()
         (workdir / "data.raw").unlink(missing_ok=True)
+        if copy is not None:
+            copy.unlink(missing_ok=True)
     result.update(parse_console(kind, vm.console, idle))
+
     return result
 
 
@@ -208,6 +233,8 @@ def parse_console(kind: str, console: str, idle: float = 0) -> dict:
                     key = ("unpack_start" if "Trying to unpack" in msg else
                            "unpack_done" if "Freeing initrd" in msg else "exec")
                     r["marks"].setdefault(key, t)
+            elif what == "var":
+                r["var_found_by"] = json.loads(rest).get("found_by")
             elif what == "settled":
                 r["settled"] = rest
             elif what in ("log", "warn", "stopped", "quiet"):
@@ -222,7 +249,7 @@ def parse_console(kind: str, console: str, idle: float = 0) -> dict:
         except (ValueError, KeyError, IndexError):
             r.setdefault("unparsed", []).append(m.group(0)[:200])
     marks = r["marks"]
-    if kind == "ours":
+    if kind.startswith("ours"):
         for e in r["events"]:
             if e.get("kind") == "service" and e.get("name") == "userdata" and e.get("state") == "finished":
                 marks.setdefault("config", e["t"])
@@ -286,22 +313,34 @@ def row(label: str, ours: tuple | None, base: tuple | None, unit: str = "s", dig
     return f"  {label:38} {fmt(ours, unit, digits):>26} {fmt(base, unit, digits):>26} {ratio:>7}"
 
 
+STEADY = "ours-steady"  # ours booting a disk a first boot installed
+
+
 def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
-    by = {k: [r for r in runs if r["kind"] == k] for k in ("ours", "baseline")}
+    by = {k: [r for r in runs if r["kind"] == k] for k in ("ours", STEADY, "baseline")}
     n = {k: len(v) for k, v in by.items()}
-    print(f"\nboot figures: median [min-max] over {n['ours']} boots of ours, {n['baseline']} of the "
-          f"baseline; guest seconds since kernel start (QEMU {os.environ.get('TALOS_QEMU_ACCEL', 'tcg')})")
-    print(f"  {'':38} {'ours':>26} {'baseline':>26} {'ratio':>7}")
-    for label, key in TIME_ROWS:
-        print(row(label, stat([r.get(key) for r in by["ours"]]),
-                  stat([r.get(key) for r in by["baseline"]])))
+    accel = os.environ.get("TALOS_QEMU_ACCEL", "tcg")
+    tables = [("first boot: blank disk, /var made once the config names install.disk", "ours")]
+    if by[STEADY]:
+        tables.append(("steady state: a disk installed by a first boot, /var found by its "
+                       "label (the baseline has no persistent /var: same boots as above)", STEADY))
+    for title, kind in tables:
+        print(f"\n{title}\nmedian [min-max] over {n[kind]} boots of ours, {n['baseline']} of the "
+              f"baseline; guest seconds since kernel start (QEMU {accel})")
+        print(f"  {'':38} {'ours':>26} {'baseline':>26} {'ratio':>7}")
+        for label, key in TIME_ROWS:
+            print(row(label, stat([r.get(key) for r in by[kind]]),
+                      stat([r.get(key) for r in by["baseline"]])))
+        found = [r.get("var_found_by") for r in by[kind]]
+        print(f"  /var of ours found by: {', '.join(str(f) for f in found)}")
     print("\nimage size (MiB)")
     ours_c, ours_u = sizes["ours"]
     base_c, base_u = sizes["baseline"]
     print(f"  {'compressed (zstd)':38} {ours_c / 2**20:26.2f} {base_c / 2**20:26.2f} "
           f"{ours_c / base_c:7.2f}")
     print(f"  {'unpacked (files)':38} {ours_u / 2**20:26.2f} {base_u / 2**20:26.2f} {ours_u / base_u:7.2f}")
-    print("\nPID 1 and our own processes (MiB; wake-ups: PID 1 context switches per idle minute)")
+    print("\nPID 1 and our own processes, first boots of ours (MiB; wake-ups: PID 1 context "
+          "switches per idle minute)")
     for label, key, unit, digits in [
         ("PID 1 Rss after boot", "pid1_rss_boot", "", 1), ("PID 1 Pss after boot", "pid1_pss_boot", "", 1),
         ("PID 1 Rss after idle", "pid1_rss_idle", "", 1), ("PID 1 Pss after idle", "pid1_pss_idle", "", 1),
@@ -331,7 +370,7 @@ def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
             print(f"  guest -X importtime {it['module']:22} imports {it.get('imports_s', 0):.2f}s, "
                   f"process {it.get('wall_s', 0):.2f}s, {it.get('modules', 0):.0f} modules; "
                   f"top: {', '.join(f'{n} {c / 1e6:.2f}s' for n, c in it['top'][:6])}")
-    for r in by["ours"]:
+    for r in by["ours"] + by[STEADY]:
         if not r.get("settled", "").startswith("ok"):
             print(f"  ours did not settle (config loaded, apid ready): {r.get('settled', 'no probe line')}")
             for line in r.get("guest_logs", [])[:30]:
@@ -341,7 +380,7 @@ def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
         print(f"  FAILED boot ({r['kind']}): {r['error']} ({r['serial']})")
 
 
-def ours_events(r: dict) -> list[dict]:
+def ours_events(r: dict) -> list[dict]:  # ours, first boot or steady state
     """PID 1's events, with the kernel's own /init exec time (PID 1 records its thread's creation)."""
     exec_at = r["marks"].get("exec")
     return [{**e, "exec_at": exec_at} if e.get("name") == "kernel_handoff" and exec_at else e
@@ -382,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=int, default=1024, help="MiB, both images")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600, help="seconds to containerd ready")
+    parser.add_argument("--no-steady", dest="steady", action="store_false",
+                        help="only first boots of ours (no install boot, no installed-disk boots)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     ours_img, base_img = build_images(args.build, args.out, args.uncompressed)
@@ -392,22 +433,37 @@ def main(argv: list[str] | None = None) -> int:
                           manifest_bytes(args.build / "baseline" / "manifest.txt"))}
     config = args.config.read_bytes()
     runs = []
+    kinds = ["ours", STEADY, "baseline"] if args.steady else ["ours", "baseline"]
+    installed = None
+    if args.steady:
+        installed = args.out / "installed.raw"
+        r = one_boot("ours-install", 0, kernel, ours_img, config, 0, False, args,
+                     keep_disk=installed)
+        if "error" in r or not installed.exists():
+            print(f"  install boot failed: {r.get('error')} ({r['serial']})", file=sys.stderr)
+            return 1
+        print(f"  install boot (not measured): containerd ready at "
+              f"{r.get('containerd', float('nan')):.2f}s; disk kept for the steady-state boots",
+              flush=True)
     for i in range(args.boots):
-        order = ["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]
+        order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]  # drift hits every kind
         for kind in order:
             idle = args.idle if i < args.idle_boots else 0
             importtime = args.importtime and kind == "ours" and i == args.boots - 1
-            r = one_boot(kind, i + 1, kernel, ours_img if kind == "ours" else base_img, config, idle,
-                         importtime, args)
+            r = one_boot(kind, i + 1, kernel, base_img if kind == "baseline" else ours_img, config,
+                         idle, importtime, args, disk=installed if kind == STEADY else None)
             runs.append(r)
-            print(f"  boot {i + 1}/{args.boots} {kind:8}: containerd ready at "
+            print(f"  boot {i + 1}/{args.boots} {kind:11}: containerd ready at "
                   f"{r.get('containerd', float('nan')):.2f}s, config at "
                   f"{r.get('marks', {}).get('config', float('nan')):.2f}s, PID 1 Rss "
                   f"{r.get('pid1_rss_boot', float('nan')):.1f} MiB", flush=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1, default=str))
     report(runs, sizes)
     for kind, events in (("ours", next((ours_events(r) for r in runs if r["kind"] == "ours" and r["events"]), [])),
+                         (STEADY, next((ours_events(r) for r in runs if r["kind"] == STEADY and r["events"]), [])),
                          ("baseline", next((baseline_events(r) for r in runs if r["kind"] == "baseline"), []))):
+        if not events:
+            continue
         svg = args.out / f"timeline-{kind}.svg"
         svg.write_text(timeline_svg.render(events, title=f"boot timeline: {kind}"))
         print(f"  timeline chart: {svg}")

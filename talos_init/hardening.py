@@ -6,9 +6,9 @@ Two entry points, at two moments of the boot:
   writes files under /proc/sys and reads the kernel command line (no child
   process, no heavy import).
 - ``apply_machine`` runs in the one-shot service ``machine-setup`` after
-  userdata and /var: it loads the modules Kubernetes networking needs,
-  applies the Kubernetes sysctls, then machine.sysctls, then writes
-  machine.files (only under the paths Talos allows).
+  userdata, /var and ``kernel-modules`` (which loads br_netfilter, so the
+  bridge sysctls exist): it applies the Kubernetes sysctls, then
+  machine.sysctls, then writes machine.files (only under the paths Talos allows).
 
 Every path is a parameter so tests point them into a temp dir.
 """
@@ -16,15 +16,13 @@ Every path is a parameter so tests point them into a temp dir.
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from talos_init.atomicfile import write_atomic
 from talos_init.log import get_logger
-from talos_init.toolpath import ToolMissing, tool
 
 log = get_logger("hardening")
 
@@ -66,7 +64,6 @@ KUBERNETES_SYSCTLS: dict[str, str] = {
     "fs.aio-max-nr": "1048576",
     "kernel.pid_max": "262144",
 }
-KUBERNETES_MODULES = ("br_netfilter", "overlay")
 
 # Kernel parameters Talos requires on its command line (KSPP); missing ones are warned about.
 REQUIRED_CMDLINE = ("slab_nomerge", "pti=on")
@@ -83,6 +80,7 @@ class Report:
     missing: list[str] = field(default_factory=list)  # the kernel has no such sysctl
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # machine.files path -> what was done
 
     @property
     def ok(self) -> bool:
@@ -151,24 +149,6 @@ def apply_kernel_hardening(proc_sys: Path = Path("/proc/sys"),
     return report
 
 
-def load_modules(names: Iterable[str], modprobe: str | None, report: Report) -> None:
-    """modprobe each module; ``modprobe`` None means look it up (images keep it anywhere)."""
-    if modprobe is None:
-        try:
-            modprobe = tool("modprobe")
-        except ToolMissing as exc:
-            report.warnings.append(f"modules {', '.join(names)} not loaded: {exc}")
-            return
-    for name in names:
-        if not os.path.exists(modprobe):
-            report.warnings.append(f"module {name}: {modprobe} is not in the image")
-            continue
-        r = subprocess.run([modprobe, "-q", name], capture_output=True, text=True)
-        if r.returncode != 0:  # built in or absent: the sysctl step reports what is missing
-            report.warnings.append(
-                f"module {name}: modprobe exited {r.returncode}: {r.stderr.strip()}")
-
-
 def check_file_path(path: str) -> str | None:
     """Why ``path`` may not be written by machine.files, or None when it may."""
     if not path.startswith("/"):
@@ -232,11 +212,10 @@ def write_file(spec: Mapping[str, Any], root: Path) -> str:
 
 
 def apply_machine(config: Mapping[str, Any], proc_sys: Path = Path("/proc/sys"),
-                  root: Path = Path("/"), modprobe: str | None = None) -> Report:
-    """The one-shot after userdata and /var: modules, Kubernetes sysctls, then the config's."""
+                  root: Path = Path("/")) -> Report:
+    """The one-shot after userdata and /var: Kubernetes sysctls, then the config's."""
     machine = config.get("machine") or {}
     report = Report()
-    load_modules(KUBERNETES_MODULES, modprobe, report)
     apply_sysctls(KUBERNETES_SYSCTLS, proc_sys, report, source="kubernetes", missing_is_error=False)
     for name in ("net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_forward"):
         if name in report.missing:
@@ -247,6 +226,7 @@ def apply_machine(config: Mapping[str, Any], proc_sys: Path = Path("/proc/sys"),
     for i, spec in enumerate(machine.get("files") or []):
         try:
             what = write_file(spec, root)
+            report.files[str(spec["path"])] = what
             log.info("machine_file", path=spec.get("path"), result=what,
                      permissions=oct(int(spec.get("permissions") or 0o644)))
         except (ValueError, OSError) as exc:

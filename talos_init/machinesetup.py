@@ -1,31 +1,70 @@
 """``python3.11 -I -m talos_init.machinesetup``: the one-shot ``machine-setup`` service.
 
-After userdata and /var: Kubernetes modules and sysctls, machine.sysctls and
-machine.files. Exits 1 when any config entry could not be applied (each is
-logged with its path); what could be applied is applied.
+After userdata, /var and kernel-modules: Kubernetes sysctls, machine.sysctls,
+machine.files, then containerd's registry hosts from machine.registries.
+containerd is already running by then: it reads hosts.toml at every pull, but
+a CRI customization (machine.files' /etc/cri/conf.d/20-customization.part) is
+read only at its start, so writing one restarts containerd through PID 1.
+Exits 1 when any entry could not be applied (each is logged with its path);
+what could be applied is applied.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+from talos_init.containerd.config import CUSTOMIZATION, ContainerdConfigError, Layout, write_hosts
 from talos_init.hardening import apply_machine
 from talos_init.log import get_logger
+from talos_init.paths import Paths
 
 log = get_logger("hardening")
 
 
+def restart_containerd(control_socket: Path) -> None:
+    """Ask PID 1 to restart containerd (raises ControlError); the kubelet is not running yet."""
+    import asyncio  # only on this path: most nodes have no CRI customization
+
+    from talos_init.control.client import ControlClient
+
+    reply = asyncio.run(ControlClient(control_socket).call("services.restart", {"id": "containerd"}))
+    log.info("containerd_restarted", reason=f"{CUSTOMIZATION} written", state=reply.get("state"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "/run/talos/config.json")
+    p = argparse.ArgumentParser(prog="talos_init.machinesetup")  # the options exist for tests
+    p.add_argument("config", nargs="?", type=Path, default=Path("/run/talos/config.json"))
+    p.add_argument("--proc-sys", type=Path, default=Path("/proc/sys"))
+    p.add_argument("--root", type=Path, default=Path("/"))
+    p.add_argument("--hosts-dir", type=Path, default=Layout.hosts_dir)
+    p.add_argument("--control-socket", type=Path, default=Paths().control_socket)
+    args = p.parse_args(argv)
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(args.config.read_text())
     except (OSError, ValueError) as exc:
-        log.error("config_unreadable", path=str(path), error=str(exc))
+        log.error("config_unreadable", path=str(args.config), error=str(exc))
         return 1
-    return 0 if apply_machine(config).ok else 1
+    report = apply_machine(config, args.proc_sys, args.root)
+    ok = report.ok
+    try:
+        for note in write_hosts(config, args.hosts_dir):
+            log.info("registry_hosts_note", note=note)
+    except (ContainerdConfigError, OSError, ValueError) as exc:
+        log.error("registry_hosts_failed", error=str(exc))
+        ok = False
+    if not report.files.get(CUSTOMIZATION, "unchanged").startswith("unchanged"):
+        from talos_init.control.protocol import ControlError
+
+        try:
+            restart_containerd(args.control_socket)
+        except ControlError as exc:
+            log.error("containerd_restart_failed", reason=f"{CUSTOMIZATION} written",
+                      error=str(exc))
+            ok = False
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from initramfs.build import Builder, Progress, load_recipe
-from talos_init.containerd import config as containerd_config
 
 HERE = Path(__file__).resolve().parent
 BUSYBOX = Path("/bin/busybox")
@@ -66,9 +65,7 @@ class BaselineBuilder(Builder):
             if t.get(t.resolve(path)) is None and t.get(t.resolve(f"/usr/sbin/{name}")) is None:
                 t.add_symlink(path, "busybox", "busybox")
         t.add_file("/init", "init", src=HERE / "init", mode=0o755)
-        # The same containerd configuration ours writes at boot (its defaults, no machine config).
-        t.add_file("/etc/containerd/config.toml", "etc",
-                   data=containerd_config.render(containerd_config.Layout(), []).encode(), mode=0o644)
+        # /etc/containerd/config.toml: the same static file as ours, from the recipe's [files].
         t.add_file("/etc/bench/udhcpc.script", "init", src=HERE / "udhcpc.script", mode=0o755)
         t.add_file("/etc/bench/modules", "init",
                    data=("\n".join(self.recipe["kernel"]["modules"]) + "\n").encode(), mode=0o644)

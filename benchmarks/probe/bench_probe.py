@@ -209,6 +209,15 @@ def importtime():
             json.dumps([[n.strip(), c] for c, _s, n in top], separators=(",", ":")))
 
 
+def var():
+    # What the var service did (first boot: made by the config; later: found by its label).
+    try:
+        with open("/run/talos/var.json") as f:
+            say("var", json.dumps(json.load(f), separators=(",", ":")))
+    except (OSError, ValueError) as e:
+        say("var", json.dumps({"error": str(e)}))
+
+
 def main():
     words = dict(w.partition("=")[::2] for w in open("/proc/cmdline").read().split())
     idle = float(words.get("bench.idle", "0") or 0)
@@ -217,6 +226,7 @@ def main():
     wait_quiet()
     timeline()
     kmsg()
+    var()
     pid1("boot")
     procs("boot")
     time.sleep(idle)

@@ -1,2 +1,3 @@
-"""containerd for Kubernetes: its config generated at boot from the machine config, then
-exec'd by the ``containerd`` service (same pid, so its sd_notify READY=1 reaches PID 1)."""
+"""containerd for Kubernetes: its static config (``config``, shipped in the image so the
+``containerd`` service execs /usr/bin/containerd directly), the registry hosts written from
+the machine config by machine-setup, and image import for apid (``images``)."""

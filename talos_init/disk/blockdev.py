@@ -11,12 +11,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyudev
+from typing import TYPE_CHECKING, Any
 
 from talos_init.disk import gpt
 from talos_init.toolpath import ToolMissing, tool
+
+if TYPE_CHECKING:  # imported where used: an installed /var is found without udev
+    import pyudev
 
 BLKRRPART = 0x125F
 BLKPG = 0x1269
@@ -47,6 +48,8 @@ def udev_context() -> pyudev.Context:
     find_library needs ldconfig's cache, gcc or ld; an initramfs has none of them,
     so pyudev would report "No library named udev" although libudev.so.1 is there.
     """
+    import pyudev
+
     try:
         return pyudev.Context()
     except ImportError:
@@ -75,6 +78,8 @@ def _disk(device: pyudev.Device) -> Disk:
 
 def find_by_path(context: pyudev.Context, path: str, wait: float = 10.0) -> Disk:
     """The whole disk at ``path``; waits up to ``wait`` seconds for it to appear."""
+    import pyudev
+
     deadline = time.monotonic() + wait
     while True:
         try:

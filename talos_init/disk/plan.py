@@ -2,6 +2,8 @@
 
 Never destroys data unless the config says ``wipe: true``: a disk that holds
 anything we did not make is refused with a message naming what it holds.
+As in Talos, ``wipe`` applies at installation only: a disk whose EPHEMERAL
+partition holds our ext4 is installed and is checked, never wiped.
 """
 
 from __future__ import annotations
@@ -34,9 +36,21 @@ class Plan:
 def decide(disk: str, disk_sig: dict[str, str], partitions: list[gpt.Partition] | None,
            part_sig: dict[str, str] | None, wipe: bool, part_zeroed: bool = False) -> Plan:
     """``partitions`` is the GPT content (None: no readable GPT); ``part_sig`` the probe
-    of our partition when there is one; ``part_zeroed`` whether its start is all zeros."""
-    if wipe:
-        return Plan(Action.WIPE, "machine.install.wipe is true")
+    of our partition when there is one; ``part_zeroed`` whether its start is all zeros.
+    ``wipe`` turns a refusal (or a foreign whole-disk ext4) into WIPE; an installed /var
+    (CHECK) or our interrupted first boot (FORMAT) stays as it is."""
+    plan = _inspect(disk, disk_sig, partitions, part_sig, part_zeroed)
+    if wipe and plan.action in (Action.REFUSE, Action.CHECK_WHOLE):
+        return Plan(Action.WIPE, f"machine.install.wipe is true and {disk} holds no installed "
+                    f"/var ({plan.reason})")
+    if wipe and plan.action is Action.CHECK:
+        return Plan(Action.CHECK, f"{plan.reason}; the disk is installed: machine.install.wipe "
+                    "applies at installation only (a failed check still wipes)", plan.partition)
+    return plan
+
+
+def _inspect(disk: str, disk_sig: dict[str, str], partitions: list[gpt.Partition] | None,
+             part_sig: dict[str, str] | None, part_zeroed: bool) -> Plan:
     if not disk_sig:
         return Plan(Action.PARTITION, "the disk is blank")
     pttype, fstype = disk_sig.get("PTTYPE"), disk_sig.get("TYPE")

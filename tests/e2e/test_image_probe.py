@@ -56,7 +56,7 @@ def test_udev_coldplug_loads_virtio_drivers(probe_vm):
 
 
 def test_containerd_sends_ready_over_sd_notify(probe_vm):
-    """containerd from the image starts with the generated config and sends READY=1."""
+    """containerd from the image starts with the shipped static config and sends READY=1."""
     assert probe_line(probe_vm, "containerd").startswith("ready ")
     assert "containerd status=0" in probe_vm.console
 

@@ -158,6 +158,7 @@ def test_first_boot_partitions_formats_and_mounts_var(node):
     wait_ready(node, "containerd")
     report = json.loads(ok(node, "read", "/run/talos/var.json"))
     assert report["mode"] == "disk" and report["action"] == "partition", report
+    assert report["found_by"] == "config", report  # a blank disk waits for install.disk
     mounts = {m["target"]: m for m in json.loads(ok(node, "-o", "json", "mounts"))}
     assert "/var" in mounts, sorted(mounts)
     var = mounts["/var"]
@@ -266,21 +267,38 @@ def test_static_pod_runs_from_imported_images(node, tmp_path):
 
 
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
-    """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file."""
+    """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file.
+
+    The config server answers 503 until containerd is ready: on an installed disk /var and
+    containerd need neither the config nor the network, which the node's own events show
+    (containerd ready before userdata finished, var found by label)."""
     assert ok(node, "read", MARKER) == configs["marker"]
     out = ok(node, "reboot")
     assert "rebooting" in out
     node["vm"].wait_exit(BOOT_TIMEOUT)
     assert "reboot: Restarting system" in node["vm"].console  # a reset, not a power-off or crash
     server.body = configs["second"]  # no machine.files: the marker can only come from the disk
+    server.status = 503  # userdata retries (1 s, 2 s, 4 s...) until the test lets it through
     vm = module_boot(standin_image, server=server, api=True, disk=node["disk"])
     node.update(vm=vm, boot=2)
+    try:
+        vm.wait_for(r"service_state service=containerd state=ready", BOOT_TIMEOUT)
+    finally:
+        server.status = 200
     wait_api(node)
     wait_ready(node, "containerd")
     report = json.loads(ok(node, "read", "/run/talos/var.json"))
-    assert report["action"] == "check", report
+    assert report["action"] == "check" and report["found_by"] == "label", report
     assert ok(node, "read", MARKER) == configs["marker"]
     assert "/var" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
+    evs = [e for e in events(node) if e["kind"] == "service"]
+
+    def first(name: str, state: str) -> float:
+        ts = [e["t"] for e in evs if e["name"] == name and e["state"] == state]
+        assert ts, f"no {name} {state} event: {[e for e in evs if e['name'] == name]}"
+        return min(ts)
+
+    assert first("var", "finished") < first("containerd", "ready") < first("userdata", "finished")
 
     # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.
     wait_ready(node, "kubelet")

@@ -1,4 +1,5 @@
-"""A real containerd started by our launcher, for the containerd and kubelet host tests.
+"""A real containerd started from our static config (paths moved into temp dirs), for the
+containerd and kubelet host tests.
 
 Short temp dirs for unix sockets, READY=1 waiting, a clean stop. Test packages
 use it by importing the fixtures into their conftest.
@@ -11,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -56,29 +56,35 @@ def stop(proc: subprocess.Popen) -> bytes:
         return proc.communicate()[0] or b""
 
 
+def containerd_argv(tmp_path: Path, short_dir: Path) -> tuple[list[str], Path]:
+    """argv running /usr/bin/containerd on the image's config with its paths under the temp
+    dirs (the service's argv, but --config names this copy), and the socket it will serve."""
+    from talos_init.containerd.config import Layout, render
+
+    address = short_dir / "c.sock"
+    layout = Layout(config=tmp_path / "config.toml", hosts_dir=tmp_path / "certs.d",
+                    root=tmp_path / "root", state=short_dir / "state", address=address,
+                    cni_conf_dir=tmp_path / "cni", imports=str(tmp_path / "conf.d/*.part"))
+    layout.config.write_text(render(layout))
+    return ["/usr/bin/containerd", "--config", str(layout.config)], address
+
+
 @pytest.fixture
 def containerd_customization() -> str:
-    """TOML for the launcher's customization import (Talos' CRI hook); a module may override it."""
+    """TOML for the CRI customization import (Talos' hook, /etc/cri/conf.d/*.part); a module may override it."""
     return ""
 
 
 @pytest.fixture
 def containerd(tmp_path, short_dir, containerd_customization):
-    """The real containerd, started through talos_init.containerd and ready; yields its socket."""
-    customization = tmp_path / "none.part"
+    """The real containerd on our config, ready; yields its socket."""
     if containerd_customization:
-        customization = tmp_path / "customization.part"
-        customization.write_text(containerd_customization)
+        (tmp_path / "conf.d").mkdir(exist_ok=True)
+        (tmp_path / "conf.d" / "20-customization.part").write_text(containerd_customization)
     notify_path = short_dir / "n.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
-    address = short_dir / "c.sock"
-    argv = [sys.executable, "-I", "-m", "talos_init.containerd",
-            "--machine-config", str(tmp_path / "absent.json"),
-            "--config", str(tmp_path / "config.toml"), "--hosts-dir", str(tmp_path / "certs.d"),
-            "--root", str(tmp_path / "root"), "--state", str(short_dir / "state"),
-            "--address", str(address), "--cni-conf-dir", str(tmp_path / "cni"),
-            "--customization", str(customization)]
+    argv, address = containerd_argv(tmp_path, short_dir)
     proc = subprocess.Popen(argv, cwd=REPO, env=dict(os.environ, NOTIFY_SOCKET=str(notify_path)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

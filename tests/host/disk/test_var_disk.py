@@ -67,16 +67,37 @@ def test_existing_filesystem_is_checked_and_kept(loopdisk, layout):
     assert (layout.var / "log/keep.txt").read_text() == "still here\n"
 
 
-def test_wipe_true_reformats(loopdisk, layout):
-    """wipe: true erases the disk and makes a fresh filesystem."""
+def test_wipe_true_keeps_an_installed_var(loopdisk, layout):
+    """wipe: true applies at installation only (as in Talos): an installed /var is kept."""
     setup(_config(loopdisk.devnode), layout)
     (layout.var / "log/old.txt").write_text("old\n")
     uuid_before = blockdev.probe(_partition_node(loopdisk))["UUID"]
     syscalls.umount2(layout.var)
     result = setup(_config(loopdisk.devnode, wipe=True), layout)
-    assert result.action == "wipe"
-    assert not (layout.var / "log/old.txt").exists()
-    assert blockdev.probe(result.partition)["UUID"] != uuid_before
+    assert result.action == "check"
+    assert (layout.var / "log/old.txt").read_text() == "old\n"
+    assert blockdev.probe(result.partition)["UUID"] == uuid_before
+
+
+def test_wipe_true_erases_a_foreign_disk(loopdisk, layout):
+    """wipe: true erases a disk holding someone else's table and installs /var on it."""
+    subprocess.run(["sgdisk", "--new=1:0:+8M", "--change-name=1:data", loopdisk.devnode],
+                   check=True, capture_output=True)
+    result = setup(_config(loopdisk.devnode, wipe=True), layout)
+    assert result.action == "wipe" and mounts.mounted_at(layout.var) == "ext4"
+    assert [p.name for p in gpt.read(loopdisk.devnode, 512)] == ["EPHEMERAL"]
+
+
+def test_wipe_true_erases_an_installed_var_that_fails_its_check(loopdisk, layout):
+    """An EPHEMERAL that e2fsck cannot repair is no usable /var: wipe: true reinstalls it."""
+    result = setup(_config(loopdisk.devnode), layout)
+    syscalls.umount2(layout.var)
+    with open(result.partition, "r+b") as f:
+        f.seek(1024 + 0x18)  # s_log_block_size: an impossible block size
+        f.write((40).to_bytes(4, "little"))
+    again = setup(_config(loopdisk.devnode, wipe=True), layout)
+    assert again.action == "wipe" and again.fsck == "new filesystem"
+    assert mounts.mounted_at(layout.var) == "ext4"
 
 
 def test_filesystem_is_clean_after_unmount(loopdisk, layout):

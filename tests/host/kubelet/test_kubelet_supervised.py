@@ -1,4 +1,4 @@
-"""The node services under the real Supervisor: userdata -> containerd (real) -> kubelet (stand-in).
+"""The node services under the real Supervisor: userdata, containerd (real) -> kubelet (stand-in).
 
 What the issue's e2e asks of the kubelet, shown on this host: it starts only after
 containerd is ready and the config exists, gets the expected flags and files, is
@@ -12,7 +12,7 @@ import socket
 import sys
 
 from talos_init.service.definition import parse
-from tests.host.realcontainerd import REPO
+from tests.host.realcontainerd import REPO, containerd_argv
 from tests.host.service.conftest import harness  # noqa: F401  (the supervisor's own test harness)
 
 FIXTURE = REPO / "tests/unit/kubelet/worker-effective.json"
@@ -39,21 +39,14 @@ def test_kubelet_waits_for_containerd_is_ready_and_restarted_after_a_crash(
     staged = tmp_path / "staged.json"
     staged.write_text(json.dumps(config))
     port = _free_port()
-    address = short_dir / "containerd.sock"
+    ctd_argv, address = containerd_argv(tmp_path, short_dir)
     userdata = _define({
         "id": "userdata", "readiness": {"exit": True}, "restart": "never",
         "argv": [sys.executable, "-c", "import shutil, sys; shutil.copyfile(sys.argv[1], sys.argv[2])",
                  str(staged), str(h.paths.effective_config)]})
-    containerd = _define({
+    containerd = _define({  # as services/containerd.yaml: the daemon itself, no config needed
         "id": "containerd", "readiness": {"notify": True}, "restart": "always",
-        "argv": [sys.executable, "-I", "-m", "talos_init.containerd",
-                 "--machine-config", str(h.paths.effective_config),
-                 "--config", str(tmp_path / "containerd/config.toml"),
-                 "--hosts-dir", str(tmp_path / "containerd/certs.d"),
-                 "--root", str(tmp_path / "containerd/root"), "--state", str(short_dir / "state"),
-                 "--address", str(address), "--cni-conf-dir", str(tmp_path / "cni"),
-                 "--customization", str(tmp_path / "none.part")],
-        "working_directory": str(REPO), "stop": {"timeout": 20}})
+        "argv": ctd_argv, "working_directory": str(REPO), "stop": {"timeout": 20}})
     kubelet = _define({
         "id": "kubelet", "depends_on": ["containerd", "userdata"], "restart": "always",
         "backoff": {"initial": 0.2, "max": 1},

@@ -1,4 +1,4 @@
-"""containerd's generated config and registry hosts parse as TOML and say what Kubernetes needs."""
+"""containerd's static config and the registry hosts parse as TOML and say what Kubernetes needs."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ import tomllib
 
 import pytest
 
+from pathlib import Path
+
 from talos_init.containerd.config import (
     ContainerdConfigError,
     Layout,
-    install_default_cni,
     render,
     render_hosts,
-    write_all,
+    write_hosts,
 )
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_config_is_cri_ready_with_cgroupfs(tmp_path):
     """version 2, state/root, CRI with runc on cgroupfs, Debian's CNI bin dir, hosts config_path."""
-    doc = tomllib.loads(render(Layout(), []))
+    doc = tomllib.loads(render(Layout()))
     assert doc["version"] == 2 and doc["root"] == "/var/lib/containerd" and doc["state"] == "/run/containerd"
     assert doc["oom_score"] == -999
     cri = doc["plugins"]["io.containerd.grpc.v1.cri"]
@@ -36,7 +39,7 @@ def test_config_is_cri_ready_with_cgroupfs(tmp_path):
 def test_strings_cannot_break_out_of_toml(tmp_path):
     """A path with quotes and newlines stays one TOML string."""
     evil = 'x"\nversion = 3\n"'
-    doc = tomllib.loads(render(Layout(sandbox_image=evil), []))
+    doc = tomllib.loads(render(Layout(sandbox_image=evil)))
     assert doc["version"] == 2 and doc["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == evil
 
 
@@ -66,28 +69,39 @@ def test_bad_mirror_endpoint_is_named(tmp_path):
         render_hosts("docker.io", {"endpoints": ["https://ok", "ftp://x"]}, {}, tmp_path)
 
 
-def test_write_all_catch_all_mirror_and_stale_removal(tmp_path):
+def test_write_hosts_catch_all_mirror_and_stale_removal(tmp_path):
     """'*' goes to _default; a registry dropped from the config loses its hosts.toml."""
-    layout = Layout(config=tmp_path / "config.toml", hosts_dir=tmp_path / "certs.d",
-                    customization=tmp_path / "custom.part")
-    (tmp_path / "certs.d/quay.io").mkdir(parents=True)
-    (tmp_path / "certs.d/quay.io/hosts.toml").write_text('server = "https://quay.io"\n')
-    (tmp_path / "custom.part").write_text("[metrics]\n")
-    notes = write_all({"machine": {"registries": {"mirrors": {"*": {"endpoints": ["http://127.0.0.1:5000"]}}}}},
-                      layout)
-    assert (tmp_path / "certs.d/_default/hosts.toml").exists()
-    assert not (tmp_path / "certs.d/quay.io/hosts.toml").exists()
-    assert tomllib.loads(layout.config.read_text())["imports"] == [str(tmp_path / "custom.part")]
-    assert any("quay.io" in n for n in notes)
+    hosts = tmp_path / "certs.d"
+    (hosts / "quay.io").mkdir(parents=True)
+    (hosts / "quay.io/hosts.toml").write_text('server = "https://quay.io"\n')
+    notes = write_hosts({"machine": {"registries": {"mirrors": {"*": {"endpoints": ["http://127.0.0.1:5000"]}},
+                                                    "config": {"r": {"auth": {"username": "u"}}}}}},
+                        hosts)
+    assert (hosts / "_default/hosts.toml").exists()
+    assert not (hosts / "quay.io/hosts.toml").exists()
+    assert any("quay.io" in n for n in notes) and any("auth is not supported" in n for n in notes)
+    assert write_hosts(None, tmp_path / "absent") == [] and not (tmp_path / "absent").exists()
 
 
-def test_default_cni_only_when_none(tmp_path):
-    """The default bridge conf is installed into an empty conf dir, never next to an existing network."""
-    default = tmp_path / "10-default.conflist"
-    default.write_text("{}")
-    conf = tmp_path / "net.d"
-    assert install_default_cni(conf, default) is True and (conf / default.name).exists()
-    other = tmp_path / "net2.d"
-    other.mkdir()
-    (other / "05-cilium.conflist").write_text("{}")
-    assert install_default_cni(other, default) is False and not (other / default.name).exists()
+def test_shipped_config_is_the_rendered_one():
+    """configs/containerd/config.toml (what the image ships) is render(Layout()), byte for byte."""
+    shipped = (REPO / "configs/containerd/config.toml").read_text()
+    assert shipped == render(Layout()), (
+        "configs/containerd/config.toml is stale: python -m talos_init.containerd.config "
+        "> configs/containerd/config.toml")
+
+
+def test_cri_customization_is_imported_by_a_glob():
+    """The import is a glob: containerd starts when no customization exists (a plain missing
+    path is fatal to it), and picks up Talos' 20-customization.part when one does."""
+    imports = tomllib.loads(render(Layout()))["imports"]
+    assert imports == ["/etc/cri/conf.d/*.part"]
+    assert Path("/etc/cri/conf.d/20-customization.part").match(imports[0])
+
+
+def test_image_ships_config_and_default_cni_where_containerd_reads_them():
+    """The recipe puts the static config at --config's path and the CNI conf in conf_dir."""
+    recipe = tomllib.loads((REPO / "initramfs/recipe.toml").read_text())["files"]
+    assert recipe["configs/containerd/config.toml"] == str(Layout.config)
+    conf_dir = tomllib.loads(render(Layout()))["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["conf_dir"]
+    assert Path(recipe["configs/cni/99-talos-init-default.conflist"]).parent == Path(conf_dir)

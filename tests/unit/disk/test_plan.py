@@ -1,4 +1,5 @@
-"""The /var decision table: data is never destroyed unless wipe is set."""
+"""The /var decision table: data is never destroyed unless wipe is set, and wipe applies at
+installation only (an installed EPHEMERAL is never wiped), as in Talos."""
 
 from __future__ import annotations
 
@@ -19,10 +20,25 @@ def test_blank_disk_is_partitioned():
     assert decide("/dev/vda", {}, None, None, False).action is Action.PARTITION
 
 
-def test_wipe_wins_over_everything():
-    """wipe: true erases even a disk that holds our filesystem."""
+def test_wipe_never_touches_an_installed_var():
+    """wipe: true leaves a disk whose EPHEMERAL holds our ext4 to be checked, saying why."""
     plan = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {"TYPE": "ext4"}, True)
-    assert plan.action is Action.WIPE
+    assert plan.action is Action.CHECK and "installation only" in plan.reason
+    zeroed = decide("/dev/vda", {"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {}, True, part_zeroed=True)
+    assert zeroed.action is Action.FORMAT
+
+
+@pytest.mark.parametrize("sig, parts, part_sig", [
+    ({"PTTYPE": "dos"}, None, None),                                # someone else's table
+    ({"PTTYPE": "gpt"}, [_part("data")], None),                     # a GPT without EPHEMERAL
+    ({"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {}),                  # damaged superblock
+    ({"PTTYPE": "gpt"}, [_part("EPHEMERAL")], {"TYPE": "xfs"}),     # not our filesystem
+    ({"TYPE": "ext4"}, None, None),                                 # a whole-disk ext4
+])
+def test_wipe_applies_when_the_disk_holds_no_installed_var(sig, parts, part_sig):
+    """Everything that is not an installed /var is erased when wipe: true, and only then."""
+    assert decide("/dev/vda", sig, parts, part_sig, True).action is Action.WIPE
+    assert decide("/dev/vda", sig, parts, part_sig, False).action is not Action.WIPE
 
 
 def test_our_ext4_partition_is_checked():

@@ -76,7 +76,7 @@ def test_machine_sysctls_follow_kubernetes_ones(tmp_path):
     config = {"machine": {"sysctls": {"vm.overcommit_memory": "2",
                                       "fs.inotify.max_user_watches": "1048576",
                                       "net.no.such": "1"}}}
-    report = apply_machine(config, proc_sys, tmp_path / "root", modprobe=str(tmp_path / "none"))
+    report = apply_machine(config, proc_sys, tmp_path / "root")
     assert _read(proc_sys, "net.ipv4.ip_forward") == "1"
     assert _read(proc_sys, "vm.overcommit_memory") == "2"
     assert _read(proc_sys, "fs.inotify.max_user_watches") == "1048576"
@@ -136,8 +136,7 @@ def test_bad_file_is_reported_others_written(tmp_path):
     config = {"machine": {"files": [
         {"path": "/etc/shadow", "content": "x", "permissions": 0o600, "op": "overwrite"},
         {"path": "/var/ok.txt", "content": "ok", "permissions": 0o644, "op": "create"}]}}
-    report = apply_machine(config, tmp_path / "proc/sys", tmp_path / "root",
-                           modprobe=str(tmp_path / "none"))
+    report = apply_machine(config, tmp_path / "proc/sys", tmp_path / "root")
     assert len(report.errors) == 1 and "machine.files[0]" in report.errors[0]
     assert "'/etc/shadow' is not allowed" in report.errors[0]
     assert (tmp_path / "root/var/ok.txt").read_text() == "ok"
@@ -147,7 +146,7 @@ def test_machine_sysctls_may_relax_kspp(tmp_path):
     """The operator can lower a KSPP minimum through machine.sysctls (e.g. ptrace_scope=0)."""
     proc_sys = _tree(tmp_path, {"kernel.yama.ptrace_scope": "1"})
     report = apply_machine({"machine": {"sysctls": {"kernel.yama.ptrace_scope": "0"}}}, proc_sys,
-                           tmp_path / "root", modprobe=str(tmp_path / "none"))
+                           tmp_path / "root")
     assert report.ok and _read(proc_sys, "kernel.yama.ptrace_scope") == "0"
 
 
@@ -157,5 +156,5 @@ def test_kubelet_protect_kernel_defaults_values(tmp_path):
               "kernel.panic_on_oops": "1", "kernel.keys.root_maxkeys": "1000000",
               "kernel.keys.root_maxbytes": "25000000"}
     proc_sys = _tree(tmp_path, {k: "7" for k in wanted})
-    apply_machine({"machine": {}}, proc_sys, tmp_path / "root", modprobe=str(tmp_path / "none"))
+    apply_machine({"machine": {}}, proc_sys, tmp_path / "root")
     assert {k: _read(proc_sys, k) for k in wanted} == wanted

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from talos_init.containerd.config import Layout as CtdLayout
-from talos_init.containerd.config import write_all
+from talos_init.containerd.config import write_hosts
 from talos_init.hardening import apply_machine
 from talos_init.kubelet.prep import Layout as KubeletLayout
 from talos_init.kubelet.prep import prepare, write_files
@@ -36,17 +35,14 @@ def test_example_config_drives_kubelet_containerd_and_sysctls(name, tmp_path):
     assert boot["clusters"][0]["cluster"]["server"] == effective["cluster"]["controlPlane"]["endpoint"]
     assert layout.ca.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
 
-    ctd = CtdLayout(config=tmp_path / "config.toml", hosts_dir=tmp_path / "certs.d",
-                    customization=tmp_path / "none")
-    write_all(effective, ctd)
-    assert tomllib.loads(ctd.config.read_text())["version"] == 2
+    assert write_hosts(effective, tmp_path / "certs.d") == []
 
     proc_sys = tmp_path / "proc/sys"
     for name_ in effective["machine"].get("sysctls", {}):
         p = proc_sys / name_.replace(".", "/")
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("0\n")
-    report = apply_machine(effective, proc_sys, tmp_path / "root", modprobe=str(tmp_path / "none"))
+    report = apply_machine(effective, proc_sys, tmp_path / "root")
     assert report.ok, report.errors
     for key, value in effective["machine"].get("sysctls", {}).items():
         assert (proc_sys / key.replace(".", "/")).read_text().strip() == value
@@ -64,9 +60,7 @@ def test_mirrors_and_labels_survive_validation(tmp_path):
     result = parse(text, "worker.yaml")
     assert result.config is not None
     effective = result.config.effective
-    ctd = CtdLayout(config=tmp_path / "config.toml", hosts_dir=tmp_path / "certs.d",
-                    customization=tmp_path / "none")
-    write_all(effective, ctd)
+    write_hosts(effective, tmp_path / "certs.d")
     hosts = tomllib.loads((tmp_path / "certs.d/docker.io/hosts.toml").read_text())
     assert list(hosts["host"]) == ["http://10.0.2.2:5000"]
     effective["machine"]["kubelet"].pop("extraArgs", None)

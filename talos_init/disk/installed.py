@@ -1,0 +1,71 @@
+"""Find an installed /var (a partition named EPHEMERAL) through sysfs: no udev, no config.
+
+The kernel reads GPT partition names itself and publishes them as PARTNAME in
+each partition's uevent file; devtmpfs makes the /dev node. That is enough to
+find the partition a first boot made, on every later boot, before udev or the
+machine config exist. A partition without a PARTNAME (a kernel that does not
+parse GPT and got it through BLKPG, an MBR partition) counts when its ext4
+superblock is labelled EPHEMERAL.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+
+from talos_init.disk.blockdev import NOT_DISKS
+from talos_init.disk.plan import LABEL
+
+
+@dataclass(frozen=True)
+class Candidate:
+    partition: str  # /dev/vda1
+    disk: str  # /dev/vda
+
+
+def _uevent(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    return dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+
+
+EXT4_SUPERBLOCK = 1024
+EXT4_MAGIC = b"\x53\xef"  # s_magic 0xEF53, little endian, at 0x38
+EXT4_LABEL = slice(0x78, 0x88)  # s_volume_name
+
+
+def ext4_label(devnode: str) -> str | None:
+    """The ext4 volume label on ``devnode``, None when it holds no ext2/3/4 superblock."""
+    try:
+        with open(devnode, "rb") as f:
+            f.seek(EXT4_SUPERBLOCK)
+            sb = f.read(1024)
+    except OSError:
+        return None
+    if len(sb) < 0x88 or sb[0x38:0x3A] != EXT4_MAGIC:
+        return None
+    return sb[EXT4_LABEL].split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def find(sys_block: Path = Path("/sys/class/block"), disks: tuple[str, ...] | None = None,
+         dev: str = "/dev") -> list[Candidate]:
+    """Every partition named EPHEMERAL (GPT name, else ext4 label). ``disks``: name patterns
+    of the disks to look at (default: every disk but loop, ram, dm...: never install disks)."""
+    found = []
+    for entry in sorted(sys_block.iterdir()) if sys_block.is_dir() else []:
+        ev = _uevent(entry / "uevent")
+        if ev.get("DEVTYPE") != "partition" or ev.get("PARTNAME", LABEL) != LABEL:
+            continue
+        disk = entry.resolve().parent.name  # .../block/vda/vda1
+        if disks is None:
+            if any(fnmatch.fnmatchcase(disk, p) for p in NOT_DISKS):
+                continue
+        elif not any(fnmatch.fnmatchcase(disk, p) for p in disks):
+            continue
+        node = f"{dev}/{ev.get('DEVNAME', entry.name)}"
+        if "PARTNAME" in ev or ext4_label(node) == LABEL:
+            found.append(Candidate(node, f"{dev}/{disk}"))
+    return found

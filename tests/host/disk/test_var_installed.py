@@ -1,0 +1,134 @@
+"""An installed /var (partition EPHEMERAL) is mounted at boot without the machine config;
+anything else waits for the config, as a first boot does. Real loop disks, real mounts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from talos_init import mounts, syscalls
+from talos_init.disk import installed
+from talos_init.disk.blockdev import DiskError
+from talos_init.disk.var import setup, setup_at_boot
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _config(disk: str) -> dict:
+    return {"version": "v1alpha1", "machine": {"install": {"disk": disk}}}
+
+
+def _install(loopdisk, layout) -> str:
+    """A first boot: partition, format, mount; then 'reboot' (unmount). Returns the partition."""
+    result = setup(_config(loopdisk.devnode), layout)
+    (layout.var / "log/boot1.txt").write_text("from the first boot\n")
+    syscalls.umount2(layout.var)
+    return result.partition
+
+
+def _boot_layout(layout, *loops):
+    layout.disks = tuple(os.path.basename(lo.devnode) for lo in loops)
+    layout.load_drivers = False  # never modprobe on the host
+    layout.config_poll = 0.05
+    return layout
+
+
+class Reader:
+    """read_config for setup_at_boot: None for the first ``absent`` calls, then ``config``."""
+
+    def __init__(self, config: dict | None, absent: int = 0):
+        self.config, self.absent, self.calls = config, absent, 0
+
+    def __call__(self) -> dict | None:
+        self.calls += 1
+        return None if self.calls <= self.absent else self.config
+
+
+@pytest.fixture
+def second_loop(tmp_path):
+    from tests.host.disk.conftest import Loop
+
+    backing = tmp_path / "disk2.img"
+    with open(backing, "wb") as f:
+        f.truncate(96 << 20)
+    dev = subprocess.run(["losetup", "-f", "--show", "-P", str(backing)],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    try:
+        yield Loop(dev, backing)
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def test_installed_var_is_found_by_its_name(loopdisk, layout):
+    """After a first boot the EPHEMERAL partition is found through sysfs; other disks are not."""
+    partition = _install(loopdisk, layout)
+    name = os.path.basename(loopdisk.devnode)
+    assert installed.find(disks=(name,)) == [installed.Candidate(partition, loopdisk.devnode)]
+    assert installed.find(disks=("no-such-disk",)) == []
+    assert all(c.disk != loopdisk.devnode for c in installed.find())  # loop: never by default
+
+
+def test_installed_var_is_mounted_without_reading_the_config(loopdisk, layout):
+    """A reboot on an installed disk mounts /var before (and without) the machine config."""
+    partition = _install(loopdisk, layout)
+    reader = Reader(None, absent=10**9)
+    result = setup_at_boot(_boot_layout(layout, loopdisk), reader)
+    assert reader.calls == 0
+    assert (result.mode, result.action, result.found_by) == ("disk", "check", "label")
+    assert result.partition == partition and result.fsck == "clean"
+    assert mounts.mounted_at(layout.var) == "ext4"
+    assert (layout.var / "log/boot1.txt").read_text() == "from the first boot\n"
+    with open("/proc/self/mountinfo") as f:
+        line = next(li for li in f if li.split()[4] == str(layout.var))
+    assert {"nodev", "nosuid", "noatime"} <= set(line.split()[5].split(","))
+    assert json.loads(layout.report.read_text())["found_by"] == "label"
+
+
+def test_blank_disk_waits_for_the_config_then_installs(loopdisk, layout):
+    """No EPHEMERAL anywhere: nothing happens until the config exists, then a first boot."""
+    reader = Reader(_config(loopdisk.devnode), absent=3)
+    result = setup_at_boot(_boot_layout(layout, loopdisk), reader)
+    assert reader.calls == 4
+    assert (result.action, result.found_by) == ("partition", "config")
+    assert mounts.mounted_at(layout.var) == "ext4"
+
+
+def test_two_installed_disks_wait_for_the_config_to_choose(loopdisk, second_loop, layout):
+    """Two EPHEMERAL partitions: no guess; the config's install.disk decides."""
+    _install(second_loop, layout)
+    _install(loopdisk, layout)
+    reader = Reader(_config(second_loop.devnode), absent=2)
+    result = setup_at_boot(_boot_layout(layout, loopdisk, second_loop), reader)
+    assert reader.calls == 3
+    assert result.device == second_loop.devnode and result.found_by == "config"
+
+
+def test_damaged_installed_var_is_left_to_the_config_and_refused(loopdisk, layout):
+    """An EPHEMERAL that fails its check is not mounted early; without wipe it is refused."""
+    partition = _install(loopdisk, layout)
+    with open(partition, "r+b") as f:
+        f.seek(1024 + 0x18)  # s_log_block_size: an impossible block size
+        f.write((40).to_bytes(4, "little"))
+    reader = Reader(_config(loopdisk.devnode), absent=1)
+    with pytest.raises(DiskError, match=r"not mounting /var: .*e2fsck -p status"):
+        setup_at_boot(_boot_layout(layout, loopdisk), reader)
+    assert reader.calls == 2 and mounts.mounted_at(layout.var) is None
+
+
+def test_service_mounts_installed_var_with_no_config_file(tmp_path, loopdisk, layout):
+    """The var service process exits 0 with /var mounted although config.json never appears."""
+    _install(loopdisk, layout)
+    argv = [sys.executable, "-I", "-m", "talos_init.disk", "--machine-config",
+            str(tmp_path / "never.json"), "--var", str(layout.var), "--etc", str(layout.etc),
+            "--report", str(layout.report), "--no-drivers",
+            "--disks", os.path.basename(loopdisk.devnode)]
+    r = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120, env={})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "var_installed" in r.stdout + r.stderr
+    assert mounts.mounted_at(layout.var) == "ext4"
+    assert json.loads(layout.report.read_text())["found_by"] == "label"
