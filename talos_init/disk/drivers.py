@@ -15,11 +15,10 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
-
+from talos_init.log import get_logger
 from talos_init.toolpath import ToolMissing, tool
 
-log = structlog.get_logger("disk")
+log = get_logger("disk")
 
 PCI_STORAGE = re.compile(r"^pci:.*bc01sc")  # base class 01: SCSI, IDE, SATA, NVMe, virtio-blk
 VIRTIO_STORAGE = re.compile(r"^virtio:d0000000[28]v")  # virtio device 2 (block), 8 (SCSI)
