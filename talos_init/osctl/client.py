@@ -14,6 +14,7 @@ The client config is shaped like Talos' talosconfig:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import select
@@ -201,31 +202,36 @@ class Client:
             return f"node {target} closed the connection during the TLS handshake ({e})"
         return f"TLS with node {target} failed: {reason or e}"
 
-    def _lines(self, target: str, method: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    @contextlib.contextmanager
+    def _session(self, target: str) -> Iterator[ssl.SSLSocket]:
+        """A connection to ``target`` whose failures become OsctlErrors naming the node."""
         sock = self._connect(target)
         try:
-            try:
-                sock.sendall(protocol.request(method, params))
-                # Following waits as long as the user does; anything else has the call timeout
-                # (apid's own limit is 60 s) plus a margin.
-                sock.settimeout(None if params.get("follow") else max(self.timeout, 70.0))
-                f = sock.makefile("rb")
-                while True:
-                    line = f.readline(8 * 1024 * 1024)
-                    if not line:
-                        raise OsctlError(f"node {target} closed the connection without an answer")
-                    yield protocol.parse_reply(line)
-            except ssl.SSLCertVerificationError as e:
-                raise OsctlError(self._untrusted(target, e)) from None
-            except (ssl.SSLError, ConnectionError) as e:
-                # TLS 1.3: the server checks our certificate after the client's handshake ends.
-                raise OsctlError(self._refused(target, e)) from None
-            except socket.timeout:
-                raise OsctlError(f"node {target} did not answer within the timeout") from None
-            except ApiError as e:
-                raise OsctlError(describe(target, e)) from None
+            yield sock
+        except ssl.SSLCertVerificationError as e:
+            raise OsctlError(self._untrusted(target, e)) from None
+        except (ssl.SSLError, ConnectionError) as e:
+            # TLS 1.3: the server checks our certificate after the client's handshake ends.
+            raise OsctlError(self._refused(target, e)) from None
+        except socket.timeout:
+            raise OsctlError(f"node {target} did not answer within the timeout") from None
+        except ApiError as e:
+            raise OsctlError(describe(target, e)) from None
         finally:
             sock.close()
+
+    def _lines(self, target: str, method: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        with self._session(target) as sock:
+            sock.sendall(protocol.request(method, params))
+            # Following waits as long as the user does; anything else has the call timeout
+            # (apid's own limit is 60 s) plus a margin.
+            sock.settimeout(None if params.get("follow") else max(self.timeout, 70.0))
+            f = sock.makefile("rb")
+            while True:
+                line = f.readline(8 * 1024 * 1024)
+                if not line:
+                    raise OsctlError(f"node {target} closed the connection without an answer")
+                yield protocol.parse_reply(line)
 
     def upload(self, target: str, method: str, params: dict[str, Any],
                chunks: Iterable[bytes], *, reply_timeout: float = 3600.0) -> Any:
@@ -234,35 +240,23 @@ class Client:
         The node may refuse mid-way (bad archive, size limit): we look for its reply
         between frames and stop sending as soon as it has spoken.
         """
-        sock = self._connect(target)
-        try:
+        with self._session(target) as sock:
+            sock.sendall(protocol.request(method, params))
+            sock.settimeout(max(self.timeout, 120.0))
             try:
-                sock.sendall(protocol.request(method, params))
-                sock.settimeout(max(self.timeout, 120.0))
-                try:
-                    for chunk in chunks:
-                        for i in range(0, len(chunk), protocol.MAX_FRAME):
-                            if sock.pending() or select.select([sock], [], [], 0)[0]:
-                                raise _Replied
-                            sock.sendall(protocol.frame(chunk[i:i + protocol.MAX_FRAME]))
-                    sock.sendall(protocol.frame(b""))
-                except (_Replied, BrokenPipeError, ConnectionResetError):
-                    pass  # the reply (read below) says why the node stopped listening
-                sock.settimeout(reply_timeout)
-                line = sock.makefile("rb").readline(8 * 1024 * 1024)
-                if not line:
-                    raise OsctlError(f"node {target} closed the connection during the upload")
-                return protocol.parse_reply(line).get("result")
-            except ssl.SSLCertVerificationError as e:
-                raise OsctlError(self._untrusted(target, e)) from None
-            except (ssl.SSLError, ConnectionError) as e:
-                raise OsctlError(self._refused(target, e)) from None
-            except socket.timeout:
-                raise OsctlError(f"node {target} did not answer within the timeout") from None
-            except ApiError as e:
-                raise OsctlError(describe(target, e)) from None
-        finally:
-            sock.close()
+                for chunk in chunks:
+                    for i in range(0, len(chunk), protocol.MAX_FRAME):
+                        if sock.pending() or select.select([sock], [], [], 0)[0]:
+                            raise _Replied
+                        sock.sendall(protocol.frame(chunk[i:i + protocol.MAX_FRAME]))
+                sock.sendall(protocol.frame(b""))
+            except (_Replied, BrokenPipeError, ConnectionResetError):
+                pass  # the reply (read below) says why the node stopped listening
+            sock.settimeout(reply_timeout)
+            line = sock.makefile("rb").readline(8 * 1024 * 1024)
+            if not line:
+                raise OsctlError(f"node {target} closed the connection during the upload")
+            return protocol.parse_reply(line).get("result")
 
     def call(self, target: str, method: str, params: dict[str, Any] | None = None) -> Any:
         for msg in self._lines(target, method, params or {}):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,17 +20,23 @@ class Loop:
     backing: Path
 
 
-@pytest.fixture
-def loopdisk(tmp_path):
-    backing = tmp_path / "disk.img"
+@contextlib.contextmanager
+def loop_device(backing: Path, size: int = 96 << 20) -> Iterator[Loop]:
+    """A loop device (partitions scanned) on a new sparse file; detached afterwards."""
     with open(backing, "wb") as f:
-        f.truncate(96 << 20)
+        f.truncate(size)
     dev = subprocess.run(["losetup", "-f", "--show", "-P", str(backing)],
                          check=True, capture_output=True, text=True).stdout.strip()
     try:
         yield Loop(dev, backing)
     finally:
         subprocess.run(["losetup", "-d", dev], check=True)
+
+
+@pytest.fixture
+def loopdisk(tmp_path):
+    with loop_device(tmp_path / "disk.img") as loop:
+        yield loop
 
 
 @pytest.fixture

@@ -51,17 +51,10 @@ class Reader:
 
 @pytest.fixture
 def second_loop(tmp_path):
-    from tests.host.disk.conftest import Loop
+    from tests.host.disk.conftest import loop_device
 
-    backing = tmp_path / "disk2.img"
-    with open(backing, "wb") as f:
-        f.truncate(96 << 20)
-    dev = subprocess.run(["losetup", "-f", "--show", "-P", str(backing)],
-                         check=True, capture_output=True, text=True).stdout.strip()
-    try:
-        yield Loop(dev, backing)
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=True)
+    with loop_device(tmp_path / "disk2.img") as loop:
+        yield loop
 
 
 def test_installed_var_is_found_by_its_name(loopdisk, layout):
