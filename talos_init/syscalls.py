@@ -1,4 +1,4 @@
-"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl.
+"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl, finit_module.
 
 Thin ctypes wrappers over glibc, already loaded in the interpreter
 (``CDLL(None)``: no ``ctypes.util`` search, which costs 2 MiB). Every failure
@@ -40,12 +40,16 @@ CLONE_NEWCGROUP = 0x02000000
 
 PR_SET_CHILD_SUBREAPER = 36
 
+# finit_module(2) has no glibc wrapper: syscall(2) by number (the image is x86_64 only).
+SYS_FINIT_MODULE = 313
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.reboot.argtypes = [ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 
@@ -97,6 +101,13 @@ def set_child_subreaper(on: bool = True) -> None:
     """Orphans of our descendants are re-parented to us instead of to PID 1."""
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         _raise("prctl PR_SET_CHILD_SUBREAPER")
+
+
+def finit_module(fd: int, params: str = "", path: str | os.PathLike[str] | None = None) -> None:
+    """Load the kernel module open at ``fd`` (``path`` only names it in the error)."""
+    if _libc.syscall(ctypes.c_long(SYS_FINIT_MODULE), ctypes.c_int(fd), ctypes.c_char_p(params.encode()),
+                     ctypes.c_int(0)) != 0:
+        _raise("finit_module", path)
 
 
 def sync() -> None:
