@@ -389,13 +389,18 @@ class Builder:
         """Move the [squashfs] components under the mount point; a symlink stays at each path."""
         sq = self.recipe["squashfs"]
         mount = sq["mountpoint"]
-        moved = [e for e in self.tree if e.kind == "file" and e.component in sq["components"]]
+        paths = set(sq.get("paths", []))
+        moved = [e for e in self.tree if e.kind == "file"
+                 and (e.component in sq["components"] or e.path in paths)]
+        if missing := paths - {e.path for e in moved}:
+            raise RuntimeError(f"recipe [squashfs] paths not in the image: {', '.join(sorted(missing))}")
         for e in moved:
             self.tree.remove(e.path)
             self.tree.add_file(mount + e.path, e.component, src=e.src, data=e.data, mode=e.mode)
             self.tree.add_symlink(e.path, mount + e.path, e.component)
         self.payload = mount
-        self.log(f"squashfs: {len(moved)} files ({', '.join(sq['components'])}) under {mount}")
+        self.log(f"squashfs: {len(moved)} files ({', '.join(sq['components'])}, {len(paths)} more) "
+                 f"under {mount}")
 
     def squashfs_image(self) -> None:
         """mksquashfs the staged payload: fixed times, root-owned, no xattrs, same bytes each build."""

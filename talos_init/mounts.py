@@ -180,11 +180,12 @@ def _mount_one(root: Path, spec: MountSpec, mountinfo: Path, filesystems: Path) 
     except OSError:
         pass  # no /proc yet: try the mount, EBUSY will tell
     try:
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if spec.image:
+        if spec.image:  # attached first: no mount point is made for an image that is not there
             with loopdev.attach(root / spec.source.lstrip("/"), root / "dev") as device:
+                target.mkdir(mode=0o755, parents=True, exist_ok=True)
                 syscalls.mount(str(device), target, spec.fstype, spec.flags, spec.data or None)
         else:
+            target.mkdir(mode=0o755, parents=True, exist_ok=True)
             syscalls.mount(spec.source, target, spec.fstype, spec.flags, spec.data or None)
     except OSError as e:
         if e.errno == errno.EBUSY:

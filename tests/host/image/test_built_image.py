@@ -91,6 +91,25 @@ def test_builder_refuses_a_planted_shell_and_names_it(built, kernel_deb, tmp_pat
     assert not (out / "initramfs.img").exists()
 
 
+def test_builder_checks_what_goes_into_the_squashfs(kernel_deb, tmp_path):
+    """A renamed shell sent into the squashfs (recipe [squashfs] paths) is refused at its mounted path."""
+    extra = tmp_path / "extra" / "usr" / "bin"
+    extra.mkdir(parents=True)
+    (extra / "helper").write_bytes(Path("/usr/bin/dash").read_bytes())
+    (extra / "helper").chmod(0o755)
+    recipe = tmp_path / "recipe.toml"
+    text = (REPO / "initramfs" / "recipe.toml").read_text()
+    recipe.write_text(text.replace("[squashfs]\n", '[squashfs]\npaths = ["/usr/bin/helper"]\n', 1))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "initramfs.build", "--out", str(out), "--quiet",
+                           "--recipe", str(recipe), "--kernel-deb", str(kernel_deb),
+                           "--extra-rootfs", str(tmp_path / "extra")],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert f"{SQ['mountpoint']}/usr/bin/helper: same content as the host's" in proc.stderr
+    assert not (out / "initramfs.img").exists()
+
+
 def test_two_builds_give_identical_bytes(built, kernel_deb, tmp_path):
     """A fresh build (empty .pyc cache, new staging) gives the same image bytes as build/."""
     out = tmp_path / "again"

@@ -88,13 +88,14 @@ def _payload_failures(root: str, bad: str) -> dict:
     dev = next(s for s in mounts.EARLY_MOUNTS if s.target == "/dev")
     proc = mounts.MountSpec("/proc", "proc", "proc", mounts.SAFE)
     missing = mounts.mount_all(Path(root), (proc, dev, PAYLOAD))
+    made = Path(root, PAYLOAD.target.lstrip("/")).exists()
     Path(root, PAYLOAD.source.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
     Path(root, PAYLOAD.source.lstrip("/")).write_bytes(bad.encode() * 4096)
     garbage = mounts.mount_all(Path(root), (PAYLOAD,))
     left = _loops_on(root + PAYLOAD.source)
     mounts.unmount_all(Path(root))
     return {"missing": [missing[2].status, missing[2].error], "garbage": [garbage[0].status, garbage[0].error],
-            "loops_left": left}
+            "loops_left": left, "mount_point_made": made}
 
 
 def test_payload_that_cannot_mount_is_reported_and_frees_its_loop_device(tmp_path):
@@ -104,6 +105,7 @@ def test_payload_that_cannot_mount_is_reported_and_frees_its_loop_device(tmp_pat
     out = in_private_namespace(_payload_failures, root, "not a squashfs")
     status, error = out["missing"]
     assert status == "failed" and "No such file" in error and root + PAYLOAD.source in error
+    assert out["mount_point_made"] is False  # no mount point made for an image that is not there
     status, error = out["garbage"]
     assert status == "failed" and "mount squashfs" in error and root + PAYLOAD.target in error
     assert out["loops_left"] == []
