@@ -6,7 +6,8 @@ Each BUILD_DIR is an ``initramfs.build --out`` directory (e.g. built with a
 ``--recipe`` whose [squashfs] compression or image compression differs). The
 probe (tests/e2e/probe/init) mounts the payload with PID 1's own code, then
 starts udevd and containerd one after the other, so containerd's start-up is
-not mixed with Python daemons competing for the CPUs. Boots alternate between
+not mixed with Python daemons competing for the CPUs, and reports how much
+of its binary containerd touched on the way (file-backed Rss). Boots alternate between
 the variants (QEMU TCG unless TALOS_QEMU_ACCEL=kvm). Prints median
 [min-max] of: the kernel's initramfs unpack, kernel start -> /init, the
 payload mount (modules + loop + mount), containerd start to READY=1, and
@@ -31,25 +32,29 @@ TS = r"^\[\s*(\d+\.\d+)\]"
 
 ROWS = [("initramfs unpack (kernel)", "unpack"), ("kernel start -> /init", "exec"),
         ("payload mount (PID 1 code)", "payload"), ("containerd start -> READY=1", "containerd"),
-        ("probe /init -> done", "done")]
+        ("probe /init -> done", "done"), ("containerd file-backed Rss (MiB)", "rss_file")]
 
 
 def parse(console: str) -> dict[str, float]:
     out: dict[str, float] = {}
     patterns = {"unpack_start": TS + r".*Trying to unpack rootfs", "unpack_done": TS + r".*Freeing initrd memory",
                 "exec": TS + r".*Run /init as init process", "payload": r"^PROBE payload mounted (\d+\.\d+)s",
-                "containerd": r"^PROBE containerd ready (\d+\.\d+)s", "done": r"^PROBE done (\d+\.\d+)s"}
+                "containerd": r"^PROBE containerd ready (\d+\.\d+)s", "done": r"^PROBE done (\d+\.\d+)s",
+                "rss_file": r"^PROBE containerd-rss file=(\d+)kB"}
     for key, pattern in patterns.items():
         m = re.search(pattern, console, re.MULTILINE)
         if m:
             out[key] = float(m.group(1))
+    if "rss_file" in out:
+        out["rss_file"] /= 1024
     if "unpack_start" in out and "unpack_done" in out:
         out["unpack"] = out["unpack_done"] - out["unpack_start"]
     return out
 
 
 def one_boot(kernel: Path, initrd: Path, workdir: Path, timeout: float) -> dict[str, float]:
-    vm = VM(VMSpec(kernel, initrd, workdir, disk_mb=0))
+    # loglevel=7: the kernel's unpack records (KERN_INFO) reach the console.
+    vm = VM(VMSpec(kernel, initrd, workdir, cmdline=["loglevel=7"], disk_mb=0))
     try:
         vm.start()
         try:

@@ -49,8 +49,9 @@ EARLY_MOUNTS: tuple[MountSpec, ...] = (
     MountSpec("/sys/fs/cgroup", "cgroup2", "cgroup2", SAFE, "nsdelegate"),
     MountSpec("/sys/kernel/security", "securityfs", "securityfs", SAFE),
     MountSpec("/sys/fs/bpf", "bpf", "bpffs", SAFE, "mode=0700"),
-    # The big programs (containerd, runc, CNI plugins), read lazily instead of unpacked by
-    # the kernel; /usr/bin/containerd etc. are symlinks into it (initramfs/recipe.toml).
+    # Big programs nothing runs before containerd is ready (shim, runc, CNI plugins), read
+    # lazily instead of unpacked by the kernel; /usr/sbin/runc etc. are symlinks into it
+    # (initramfs/recipe.toml [squashfs]).
     MountSpec("/usr/lib/talos/payload", "squashfs", "/usr/lib/talos/payload.squashfs",
               MS_RDONLY | MS_NOSUID | MS_NODEV, image=True,
               # One loop device, not 8: each would be a block device for udev's coldplug.

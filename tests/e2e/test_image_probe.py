@@ -56,10 +56,12 @@ def test_udev_coldplug_loads_virtio_drivers(probe_vm):
 
 
 def test_payload_squashfs_is_mounted_by_pid1_code(probe_vm):
-    """talos_init.mounts loads loop and squashfs itself and mounts the payload; containerd resolves into it."""
+    """talos_init.mounts loads loop and squashfs itself and mounts the payload; runc and the shim
+    resolve into it and run from there."""
     assert probe_line(probe_vm, "payload").startswith("mounted ")
-    assert probe_line(probe_vm, "payload-target") == \
-        "/usr/lib/talos/payload/usr/bin/containerd squashfs"
+    assert probe_line(probe_vm, "payload-target") == "/usr/lib/talos/payload/usr/sbin/runc squashfs"
+    run = probe_line(probe_vm, "payload-run")
+    assert re.fullmatch(r"runc=0:runc version \S+ shim=0:containerd-shim-runc-v2 .*", run), run
     assert {"loop", "squashfs"} <= set(probe_line(probe_vm, "modules").split())
 
 
