@@ -386,7 +386,7 @@ class Builder:
         raise RuntimeError(f"recipe dlopen: {soname} not found on this host")
 
     def squash(self) -> None:
-        """Move the [squashfs] components under the mount point; a symlink stays at each path."""
+        """Move the [squashfs] components and paths under the mount point; a symlink stays at each path."""
         sq = self.recipe["squashfs"]
         mount = sq["mountpoint"]
         paths = set(sq.get("paths", []))

@@ -99,7 +99,8 @@ def test_builder_checks_what_goes_into_the_squashfs(kernel_deb, tmp_path):
     (extra / "helper").chmod(0o755)
     recipe = tmp_path / "recipe.toml"
     text = (REPO / "initramfs" / "recipe.toml").read_text()
-    recipe.write_text(text.replace("[squashfs]\n", '[squashfs]\npaths = ["/usr/bin/helper"]\n', 1))
+    assert "\npaths = [" in text
+    recipe.write_text(text.replace("\npaths = [", '\npaths = ["/usr/bin/helper", ', 1))
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "initramfs.build", "--out", str(out), "--quiet",
                            "--recipe", str(recipe), "--kernel-deb", str(kernel_deb),
