@@ -5,10 +5,12 @@ The build reads ``recipe.toml`` and the ``rootfs/`` overlay, assembles a
 interpreter or a setuid file, and writes a reproducible zstd-compressed cpio
 plus the kernel it was made for. Outputs, under ``--out``:
 
-- ``initramfs.img``  the image (cpio newc, zstd)
+- ``initramfs.img``  the image (cpio newc, zstd); the recipe's [squashfs] files
+                     are in it as one squashfs image that PID 1 mounts
 - ``vmlinuz``        Debian's kernel from the same package as the modules
 - ``manifest.txt``   one line per entry: mode, size, sha256, component, path
-- ``staging/``       the tree as plain files (no device nodes), for tests
+- ``staging/``       the tree as plain files (no device nodes), for tests: the
+                     node's view, with the squashfs content at its mount point
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import tomllib
 from collections import defaultdict
 from pathlib import Path, PurePosixPath
 
-from initramfs import cpio, elf, kernel, policy, stdlib
+from initramfs import cpio, elf, kernel, policy, squashfs, stdlib
 from initramfs.tree import Tree
 from talos_init.service.definition import InvalidDefinitions, compile_directory
 
@@ -136,6 +138,7 @@ class Builder:
         self.interpreter = img["interpreter"]
         self.site = img["site_packages"]
         self.kernel: kernel.Kernel | None = None
+        self.payload: str | None = None  # the squashfs mount point, once squash() ran
 
     # ---- steps, in order -------------------------------------------------------------
 
@@ -149,8 +152,10 @@ class Builder:
         self.overlay()
         self.launchers()
         self.shared_libraries()
+        self.squash()
         self.check_policy()
         self.stage()
+        self.squashfs_image()
         return self.write()
 
     def layout(self) -> None:
@@ -382,6 +387,36 @@ class Builder:
                 return f"{d}/{soname}"
         raise RuntimeError(f"recipe dlopen: {soname} not found on this host")
 
+    def squash(self) -> None:
+        """Move the [squashfs] components and paths under the mount point; a symlink stays at each path."""
+        sq = self.recipe["squashfs"]
+        mount = sq["mountpoint"]
+        paths = set(sq.get("paths", []))
+        moved = [e for e in self.tree if e.kind == "file"
+                 and (e.component in sq["components"] or e.path in paths)]
+        if missing := paths - {e.path for e in moved}:
+            raise RuntimeError(f"recipe [squashfs] paths not in the image: {', '.join(sorted(missing))}")
+        for e in moved:
+            self.tree.remove(e.path)
+            self.tree.add_file(mount + e.path, e.component, src=e.src, data=e.data, mode=e.mode)
+            self.tree.add_symlink(e.path, mount + e.path, e.component)
+        self.payload = mount
+        self.log(f"squashfs: {len(moved)} files ({', '.join(sq['components'])}, {len(paths)} more) "
+                 f"under {mount}")
+
+    def squashfs_image(self) -> None:
+        """mksquashfs the staged payload: fixed times, root-owned, no xattrs, same bytes each build."""
+        if self.payload is None:
+            return
+        sq = self.recipe["squashfs"]
+        image = self.out / "staging" / sq["image"].lstrip("/")
+        squashfs.build(self.out / "staging" / self.payload.lstrip("/"), image, sq["compression"],
+                       self.recipe["image"]["mtime"])
+        self.tree.add_file(sq["image"], "squashfs", src=image, mode=0o644)
+        raw = sum(e.size for e in self.tree if e.path.startswith(self.payload + "/"))
+        self.log(f"squashfs: {raw / 2**20:.1f} MiB -> {image.stat().st_size / 2**20:.1f} MiB "
+                 f"({' '.join(sq['compression'])})")
+
     def check_policy(self) -> None:
         violations = policy.check(self.tree, self.tree.resolve)
         if violations:
@@ -406,7 +441,7 @@ class Builder:
     def write(self) -> Path:
         mtime = self.recipe["image"]["mtime"]
         raw = io.BytesIO()
-        cpio.write(raw, self.tree.members(), mtime=mtime)
+        cpio.write(raw, self.tree.members(leave_out=self.payload), mtime=mtime)
         level = self.recipe["image"]["zstd_level"]
         self.log(f"cpio: {raw.tell() / 2**20:.1f} MiB, compressing (zstd -{level})")
         proc = subprocess.run(["zstd", f"-{level}", "-T0", "-q", "-c", "--no-progress"],
@@ -435,14 +470,23 @@ class Builder:
     def size_report(self) -> str:
         sizes: dict[str, int] = defaultdict(int)
         counts: dict[str, int] = defaultdict(int)
+        lazy: dict[str, int] = defaultdict(int)  # raw bytes read from the squashfs, not unpacked
+        below = f"{self.payload}/" if self.payload else None
         for e in self.tree:
             sizes[e.component] += e.size
             counts[e.component] += 1
+            if below and e.path.startswith(below):
+                lazy[e.component] += e.size
         total = sum(sizes.values())
-        rows = [f"{'component':18} {'files':>6} {'MiB':>8} {'share':>6}"]
+        rows = [f"{'component':18} {'files':>6} {'MiB':>8} {'share':>6}  where"]
         for comp, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
-            rows.append(f"{comp:18} {counts[comp]:6} {size / 2**20:8.2f} {100 * size / total:5.1f}%")
+            where = "squashfs" if lazy[comp] == size and size else "squashfs (part)" if lazy[comp] else ""
+            rows.append(f"{comp:18} {counts[comp]:6} {size / 2**20:8.2f} {100 * size / total:5.1f}%  {where}")
+        unpacked = total - sum(lazy.values())
         rows.append(f"{'total (raw)':18} {sum(counts.values()):6} {total / 2**20:8.2f}")
+        if below:
+            rows.append(f"{'  in the squashfs':18} {'':6} {sum(lazy.values()) / 2**20:8.2f}  read on demand")
+            rows.append(f"{'  kernel unpacks':18} {'':6} {unpacked / 2**20:8.2f}  (the squashfs image included)")
         image = self.out / "initramfs.img"
         rows.append(f"{'image (zstd)':18} {'':6} {image.stat().st_size / 2**20:8.2f}")
         return "\n".join(rows)

@@ -85,6 +85,9 @@ class Tree:
         self.mkdir(str(PurePosixPath(path).parent), component)
         self.entries[path] = Entry(path, "dir", mode, component)
 
+    def remove(self, path: str) -> Entry:
+        return self.entries.pop(_norm(path))
+
     def add_file(self, path: str, component: str, *, src: Path | None = None,
                  data: bytes | None = None, mode: int | None = None) -> Entry:
         if (src is None) == (data is None):
@@ -121,9 +124,11 @@ class Tree:
             current = candidate
         return str(current)
 
-    def members(self) -> list[cpio.Member]:
+    def members(self, leave_out: str | None = None) -> list[cpio.Member]:
+        """The archive's members; ``leave_out``: a directory whose content is not in it."""
+        below = None if leave_out is None else _norm(leave_out) + "/"
         return [cpio.Member(e.path.lstrip("/"), _TYPE[e.kind] | e.mode, e.content(), e.rdev)
-                for e in self]
+                for e in self if below is None or not e.path.startswith(below)]
 
     def write_staging(self, root: Path) -> None:
         """Materialize the tree as real files (device nodes skipped: they need root and mknod)."""

@@ -143,7 +143,7 @@ class Init:
         """Run the boot phases in order; False at the first that fails (the rest are skipped)."""
         checklist = (
             ("signals", self.setup_signals),  # busybox signals; CAD off; subreaper in host mode
-            ("mounts", self.mount),  # mounts.EARLY_MOUNTS: /proc, /sys, /dev, ..., bpffs
+            ("mounts", self.mount),  # mounts.EARLY_MOUNTS: /proc, /sys, /dev, ..., the payload
             ("cmdline", self.read_cmdline),  # talos.config=, ip=, halt_if_failed, panic=
             ("logging", self.setup_logging),  # console and /dev/kmsg
             ("power_button", self.watch_power_button),  # ACPI button press: power off

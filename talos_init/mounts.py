@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from talos_init import syscalls
+from talos_init import kmodules, loopdev, syscalls
 from talos_init.log import get_logger
 from talos_init.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT
 
@@ -28,6 +28,8 @@ class MountSpec:
     data: str = ""
     required: bool = False  # boot cannot go on without it
     why: str = ""  # why a flag that could be set is not
+    modules: tuple[str, ...] = ()  # kernel modules loaded first (finit_module, no modprobe)
+    image: bool = False  # source is a file under root, mounted through a read-only loop device
 
 
 SAFE = MS_NOSUID | MS_NODEV | MS_NOEXEC
@@ -46,6 +48,14 @@ EARLY_MOUNTS: tuple[MountSpec, ...] = (
     MountSpec("/sys/fs/cgroup", "cgroup2", "cgroup2", SAFE, "nsdelegate"),
     MountSpec("/sys/kernel/security", "securityfs", "securityfs", SAFE),
     MountSpec("/sys/fs/bpf", "bpf", "bpffs", SAFE, "mode=0700"),
+    # Big programs nothing runs before containerd is ready (shim, runc, CNI plugins), read
+    # lazily instead of unpacked by the kernel; /usr/sbin/runc etc. are symlinks into it
+    # (initramfs/recipe.toml [squashfs]).
+    MountSpec("/usr/lib/talos/payload", "squashfs", "/usr/lib/talos/payload.squashfs",
+              MS_RDONLY | MS_NOSUID | MS_NODEV, image=True,
+              # One loop device, not 8: each would be a block device for udev's coldplug.
+              modules=("loop max_loop=1", "squashfs"),
+              why="exec: the programs in it run from there"),
 )
 
 
@@ -152,6 +162,15 @@ def _mount_one(root: Path, spec: MountSpec, mountinfo: Path, filesystems: Path) 
     target = root / spec.target.lstrip("/")
     # Read afresh: /proc/filesystems exists only once /proc (the first entry) is mounted.
     known = kernel_filesystems(filesystems)
+    # Modules only when the kernel lacks what the mount needs (built in on some hosts).
+    if spec.modules and (known is None or spec.fstype not in known
+                         or (spec.image and not (root / "dev/loop-control").exists())):
+        try:
+            loaded = kmodules.load(spec.modules, root)
+        except (OSError, LookupError) as e:
+            return MountResult(spec, "failed", f"kernel modules {', '.join(spec.modules)}: {e}")
+        log.info("kernel_modules", target=spec.target, **loaded)
+        known = kernel_filesystems(filesystems)
     if known is not None and spec.fstype not in known:
         return MountResult(spec, "missing", f"{spec.fstype} is not in {filesystems}")
     try:
@@ -161,8 +180,13 @@ def _mount_one(root: Path, spec: MountSpec, mountinfo: Path, filesystems: Path) 
     except OSError:
         pass  # no /proc yet: try the mount, EBUSY will tell
     try:
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
-        syscalls.mount(spec.source, target, spec.fstype, spec.flags, spec.data or None)
+        if spec.image:  # attached first: no mount point is made for an image that is not there
+            with loopdev.attach(root / spec.source.lstrip("/"), root / "dev") as device:
+                target.mkdir(mode=0o755, parents=True, exist_ok=True)
+                syscalls.mount(str(device), target, spec.fstype, spec.flags, spec.data or None)
+        else:
+            target.mkdir(mode=0o755, parents=True, exist_ok=True)
+            syscalls.mount(spec.source, target, spec.fstype, spec.flags, spec.data or None)
     except OSError as e:
         if e.errno == errno.EBUSY:
             return MountResult(spec, "already")

@@ -1,4 +1,5 @@
-"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl, inotify.
+"""The few system calls PID 1 needs that ``os`` lacks: mount, umount2, reboot, prctl, inotify,
+finit_module.
 
 Thin ctypes wrappers over glibc, already loaded in the interpreter
 (``CDLL(None)``: no ``ctypes.util`` search, which costs 2 MiB). Every failure
@@ -48,12 +49,16 @@ IN_ONLYDIR = 0x01000000
 IN_ISDIR = 0x40000000
 IN_Q_OVERFLOW = 0x00004000
 
+# finit_module(2) has no glibc wrapper: syscall(2) by number (the image is x86_64 only).
+SYS_FINIT_MODULE = 313
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                         ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.reboot.argtypes = [ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.syscall.restype = ctypes.c_long
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 _libc.inotify_init1.argtypes = [ctypes.c_int]
@@ -127,6 +132,13 @@ def inotify_add_watch(fd: int, path: str | os.PathLike[str], mask: int) -> int:
 
 def inotify_rm_watch(fd: int, wd: int) -> None:
     _libc.inotify_rm_watch(fd, wd)  # a watch already gone (its directory removed) is fine
+
+
+def finit_module(fd: int, params: str = "", path: str | os.PathLike[str] | None = None) -> None:
+    """Load the kernel module open at ``fd`` (``path`` only names it in the error)."""
+    if _libc.syscall(ctypes.c_long(SYS_FINIT_MODULE), ctypes.c_int(fd), ctypes.c_char_p(params.encode()),
+                     ctypes.c_int(0)) != 0:
+        _raise("finit_module", path)
 
 
 def sync() -> None:

@@ -52,7 +52,7 @@ def node(module_boot, node_image) -> VM:
 
 
 def test_pid1_mounts_the_system_with_safe_flags(node):
-    """/proc, /sys, /dev, /run, /tmp and cgroup2 are mounted, with nosuid/nodev/noexec where they allow."""
+    """/proc, /sys, /dev, /run, /tmp, cgroup2 and the payload are mounted, with nosuid/nodev/noexec where they allow."""
     node.wait_for(r"^E2E done", left(node))
     mounts = {m.group(1): (m.group(2), set(m.group(3).split(",")))
               for m in re.finditer(r"^E2E mount (\S+) (\S+) (\S+)$", node.console, re.MULTILINE)}
@@ -63,11 +63,14 @@ def test_pid1_mounts_the_system_with_safe_flags(node):
         "/run": ("tmpfs", {"nosuid", "nodev"}),
         "/tmp": ("tmpfs", {"nosuid", "nodev"}),
         "/sys/fs/cgroup": ("cgroup2", {"nosuid", "nodev", "noexec"}),
+        # The payload squashfs (shim, runc, CNI plugins): read-only, programs run from it.
+        "/usr/lib/talos/payload": ("squashfs", {"ro", "nosuid", "nodev"}),
     }
     for target, (fstype, flags) in expected.items():
         assert target in mounts, f"{target} not mounted"
         assert mounts[target][0] == fstype, f"{target}: {mounts[target][0]} is not {fstype}"
         assert flags <= mounts[target][1], f"{target}: {sorted(mounts[target][1])} lacks {sorted(flags)}"
+    assert "noexec" not in mounts["/usr/lib/talos/payload"][1]
 
 
 def test_udevd_is_ready_and_loads_the_virtio_drivers(node):

@@ -52,7 +52,17 @@ def test_udev_coldplug_loads_virtio_drivers(probe_vm):
     assert {"virtio_pci", "virtio_net", "virtio_blk"} <= modules
     devices = set(probe_line(probe_vm, "devices").split())
     assert {"eth0", "vda"} <= devices
-    assert probe_line(probe_vm, "pyudev") == "block=1"
+    assert probe_line(probe_vm, "pyudev") == "block=2"  # vda and loop0 (the payload, max_loop=1)
+
+
+def test_payload_squashfs_is_mounted_by_pid1_code(probe_vm):
+    """talos_init.mounts loads loop and squashfs itself and mounts the payload; runc and the shim
+    resolve into it and run from there."""
+    assert probe_line(probe_vm, "payload").startswith("mounted ")
+    assert probe_line(probe_vm, "payload-target") == "/usr/lib/talos/payload/usr/sbin/runc squashfs"
+    run = probe_line(probe_vm, "payload-run")
+    assert re.fullmatch(r"runc=0:runc version \S+ shim=0:\S*containerd-shim-runc-v2:", run), run
+    assert {"loop", "squashfs"} <= set(probe_line(probe_vm, "modules").split())
 
 
 def test_containerd_sends_ready_over_sd_notify(probe_vm):

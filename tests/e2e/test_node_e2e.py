@@ -314,6 +314,11 @@ def test_power_off_leaves_a_clean_filesystem(node):
     assert node["vm"].wait_exit(BOOT_TIMEOUT) == 0
     unmount = re.search(r"unmount target=/var status=(\S+)(.*)", node["vm"].console[since:])
     assert unmount and unmount.group(1) == "unmounted", unmount and unmount.group(0)
+    # The payload squashfs goes too, after /var (newer) and before /dev, which holds its loop device.
+    order = re.findall(r"unmount target=(\S+) status=(\S+)", node["vm"].console[since:])
+    targets = [t for t, _ in order]
+    assert ("/usr/lib/talos/payload", "unmounted") in order, order
+    assert targets.index("/var") < targets.index("/usr/lib/talos/payload") < targets.index("/dev"), targets
     # The partition's extent from its GPT (loop partition nodes need udev or partscan on the host).
     table = subprocess.run(["partx", "-g", "-b", "-o", "NR,START,SECTORS", str(node["disk"])],
                            capture_output=True, text=True, check=True).stdout.split()

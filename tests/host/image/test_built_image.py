@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from initramfs import policy, tree
+from initramfs import policy, squashfs, tree
 from initramfs.build import load_recipe
 from tests.e2e.overlay import with_files
 
@@ -15,14 +15,55 @@ pytestmark = pytest.mark.host
 REPO = Path(__file__).resolve().parents[3]
 
 
+SQ = load_recipe()["squashfs"]
+
+
+def _node(image: Path) -> tree.Tree:
+    """What the node sees: the archive, and the payload squashfs's content at its mount point."""
+    return tree.from_members(squashfs.expand(tree.read_image(image), SQ["image"], SQ["mountpoint"]))
+
+
 def _walk(image: Path) -> list[policy.Violation]:
-    t = tree.from_members(tree.read_image(image))
+    t = _node(image)
     return policy.check(t, t.resolve)
 
 
 def test_built_image_has_no_shell_interpreter_or_setuid_file(built):
-    """Every entry of build/initramfs.img passes the policy (names, #! lines, content, modes)."""
+    """Every entry of build/initramfs.img and of its payload squashfs passes the policy."""
     assert _walk(built / "initramfs.img") == []
+
+
+def test_payload_squashfs_holds_the_big_programs_behind_symlinks(built):
+    """The shim, runc and the CNI plugins are in the squashfs, root-owned, time 0; their usual
+    paths are symlinks into its mount point; nothing else is in it (containerd stays unpacked)."""
+    node = _node(built / "initramfs.img")
+    mount = SQ["mountpoint"]
+    moved = ["/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
+             *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"])]
+    assert node.get("/usr/bin/containerd").kind == "file"
+    for path in moved:
+        assert node.get(path).kind == "symlink" and node.get(path).target == mount + path, path
+        assert node.resolve(path) == mount + path
+        assert node.get(mount + path).kind == "file" and node.get(mount + path).mode == 0o755, path
+    files = {e.path for e in node if e.kind == "file" and e.path.startswith(mount + "/")}
+    assert files == {mount + p for p in moved}
+    assert node.get(mount + "/usr/sbin/runc").content() == Path("/usr/sbin/runc").read_bytes()
+    listing = subprocess.run(["unsquashfs", "-lln", str(built / "staging" / SQ["image"].lstrip("/"))],
+                             capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in listing.splitlines() if line.startswith(("-", "d", "l"))]
+    assert rows and {r[1] for r in rows} == {"0/0"} and {(r[3], r[4]) for r in rows} == {("1970-01-01", "00:00")}
+
+
+def test_image_walk_sees_a_shell_inside_the_payload_squashfs(built, tmp_path):
+    """A squashfs holding dash, put in the archive in place of the payload, fails the walk, named."""
+    src = tmp_path / "payload" / "usr" / "bin"
+    src.mkdir(parents=True)
+    (src / "helper").write_bytes(Path("/usr/bin/dash").read_bytes())
+    (src / "helper").chmod(0o755)
+    squashfs.build(tmp_path / "payload", tmp_path / "bad.squashfs", ["-comp", "zstd"])
+    bad = with_files(built / "initramfs.img", tmp_path / "bad.img",
+                     {SQ["image"]: ((tmp_path / "bad.squashfs").read_bytes(), 0o644)})
+    assert {v.path for v in _walk(bad)} == {SQ["mountpoint"] + "/usr/bin/helper"}
 
 
 def test_image_walk_catches_a_shell_slipped_into_the_archive(built, tmp_path):
@@ -47,6 +88,26 @@ def test_builder_refuses_a_planted_shell_and_names_it(built, kernel_deb, tmp_pat
     assert proc.returncode == 1
     assert "/usr/bin/sh: name 'sh' is a shell or interpreter" in proc.stderr
     assert "/usr/bin/sh: script for interpreter '/bin/dash'" in proc.stderr
+    assert not (out / "initramfs.img").exists()
+
+
+def test_builder_checks_what_goes_into_the_squashfs(kernel_deb, tmp_path):
+    """A renamed shell sent into the squashfs (recipe [squashfs] paths) is refused at its mounted path."""
+    extra = tmp_path / "extra" / "usr" / "bin"
+    extra.mkdir(parents=True)
+    (extra / "helper").write_bytes(Path("/usr/bin/dash").read_bytes())
+    (extra / "helper").chmod(0o755)
+    recipe = tmp_path / "recipe.toml"
+    text = (REPO / "initramfs" / "recipe.toml").read_text()
+    assert "\npaths = [" in text
+    recipe.write_text(text.replace("\npaths = [", '\npaths = ["/usr/bin/helper", ', 1))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "initramfs.build", "--out", str(out), "--quiet",
+                           "--recipe", str(recipe), "--kernel-deb", str(kernel_deb),
+                           "--extra-rootfs", str(tmp_path / "extra")],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert f"{SQ['mountpoint']}/usr/bin/helper: same content as the host's" in proc.stderr
     assert not (out / "initramfs.img").exists()
 
 

@@ -34,7 +34,8 @@ from talos_init.mounts import EARLY_MOUNTS
 
 # The checkout and its venv may live under /tmp (CI clones there): a fresh
 # tmpfs on /tmp would hide them from this PID 1 and everything it starts.
-TABLE = tuple(m for m in EARLY_MOUNTS if m.target != "/tmp")
+# The payload squashfs is the image's, not the host's: no /usr/lib/talos here.
+TABLE = tuple(m for m in EARLY_MOUNTS if m.target != "/tmp" and not m.image)
 
 STUBBORN = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "print('ready', flush=True); time.sleep(600)")

@@ -21,6 +21,7 @@ def test_types_are_the_ones_the_design_names():
         "/proc": "proc", "/sys": "sysfs", "/dev": "devtmpfs", "/dev/pts": "devpts",
         "/dev/shm": "tmpfs", "/run": "tmpfs", "/tmp": "tmpfs", "/sys/fs/cgroup": "cgroup2",
         "/sys/kernel/security": "securityfs", "/sys/fs/bpf": "bpf",
+        "/usr/lib/talos/payload": "squashfs",
     }
 
 
@@ -30,11 +31,12 @@ def test_every_mount_is_nosuid():
 
 
 def test_nodev_and_noexec_everywhere_unless_a_reason_is_given():
-    """A mount without nodev or noexec says why; only /dev, /dev/pts (nodev) and /run (exec)."""
+    """A mount without nodev or noexec says why; only /dev, /dev/pts (nodev), /run and the payload (exec)."""
     both = MS_NODEV | MS_NOEXEC
     lacking = {s.target: ((not s.flags & MS_NODEV), (not s.flags & MS_NOEXEC))
                for s in mounts.EARLY_MOUNTS if s.flags & both != both}
-    assert lacking == {"/dev": (True, False), "/dev/pts": (True, False), "/run": (False, True)}
+    assert lacking == {"/dev": (True, False), "/dev/pts": (True, False), "/run": (False, True),
+                       "/usr/lib/talos/payload": (False, True)}
     assert all(TABLE[t].why for t in lacking)
 
 
@@ -58,3 +60,15 @@ def test_mountinfo_parsing_unescapes_paths():
     one, two = mounts.parse_mountinfo(text)
     assert one.target == "/mnt two" and one.fstype == "ext3" and one.source == "/dev/root"
     assert two.options == "rw,nosuid,nodev,noexec,relatime" and two.parent_id == 36
+
+
+def test_payload_is_read_only_from_the_image_the_builder_writes():
+    """The payload mount is the recipe's squashfs image at the recipe's mount point, read-only."""
+    from initramfs.build import load_recipe
+    from talos_init.syscalls import MS_RDONLY
+
+    sq = load_recipe()["squashfs"]
+    [payload] = [s for s in mounts.EARLY_MOUNTS if s.image]
+    assert (payload.source, payload.target, payload.fstype) == (sq["image"], sq["mountpoint"], "squashfs")
+    assert payload.flags & MS_RDONLY and not payload.required
+    assert [m.split()[0] for m in payload.modules] == ["loop", "squashfs"]

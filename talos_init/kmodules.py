@@ -1,0 +1,86 @@
+"""Load kernel modules from PID 1 with finit_module(2): no modprobe process.
+
+Used for the few modules PID 1 itself needs before any service runs (loop and
+squashfs for the payload mount); udev and the hardening step load the rest
+with modprobe. Dependencies come from the image's ``modules.dep`` and are
+loaded first; a module already loaded or built in is not an error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from talos_init import syscalls
+
+
+def _name(path: str) -> str:
+    return Path(path).name.split(".ko")[0].replace("-", "_")
+
+
+def read_dep(moddir: Path) -> dict[str, list[str]]:
+    """``modules.dep`` as module name -> [its file, then its dependencies' files] (relative)."""
+    table: dict[str, list[str]] = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        module, sep, deps = line.partition(":")
+        if sep:
+            table[_name(module)] = [module, *deps.split()]
+    return table
+
+
+def builtin(moddir: Path) -> set[str]:
+    try:
+        return {_name(line) for line in (moddir / "modules.builtin").read_text().split()}
+    except FileNotFoundError:
+        return set()
+
+
+def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
+         release: str | None = None) -> dict[str, str]:
+    """Load each module and what it needs; return name -> loaded | already | builtin.
+
+    A name may carry parameters after a space, as for modprobe: ``"loop max_loop=1"``.
+
+    Raises ``OSError`` (or ``LookupError`` for a module the index lacks) naming
+    the module file: the caller decides what a missing module means.
+    """
+    moddir = root / "usr/lib/modules" / (release or os.uname().release)
+    sys_module = root / "sys/module"
+    dep: dict[str, list[str]] | None = None  # read only if something needs loading
+    done: dict[str, str] = {}
+
+    def one(name: str, params: str = "") -> None:
+        nonlocal dep
+        if name in done:
+            return
+        if (sys_module / name).exists():  # loaded, or built in with parameters
+            done[name] = "already"
+            return
+        if dep is None:
+            dep = read_dep(moddir)
+        if name not in dep:
+            if name in builtin(moddir):
+                done[name] = "builtin"
+                return
+            raise LookupError(f"module {name}: not in {moddir / 'modules.dep'}")
+        file, *needs = dep[name]
+        # modprobe's order: the list's last entry is the deepest dependency.
+        for need in reversed(needs):
+            one(_name(need))
+        path = moddir / file
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscalls.finit_module(fd, params, path=path)
+            done[name] = "loaded"
+        except OSError as e:
+            if e.errno != errno.EEXIST:  # raced with udev's modprobe: fine
+                raise
+            done[name] = "already"
+        finally:
+            os.close(fd)
+
+    for n in names:
+        name, _, params = n.partition(" ")
+        one(name.replace("-", "_"), params.strip())
+    return done

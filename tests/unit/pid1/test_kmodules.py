@@ -1,0 +1,111 @@
+"""PID 1's module loader: dependency order from modules.dep, what counts as already there, errors.
+
+finit_module(2) itself is replaced by a recorder: this host's kernel is not the image's, and a
+test must not load modules into it. The real loads run in QEMU (tests/e2e/test_image_probe.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from talos_init import kmodules, syscalls
+
+RELEASE = "6.1.0-test"
+# modprobe's modules.dep: the deepest dependency comes last (bridge needs stp, stp needs llc).
+DEP = """kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko kernel/net/llc/llc.ko
+kernel/net/802/stp.ko: kernel/net/llc/llc.ko
+kernel/net/llc/llc.ko:
+kernel/drivers/block/loop.ko:
+kernel/fs/squashfs/squashfs.ko:
+kernel/net/bridge/br_netfilter.ko: kernel/net/bridge/bridge.ko kernel/net/802/stp.ko kernel/net/llc/llc.ko
+"""
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    moddir = tmp_path / "usr/lib/modules" / RELEASE
+    moddir.mkdir(parents=True)
+    (moddir / "modules.dep").write_text(DEP)
+    (moddir / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
+    for line in DEP.splitlines():
+        ko = moddir / line.split(":")[0]
+        ko.parent.mkdir(parents=True, exist_ok=True)
+        ko.write_bytes(b"\x7fELF" + ko.name.encode())
+    (tmp_path / "sys/module").mkdir(parents=True)
+    return tmp_path
+
+
+@pytest.fixture
+def loads(monkeypatch) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+
+    def finit(fd: int, params: str = "", path=None) -> None:
+        with open(f"/proc/self/fd/{fd}", "rb") as f:  # the fd really is the module file
+            assert f.read() == b"\x7fELF" + Path(path).name.encode()
+        calls.append((Path(path).name, params))
+
+    monkeypatch.setattr(syscalls, "finit_module", finit)
+    return calls
+
+
+def test_dependencies_load_first_deepest_first(root, loads):
+    """br_netfilter needs bridge, stp and llc: llc, stp, bridge, then br_netfilter, each once."""
+    done = kmodules.load(["br_netfilter", "bridge"], root, RELEASE)
+    assert [name for name, _ in loads] == ["llc.ko", "stp.ko", "bridge.ko", "br_netfilter.ko"]
+    assert done == dict.fromkeys(["llc", "stp", "bridge", "br_netfilter"], "loaded")
+
+
+def test_parameters_go_to_the_module_named(root, loads):
+    """"loop max_loop=1" passes max_loop=1 to loop only."""
+    kmodules.load(["loop max_loop=1", "squashfs"], root, RELEASE)
+    assert loads == [("loop.ko", "max_loop=1"), ("squashfs.ko", "")]
+
+
+def test_loaded_or_built_in_is_not_loaded_again(root, loads):
+    """/sys/module/<name> (loaded, or built in with parameters) and modules.builtin skip the load."""
+    (root / "sys/module/loop").mkdir()
+    assert kmodules.load(["loop", "ext4", "squashfs"], root, RELEASE) == {
+        "loop": "already", "ext4": "builtin", "squashfs": "loaded"}
+    assert loads == [("squashfs.ko", "")]
+
+
+def test_eexist_is_a_race_not_an_error(root, monkeypatch):
+    """udev's modprobe may load the same module first: EEXIST counts as already loaded."""
+    def finit(fd, params="", path=None):
+        raise OSError(errno.EEXIST, "finit_module: File exists", str(path))
+
+    monkeypatch.setattr(syscalls, "finit_module", finit)
+    assert kmodules.load(["loop"], root, RELEASE) == {"loop": "already"}
+
+
+def test_errors_name_the_module(root, monkeypatch):
+    """A module missing from the index, or one the kernel refuses, raises with its name or file."""
+    with pytest.raises(LookupError, match=r"module nosuch: not in .*modules\.dep"):
+        kmodules.load(["nosuch"], root, RELEASE)
+
+    def finit(fd, params="", path=None):
+        raise OSError(errno.ENOEXEC, "finit_module: Exec format error", str(path))
+
+    monkeypatch.setattr(syscalls, "finit_module", finit)
+    with pytest.raises(OSError, match="Exec format error") as info:
+        kmodules.load(["squashfs"], root, RELEASE)
+    assert info.value.filename.endswith("kernel/fs/squashfs/squashfs.ko")
+
+
+def test_real_syscall_reports_errno_with_the_path(tmp_path):
+    """syscalls.finit_module reaches the kernel: a file that is no module is refused (not loaded),
+    and the OSError carries errno and the path."""
+    bogus = tmp_path / "bogus.ko"
+    bogus.write_bytes(b"not an ELF module" * 64)
+    fd = os.open(bogus, os.O_RDONLY)
+    try:
+        with pytest.raises(OSError) as info:
+            syscalls.finit_module(fd, path=bogus)
+    finally:
+        os.close(fd)
+    assert info.value.errno in (errno.ENOEXEC, errno.EINVAL, errno.EPERM, errno.ENOSYS, errno.EKEYREJECTED)
+    assert info.value.filename == str(bogus) and "finit_module" in info.value.strerror
