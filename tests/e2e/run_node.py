@@ -15,13 +15,13 @@ so the osctlconfig printed at start works against this node.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from initramfs.build import ensure_built
 from tests.e2e.conftest import UserdataServer, _serve
+from tests.e2e.nodeapi import gen_cluster
 from tests.e2e.qemu import VM, VMSpec, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,10 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 def generated_pki(out: Path) -> Path:
     """Make a cluster PKI and osctl config in ``out`` with `osctl gen config`, unless there."""
     if not (out / "osctlconfig").exists() or not (out / "worker.yaml").exists():
-        subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config",
-                        "talos-init-qemu",
-                        "https://10.0.2.15:6443", "--output-dir", str(out), "--force"],
-                       check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+        gen_cluster(out, "talos-init-qemu")
     return out
 
 

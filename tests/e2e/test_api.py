@@ -9,61 +9,19 @@ boots the same image and config again and expects the node to answer again.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.nodeapi import BOOT_TIMEOUT, gen_cluster, osctl, services, wait_api, wait_state
+
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
-BOOT_TIMEOUT = 600  # TCG on two shared cores
-
-
-def osctl(config: Path, port: int, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "talos_init.osctl", "--osctlconfig", str(config),
-                           "-e", f"127.0.0.1:{port}", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
-
-
-def wait_api(config: Path, port: int, timeout: float = BOOT_TIMEOUT) -> None:
-    """Poll `osctl version` until the node answers (apid up, TLS accepted)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = osctl(config, port, "version", timeout=60)
-        if last.returncode == 0:
-            return
-        time.sleep(2)
-    raise AssertionError(f"the node's API did not answer within {timeout}s: {last and last.stderr}")
-
-
-def services(config: Path, port: int) -> dict[str, dict]:
-    r = osctl(config, port, "-o", "json", "services")
-    assert r.returncode == 0, r.stderr
-    return {s["id"]: s for s in json.loads(r.stdout)}
-
-
-def wait_state(config: Path, port: int, sid: str, states: set[str], timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        svc = services(config, port).get(sid)
-        if svc and svc["state"] in states:
-            return svc
-        time.sleep(1)
-    raise AssertionError(f"{sid} not in {states} within {timeout}s: {svc}")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cluster")
-    r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", "e2e",
-                        "https://10.0.2.15:6443", "--output-dir", str(out)],
-                       capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert r.returncode == 0, r.stderr
-    return out
+    return gen_cluster(tmp_path_factory.mktemp("cluster"), "e2e")
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +80,7 @@ def test_images_are_imported_unpacked_and_listed(node, cluster, tmp_path):
     docker = build_image(tmp_path / "docker.tar", "hello:docker", binary=binary, fmt="docker",
                          compress=False)
     with open(docker, "rb") as stdin:
-        r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "--osctlconfig", str(cfg),
-                            "-e", f"127.0.0.1:{port}", "-o", "json", "image", "import", "-"],
-                           stdin=stdin, capture_output=True, text=True, timeout=600, cwd=REPO)
+        r = osctl(cfg, port, "-o", "json", "image", "import", "-", stdin=stdin, timeout=600)
     assert r.returncode == 0, r.stderr
     (imported,) = json.loads(r.stdout)["images"]
     assert imported["name"] == "docker.io/library/hello:docker"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +23,7 @@ import yaml
 
 from tests.e2e.conftest import Booter, Image, UserdataServer, _serve
 from tests.e2e.qemu import VM
-from tests.e2e.test_api import BOOT_TIMEOUT, osctl, wait_api
+from tests.e2e.nodeapi import BOOT_TIMEOUT, gen_cluster, ok, wait_api
 
 pytestmark = pytest.mark.e2e
 
@@ -70,12 +68,7 @@ NETWORK = {
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Path:
     """`osctl gen config`: worker.yaml (with machine.ca.key, so apid starts) and osctlconfig."""
-    out = tmp_path_factory.mktemp("cluster")
-    r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", "e2e-net",
-                        "https://10.0.2.15:6443", "--output-dir", str(out)],
-                       capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert r.returncode == 0, r.stderr
-    return out
+    return gen_cluster(tmp_path_factory.mktemp("cluster"), "e2e-net")
 
 
 @contextlib.contextmanager
@@ -98,9 +91,7 @@ def booter(request, tmp_path_factory) -> Iterator[Booter]:
 
 
 def call(cluster: Path, vm: VM, *args: str) -> str:
-    r = osctl(cluster / "osctlconfig", vm.spec.api_port, *args)
-    assert r.returncode == 0, f"osctl {' '.join(args)}: {r.stderr}"
-    return r.stdout
+    return ok(cluster / "osctlconfig", vm.spec.api_port, *args)
 
 
 def interfaces(cluster: Path, vm: VM) -> dict[str, dict]:

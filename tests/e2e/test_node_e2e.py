@@ -19,7 +19,6 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e import nodeapi
+from tests.e2e.nodeapi import BOOT_TIMEOUT
 from tests.e2e.conftest import BUILD, Image, UserdataServer, _serve
 from tests.e2e.run_node import config_for_node
 
@@ -34,7 +35,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "kubelet_standin" / "kubelet.py"
-BOOT_TIMEOUT = 600  # TCG on two shared cores
 MARKER = "/var/e2e/marker"
 APP_IMAGE = "example.local/e2e/pod-app:1"
 POD_DATA = "/var/e2e-pod"
@@ -52,50 +52,29 @@ HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1",
              "kernel.unprivileged_bpf_disabled": "1", "user.max_user_namespaces": "0"}
 
 
+# The tests share one dict per boot: the VM and the osctlconfig that reaches it.
 def osctl(ctx: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "talos_init.osctl",
-                           "--osctlconfig", str(ctx["osctlconfig"]),
-                           "-e", f"127.0.0.1:{ctx['vm'].spec.api_port}", *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return nodeapi.osctl(ctx["osctlconfig"], ctx["vm"].spec.api_port, *args, timeout=timeout)
 
 
 def ok(ctx: dict, *args: str) -> str:
-    r = osctl(ctx, *args)
-    assert r.returncode == 0, f"osctl {' '.join(args)}: {r.stderr}"
-    return r.stdout
+    return nodeapi.ok(ctx["osctlconfig"], ctx["vm"].spec.api_port, *args)
 
 
 def wait_api(ctx: dict) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while time.monotonic() < deadline:
-        if osctl(ctx, "version", timeout=60).returncode == 0:
-            return
-        if ctx["vm"].exited:
-            raise AssertionError("QEMU exited before the API answered")
-        time.sleep(2)
-    raise AssertionError(f"the node's API did not answer within {BOOT_TIMEOUT}s")
+    nodeapi.wait_api(ctx["osctlconfig"], ctx["vm"].spec.api_port, vm=ctx["vm"])
 
 
 def services(ctx: dict) -> dict[str, dict]:
-    return {s["id"]: s for s in json.loads(ok(ctx, "-o", "json", "services"))}
+    return nodeapi.services(ctx["osctlconfig"], ctx["vm"].spec.api_port)
 
 
 def wait_ready(ctx: dict, sid: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    svc = None
-    while time.monotonic() < deadline:
-        svc = services(ctx).get(sid)
-        if svc and svc["state"] == "ready":
-            return svc
-        time.sleep(2)
-    logs = osctl(ctx, "logs", sid, "--tail", "30")
-    raise AssertionError(f"{sid} not ready within {timeout}s: {svc}\n"
-                         f"its last output:\n{logs.stdout}")
+    return nodeapi.wait_state(ctx["osctlconfig"], ctx["vm"].spec.api_port, sid, {"ready"}, timeout)
 
 
 def events(ctx: dict) -> list[dict]:
-    lines = ok(ctx, "-o", "json", "events").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return nodeapi.events(ctx["osctlconfig"], ctx["vm"].spec.api_port)
 
 
 @pytest.fixture(scope="module")
