@@ -16,22 +16,12 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+
+from talos_init.networkd.links import Link
 
 PREFIX = "talos-"
 _ALPHABET = string.digits + string.ascii_lowercase  # base 36: lowercase, valid in a DNS label
 _UUID_RE = re.compile(r"^[0-9a-f]{32}$")
-
-
-class _Nic(Protocol):
-    index: int
-    name: str
-    mac: str | None
-    perm_addr: str | None
-    loopback: bool
-
-    @property
-    def physical(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -53,7 +43,7 @@ def product_uuid(sysfs: Path) -> str | None:
     return raw
 
 
-def first_nic_mac(links: Iterable[_Nic]) -> tuple[str, str] | None:
+def first_nic_mac(links: Iterable[Link]) -> tuple[str, str] | None:
     """(link name, MAC) of the physical NIC with the lowest ifindex; its permanent MAC if known."""
     nics = sorted((lk for lk in links if lk.physical and not lk.loopback), key=lambda lk: lk.index)
     for link in nics:
@@ -63,7 +53,7 @@ def first_nic_mac(links: Iterable[_Nic]) -> tuple[str, str] | None:
     return None
 
 
-def identity(sysfs: Path, links: Iterable[_Nic]) -> Identity | None:
+def identity(sysfs: Path, links: Iterable[Link]) -> Identity | None:
     uuid = product_uuid(sysfs)
     if uuid is not None:
         return Identity("smbios-uuid", uuid)

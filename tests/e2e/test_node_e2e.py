@@ -208,8 +208,9 @@ def test_kubelet_gets_its_flags_and_files(node, configs):
     assert record["node"] == hostname and "hostname-override" not in flags, record
     assert ok(node, "read", "/etc/hostname") == hostname + "\n"
     networkd = ok(node, "logs", "networkd")
-    generated = re.search(r"hostname_generated hostname=(\S+) source=(\S+)", networkd)
-    assert generated and generated.group(1) == hostname, generated
+    generated = re.search(r"hostname_generated hostname=(\S+) source=(\S+) value=(\S+)", networkd)
+    # QEMU's SMBIOS UUID is all zeros without -uuid: the MAC of eth0 (QEMU's default) is used.
+    assert generated and generated.groups() == (hostname, "mac", "52:54:00:12:34:56"), networkd
     node["hostname"] = hostname  # boot 2 on the same machine must get the same name
     assert record["files"]["ca"]["sha256"] == configs["cluster_ca_sha256"]
     server = record["files"]["bootstrap-kubeconfig"]["clusters"][0]["cluster"]["server"]
