@@ -13,6 +13,7 @@ userdata service), seen through inotify on its directory; SIGHUP re-reads it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import signal
@@ -280,6 +281,10 @@ class Networkd:
 
     def _lease_event(self, event: str, link: str, lease: LeaseInfo) -> None:
         if event in ("bound", "renewed", "rebound"):
+            if lease.hostname and not cmdline_mod.HOSTNAME_RE.match(lease.hostname):
+                # It would outrank the generated name and leave the node an unusable one.
+                log.warning("dhcp_hostname_ignored", link=link, hostname=lease.hostname)
+                lease = dataclasses.replace(lease, hostname=None)
             self.leases[link] = lease
         else:
             self.leases.pop(link, None)

@@ -122,3 +122,16 @@ def test_generated_name_is_kept_while_running(tmp_path):
     assert first == stablename.derive(Identity("mac", "52:54:00:00:00:01", "eth0"))
     n.links.by_index[2] = _nic(2, "eno0", "52:54:00:00:00:09")
     assert n.hostname() == first
+
+
+def test_an_invalid_dhcp_hostname_does_not_outrank_the_generated_one(tmp_path):
+    """Option 12 that is no hostname ("my host_1") is dropped: the generated name stays."""
+    _sysfs(tmp_path, UUID)
+    n = Networkd(Options(root=tmp_path))
+    n.request_reconcile = lambda: None  # no event loop here: only the lease bookkeeping is tested
+    n.plan = model.from_cmdline(cmdline.parse(""))
+    n._lease_event("bound", "eth0", _lease("eth0", "my host_1"))
+    assert n.leases["eth0"].hostname is None
+    assert n.hostname() == stablename.derive(Identity("smbios-uuid", UUID))
+    n._lease_event("renewed", "eth0", _lease("eth0", "dhcp-node"))
+    assert n.hostname() == "dhcp-node"
