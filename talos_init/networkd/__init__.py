@@ -9,6 +9,7 @@ is heavy). Modules, one job each:
 - ``apply``: make links/addresses/routes match the plan, changing only the difference
 - ``dhcp``: one DHCPv4 client per link (pyroute2's), lease events
 - ``files``: hostname, /etc/hosts, /etc/resolv.conf, written atomically
+- ``stablename``: the generated ``talos-xxx-yyy`` hostname of a node nobody named
 - ``watch``: inotify on the effective config
 - ``daemon``: the service, readiness and the event handling around all of it
 """

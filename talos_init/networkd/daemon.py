@@ -13,6 +13,7 @@ userdata service), seen through inotify on its directory; SIGHUP re-reads it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import signal
@@ -26,7 +27,7 @@ from pyroute2.netlink.rtnl import RTMGRP_LINK
 from talos_init import cmdline as cmdline_mod
 from talos_init import sdnotify
 from talos_init.log import get_logger
-from talos_init.networkd import files, model
+from talos_init.networkd import files, model, stablename
 from talos_init.networkd.apply import (
     RTPROT_DHCP,
     ApplyResult,
@@ -104,6 +105,8 @@ class Networkd:
         self._link_deadline = 0.0  # until then, a link the plan names may still appear
         self.early = NetworkPlan()
         self.watch: FileWatch | None = None
+        self.generated_hostname: str | None = None  # derived once per run, see stablename
+        self._no_identity_logged = False
 
     # -- the checklist -----------------------------------------------------
 
@@ -278,6 +281,10 @@ class Networkd:
 
     def _lease_event(self, event: str, link: str, lease: LeaseInfo) -> None:
         if event in ("bound", "renewed", "rebound"):
+            if lease.hostname and not cmdline_mod.HOSTNAME_RE.match(lease.hostname):
+                # It would outrank the generated name and leave the node an unusable one.
+                log.warning("dhcp_hostname_ignored", link=link, hostname=lease.hostname)
+                lease = dataclasses.replace(lease, hostname=None)
             self.leases[link] = lease
         else:
             self.leases.pop(link, None)
@@ -458,7 +465,10 @@ class Networkd:
             if runner is None:
                 assert self.opts.state_dir is not None
                 runner = self.dhcp[name] = DhcpRunner(
-                    name, self.opts.state_dir / "leases", self.hostname(), self._lease_event
+                    name,
+                    self.opts.state_dir / "leases",
+                    self.hostname(generate=False),  # a fallback, not a name to register in DNS
+                    self._lease_event,
                 )
                 runner.on_died = self._dhcp_died
             if not runner.running:
@@ -507,12 +517,39 @@ class Networkd:
         except OSError as e:  # policy: status is informational; the network matters more
             log.warning("status_write_failed", error=str(e))
 
-    def hostname(self, plan: NetworkPlan | None = None) -> str | None:
-        """The config's (or cmdline's) hostname, else the first one a DHCP server gave."""
+    def hostname(self, plan: NetworkPlan | None = None, generate: bool = True) -> str | None:
+        """The config's (or cmdline's) hostname, else the first one a DHCP server gave,
+        else (when `generate`) the machine's generated stable one."""
         plan = plan or self.plan
         if plan.hostname:
             return plan.hostname
-        return next((lease.hostname for lease in self.leases.values() if lease.hostname), None)
+        leased = next((lease.hostname for lease in self.leases.values() if lease.hostname), None)
+        if leased or not generate:
+            return leased
+        return self._stable_hostname()
+
+    def _stable_hostname(self) -> str | None:
+        """Derived once: a NIC that appears later must not rename the node while it runs."""
+        if self.generated_hostname is None:
+            ident = stablename.identity(self.opts.root / "sys", self.links.by_index.values())
+            if ident is None:
+                if not self._no_identity_logged:  # retried on every reconcile: a NIC may appear
+                    self._no_identity_logged = True
+                    log.warning(
+                        "hostname_not_generated",
+                        reason="no usable SMBIOS product UUID and no physical NIC with a MAC",
+                        links=self.links.describe(),
+                    )
+                return None
+            self.generated_hostname = stablename.derive(ident)
+            log.info(
+                "hostname_generated",
+                hostname=self.generated_hostname,
+                source=ident.source,
+                value=ident.value,
+                link=ident.link,
+            )
+        return self.generated_hostname
 
     def _write_files(self, plan: NetworkPlan, resolved: Resolved) -> None:
         root = self.opts.root

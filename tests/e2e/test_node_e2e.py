@@ -181,6 +181,16 @@ def test_kubelet_gets_its_flags_and_files(node, configs):
     assert flags["node-ip"] == "10.0.2.15", flags
     assert "example.org/pool=qemu" in flags["node-labels"].split(","), flags
     assert record["files"]["config"]["kind"] == "KubeletConfiguration"
+    # No hostname in the config, QEMU's DHCP or the cmdline: networkd generated the node's name.
+    hostname = json.loads(ok(node, "-o", "json", "version"))["hostname"]
+    assert re.fullmatch(r"talos-[a-z0-9]{3}-[a-z0-9]{3}", hostname), hostname
+    assert record["node"] == hostname and "hostname-override" not in flags, record
+    assert ok(node, "read", "/etc/hostname") == hostname + "\n"
+    networkd = ok(node, "logs", "networkd")
+    generated = re.search(r"hostname_generated hostname=(\S+) source=(\S+) value=(\S+)", networkd)
+    # QEMU's SMBIOS UUID is all zeros without -uuid: the MAC of eth0 (QEMU's default) is used.
+    assert generated and generated.groups() == (hostname, "mac", "52:54:00:12:34:56"), networkd
+    node["hostname"] = hostname  # boot 2 on the same machine must get the same name
     assert record["files"]["ca"]["sha256"] == configs["cluster_ca_sha256"]
     server = record["files"]["bootstrap-kubeconfig"]["clusters"][0]["cluster"]["server"]
     assert server == "https://10.0.2.15:6443"
@@ -272,6 +282,8 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
     assert report["action"] == "check" and report["found_by"] == "label", report
     assert ok(node, "read", MARKER) == configs["marker"]
     assert "/var" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
+    assert "hostname" in node, "needs boot 1's hostname (test_kubelet_gets_its_flags_and_files)"
+    assert json.loads(ok(node, "-o", "json", "version"))["hostname"] == node["hostname"]
     evs = [e for e in events(node) if e["kind"] == "service"]
 
     def first(name: str, state: str) -> float:

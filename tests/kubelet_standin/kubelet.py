@@ -6,6 +6,9 @@ What a real kubelet does that talos-init relies on, and nothing more:
 - needs --config (a KubeletConfiguration), --bootstrap-kubeconfig or --kubeconfig,
   --container-runtime-endpoint (a unix socket that must exist), and the client CA
   file the config names; a missing one is a fatal error naming it;
+- its node name is --hostname-override, else the hostname, lowercased; one that is
+  not a DNS-1123 subdomain (a node nobody named reports "(none)") is fatal here,
+  where the real kubelet would fail to register its Node;
 - serves /healthz ("ok") on the config's healthzBindAddress:healthzPort;
 - sends READY=1 to $NOTIFY_SOCKET once serving; exits 0 on SIGTERM.
 - runs the static pods of the config's staticPodPath through CRI on
@@ -33,6 +36,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -48,6 +52,8 @@ VALUE_FLAGS = {
     "pod-infra-container-image", "runtime-request-timeout", "resolv-conf",
 }
 BOOL_FLAGS = {"rotate-server-certificates", "register-node", "fail-swap-on", "rotate-certificates"}
+LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")  # what a Node name must be
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -332,6 +338,10 @@ def main() -> None:
             fail(f"--{required} is required")
     if "bootstrap-kubeconfig" not in one and "kubeconfig" not in one:
         fail("--bootstrap-kubeconfig or --kubeconfig is required")
+    node = (one.get("hostname-override") or socket.gethostname()).strip().lower()
+    if not DNS1123_SUBDOMAIN.match(node):
+        source = "--hostname-override" if one.get("hostname-override") else "the hostname"
+        fail(f"node name {node!r} (from {source}) is not a valid DNS-1123 subdomain")
     record_path = os.environ.get("KUBELET_STANDIN_RECORD", "/var/lib/kubelet/standin-record.json")
     crash_path = os.environ.get("KUBELET_STANDIN_CRASH", "/var/lib/kubelet/standin-crash")
     check_crash(crash_path)
@@ -391,7 +401,7 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     record = {"pid": os.getpid(), "argv": sys.argv[1:], "flags": flags, "files": files,
-              "started": time.time()}
+              "node": node, "started": time.time()}
     os.makedirs(os.path.dirname(record_path) or ".", exist_ok=True)
     tmp = record_path + ".tmp"
     with open(tmp, "w") as f:
@@ -407,9 +417,6 @@ def main() -> None:
 
     static = config.get("staticPodPath")
     if static:
-        node = (one.get("hostname-override") or socket.gethostname()).lower()
-        # A node without a hostname reports "(none)": not a name a pod name can carry.
-        node = "".join(ch for ch in node if ch.isalnum() or ch in ".-").strip(".-") or "node"
         pods_record = os.environ.get("KUBELET_STANDIN_PODS", "/var/lib/kubelet/standin-pods.json")
         period = float(os.environ.get("KUBELET_STANDIN_SYNC", "5"))
         threading.Thread(target=run_static_pods, daemon=True,

@@ -79,7 +79,7 @@ def test_standin_reaches_ready_through_the_launcher(tmp_path, containerd, fake_k
         assert flags["container-runtime-endpoint"] == f"unix://{containerd}"
         assert flags["node-ip"] == "127.0.0.1"
         assert flags["rotate-server-certificates"] == "true"
-        assert flags["hostname-override"] == "worker-1"
+        assert flags["hostname-override"] == "worker-1" and record["node"] == "worker-1"
         assert record["files"]["config"]["cgroupDriver"] == "cgroupfs"
         assert record["files"]["bootstrap-kubeconfig"]["users"][0]["user"]["token"] == \
             config["cluster"]["token"]
@@ -116,6 +116,17 @@ def test_unknown_flag_fails_loudly(tmp_path, containerd, fake_kubelet, notify):
                    path, _free_port())
     out = _finish(proc)
     assert proc.returncode == 1 and "unknown flag: --no-such-flag" in out
+
+
+def test_invalid_node_name_is_fatal(tmp_path, containerd, fake_kubelet, notify):
+    """A node name the API server would refuse ("(none)": no hostname) stops the stand-in, named."""
+    _, path = notify
+    proc = _launch(tmp_path, fake_kubelet, containerd,
+                   _config(extraArgs={"hostname-override": "(none)"}), path, _free_port())
+    out = _finish(proc)
+    assert proc.returncode == 1, out
+    assert "node name '(none)' (from --hostname-override) is not a valid DNS-1123" in out, out
+    assert not (tmp_path / "record.json").exists()
 
 
 def test_protected_flag_is_refused_before_exec(tmp_path, containerd, fake_kubelet, notify):
