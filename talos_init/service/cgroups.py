@@ -53,7 +53,7 @@ class Cgroups:
             self._warned.add(key)
             log.warning(event, **kw)
 
-    def prepare(self, group: str, sid: str, memory_max: int | None,
+    def prepare(self, group: str, sid: str, memory_max: int | None, nice: int | None = None,
                 kill_leftovers: bool = True) -> Path | None:
         """Create the service's cgroup (reused if left over) and set its limits.
 
@@ -82,6 +82,12 @@ class Cgroups:
             except OSError as exc:
                 self._warn(f"memory:{path}", "cgroup_memory_max_unavailable", service=sid,
                            error=str(exc), hint="no memory controller: limit not applied")
+        if nice is not None:  # between services, the cpu controller's weights decide, not nice
+            try:
+                (path / "cpu.weight.nice").write_text(str(nice))
+            except OSError as exc:
+                self._warn(f"cpu:{path}", "cgroup_cpu_weight_unavailable", service=sid,
+                           error=str(exc), hint="no cpu controller: only the process nice applies")
         return path
 
     @staticmethod

@@ -89,6 +89,7 @@ class Confinement:
     cgroup: str = "system"  # the service lives in <cgroup root>/<cgroup>/<id>
     oom_score_adj: int | None = None
     memory_max: int | None = None  # bytes
+    nice: int | None = None  # the process's nice and its cgroup's cpu.weight.nice
     caps_keep: frozenset[int] | None = None  # None: keep all (after drop)
     caps_drop: frozenset[int] = frozenset()
     no_new_privs: bool = False
@@ -458,7 +459,7 @@ def _signal_number(c: _Checker, value: Any, path: str) -> int:
 def _confinement(c: _Checker, value: Any) -> Confinement:
     p = "confinement"
     d = c.mapping(value, p, {"cgroup", "oom_score_adj", "memory_max", "capabilities",
-                             "no_new_privs", "user", "group", "rlimits"})
+                             "no_new_privs", "user", "group", "rlimits", "nice"})
     kw: dict[str, Any] = {}
     if "cgroup" in d:
         g = c.string(d["cgroup"], f"{p}.cgroup", "system")
@@ -470,6 +471,8 @@ def _confinement(c: _Checker, value: Any) -> Confinement:
         kw["oom_score_adj"] = c.integer(d["oom_score_adj"], f"{p}.oom_score_adj", 0, -1000, 1000)
     if "memory_max" in d:
         kw["memory_max"] = c.size(d["memory_max"], f"{p}.memory_max")
+    if "nice" in d:
+        kw["nice"] = c.integer(d["nice"], f"{p}.nice", 0, -20, 19)
     if "no_new_privs" in d:
         kw["no_new_privs"] = c.boolean(d["no_new_privs"], f"{p}.no_new_privs")
     for key in ("user", "group"):

@@ -94,6 +94,10 @@ def _child_steps(req: SpawnRequest, out_w: int, err_w: int):  # pragma: no cover
         if c.oom_score_adj is not None:
             (req.proc / "self/oom_score_adj").write_text(str(c.oom_score_adj))
 
+    def nice() -> None:
+        if c.nice is not None:  # absolute, not relative to PID 1's; needs CAP_SYS_NICE below 0
+            os.setpriority(os.PRIO_PROCESS, 0, c.nice)
+
     def rlimits() -> None:
         import resource
         for name, value in c.rlimits.items():
@@ -138,6 +142,7 @@ def _child_steps(req: SpawnRequest, out_w: int, err_w: int):  # pragma: no cover
         ("new session", os.setsid),
         (f"join cgroup {req.cgroup}", join_cgroup),
         ("oom_score_adj", oom),
+        (f"nice {c.nice}", nice),
         ("rlimits", rlimits),
         ("stdio", stdio),
         ("user, group and capabilities", identity_and_caps),

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -158,3 +159,58 @@ def test_kill_mode_is_validated():
     from talos_init.service.definition import parse
     _d, errors = parse({"id": "x", "argv": ["/bin/true"], "stop": {"kill_mode": "mixed"}})
     assert any("stop.kill_mode" in str(e) for e in errors), errors
+
+
+def _nice_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[16])  # field 19 of stat(5), after "pid (comm)"
+
+
+def test_nice_applies_to_the_process_and_its_cgroup(harness, cgroup2):
+    """confinement.nice is the running process's nice (absolute, below 0 too) and its cgroup's
+    cpu.weight.nice; without a cpu controller the cgroup part is a warning and the service runs."""
+    h = harness
+    body = """
+notify("READY=1")
+while True:
+    time.sleep(1)
+"""
+    first = h.define("first", body, readiness={"notify": True}, confinement={"nice": -7})
+    later = h.define("later", body, readiness={"notify": True}, confinement={"nice": 12})
+    plain = h.define("plain", body, readiness={"notify": True})
+    with log.capture() as logs:
+        sup = h.supervise([first, later, plain], cgroup_root=cgroup2)
+        for sid in ("first", "later", "plain"):
+            h.wait_state(sid, "ready")
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert _nice_of(sup.core.status["first"].pid) == -7
+    assert _nice_of(sup.core.status["later"].pid) == 12
+    assert _nice_of(sup.core.status["plain"].pid) == own  # no field: inherited, untouched
+    controllers = (cgroup2 / "cgroup.controllers").read_text().split()
+    if "cpu" in controllers:
+        assert (cgroup2 / "system" / "first" / "cpu.weight.nice").read_text().strip() == "-7"
+        assert (cgroup2 / "system" / "later" / "cpu.weight.nice").read_text().strip() == "12"
+    else:  # this host: cpu is bound to the cgroup v1 hierarchy
+        warned = [e for e in logs if e["event"] == "cgroup_cpu_weight_unavailable"]
+        assert sorted(e["service"] for e in warned) == ["first", "later"]
+    for sid in ("first", "later", "plain"):
+        sup.stop_service(sid)
+        h.wait_state(sid, "finished")
+
+
+def test_nice_refused_names_the_step():
+    """Without CAP_SYS_NICE a negative nice is refused before exec, and the reason says so."""
+    script = """
+from talos_init.service import caps
+from talos_init.service.definition import CAPABILITIES, Confinement
+from talos_init.service.spawn import SpawnError, SpawnRequest, spawn
+eff = int(next(l for l in open("/proc/self/status") if l.startswith("CapEff")).split()[1], 16)
+have = frozenset(n for n in CAPABILITIES.values() if eff >> n & 1)
+caps.set_capabilities(have - {CAPABILITIES["sys_nice"]}, ambient=False)
+try:
+    spawn(SpawnRequest(["/bin/true"], {}, confinement=Confinement(nice=-5)))
+except SpawnError as exc:
+    print(exc.reason)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "nice -5: Permission denied", (out.stdout, out.stderr)

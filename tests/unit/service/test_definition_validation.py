@@ -56,6 +56,23 @@ def test_every_error_is_reported_with_its_path():
     assert len(errs) == len(expected), errs
 
 
+def test_nice_is_an_integer_from_minus_20_to_19():
+    """confinement.nice takes the kernel's range; anything else names file and field."""
+    for value in (-20, 0, 19):
+        d, errors = parse({"id": "n", "argv": ["/bin/n"], "confinement": {"nice": value}})
+        assert not errors and d.confinement.nice == value
+    d, errors = parse({"id": "n", "argv": ["/bin/n"]})
+    assert d.confinement.nice is None  # absent: the process keeps PID 1's nice
+    for value, why in ((-21, "must be between -20 and 19, got -21"),
+                       (20, "must be between -20 and 19, got 20"),
+                       ("5", "must be an integer, got a string"),
+                       (True, "must be an integer, got a boolean"),
+                       (1.5, "must be an integer, got a number")):
+        errs = errors_of({"id": "n", "argv": ["/bin/n"], "confinement": {"nice": value}},
+                         "services/n.yaml")
+        assert errs == [f"services/n.yaml: confinement.nice: {why}"], errs
+
+
 def test_probe_host_must_be_an_address_and_placeholders_well_formed():
     """PID 1 never resolves names, and a stray '$' is caught at load."""
     errs = errors_of({"id": "k", "argv": ["/bin/k", "--ip=${config:machine..x}", "cost$5"],
