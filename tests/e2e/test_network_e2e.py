@@ -28,7 +28,7 @@ from tests.e2e.nodeapi import BOOT_TIMEOUT, gen_cluster, ok, wait_api
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-NIC_MACS = ("52:54:00:e2:00:01", "52:54:00:e2:00:02", "52:54:00:e2:00:03")  # eth1, eth2, eth3
+NIC_MACS = ("52:54:00:e2:00:01", "52:54:00:e2:00:02", "52:54:00:e2:00:03")  # usually eth1-eth3
 HOSTNAME = "e2e-net-node"
 NAMESERVERS = ["192.0.2.53", "198.51.100.53"]  # documentation addresses, not QEMU's 10.0.2.3
 IP_CMDLINE = "ip=10.0.2.15::10.0.2.2:255.255.255.0:node1:eth0:off:10.0.2.3"
@@ -172,9 +172,11 @@ class TestConfiguredNode:
         assert status["errors"] == [], status["errors"]
 
     def test_static_address_route_and_mtu_on_the_second_nic(self, node, cluster):
-        """eth1 (the first extra NIC) has the configured address, MTU and route with its metric."""
+        """eth1 (an extra NIC) has the configured address, MTU and route with its metric."""
         eth1 = interfaces(cluster, node)["eth1"]
-        assert eth1["mac"] == NIC_MACS[0], eth1
+        # One of the extra NICs: the kernel's ethN order follows probing, which is not guaranteed
+        # (seen swapped once in four boots); the config names links, so either way it applies.
+        assert eth1["mac"] in NIC_MACS, eth1
         assert eth1["up"] and eth1["mtu"] == 1400, eth1
         assert "192.168.100.10/24" in eth1["addresses"], eth1
         assert {"family": "inet", "destination": "192.168.200.0/24", "gateway": "192.168.100.1",
