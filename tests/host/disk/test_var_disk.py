@@ -88,13 +88,18 @@ def test_wipe_true_erases_a_foreign_disk(loopdisk, layout):
     assert [p.name for p in gpt.read(loopdisk.devnode, 512)] == ["EPHEMERAL"]
 
 
+def _garble_superblock(partition: str) -> None:
+    """Keep ext4's magic but give it an impossible block size (s_log_block_size)."""
+    with open(partition, "r+b") as f:
+        f.seek(1024 + 0x18)
+        f.write((40).to_bytes(4, "little"))
+
+
 def test_wipe_true_erases_an_installed_var_that_fails_its_check(loopdisk, layout):
     """An EPHEMERAL that e2fsck cannot repair is no usable /var: wipe: true reinstalls it."""
     result = setup(_config(loopdisk.devnode), layout)
     syscalls.umount2(layout.var)
-    with open(result.partition, "r+b") as f:
-        f.seek(1024 + 0x18)  # s_log_block_size: an impossible block size
-        f.write((40).to_bytes(4, "little"))
+    _garble_superblock(result.partition)
     again = setup(_config(loopdisk.devnode, wipe=True), layout)
     assert again.action == "wipe" and again.fsck == "new filesystem"
     assert mounts.mounted_at(layout.var) == "ext4"
@@ -132,9 +137,7 @@ def test_garbled_superblock_fails_the_check_and_is_not_mounted(loopdisk, layout)
     """A superblock with the ext4 magic but impossible geometry makes e2fsck fail: /var is not mounted."""
     result = setup(_config(loopdisk.devnode), layout)
     syscalls.umount2(layout.var)
-    with open(result.partition, "r+b") as f:
-        f.seek(1024 + 0x18)  # s_log_block_size: an impossible block size
-        f.write((40).to_bytes(4, "little"))
+    _garble_superblock(result.partition)
     with pytest.raises(DiskError, match=r"not mounting /var: .*e2fsck -p status"):
         setup(_config(loopdisk.devnode), layout)
     assert mounts.mounted_at(layout.var) is None
