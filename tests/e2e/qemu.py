@@ -55,6 +55,10 @@ class VMSpec:
     # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
     extra_nics: tuple[str, ...] = ()
     accel: str = field(default_factory=lambda: os.environ.get("TALOS_QEMU_ACCEL", "tcg"))
+    # TCG's default CPU model lacks RDRAND, which every x86 server since 2012 has: without it
+    # the guest's RNG is not ready until jitter entropy is gathered, and PID 1's interpreter
+    # waits ~1 s for it at start (Python seeds its hashes from /dev/urandom). See performance.md.
+    tcg_cpu: str = "qemu64,+rdrand"
     echo: bool = False  # also copy the console to our stdout (make run)
 
 
@@ -106,8 +110,7 @@ class VM:
             # A panic or a reboot request ends the VM: tests see QEMU exit instead of a loop.
             "-no-reboot",
         ]
-        if s.accel == "kvm":
-            argv += ["-cpu", "host"]
+        argv += ["-cpu", "host" if s.accel == "kvm" else s.tcg_cpu]
         if s.disk is not None:
             if not s.disk.is_file():
                 raise VMError(f"disk {s.disk}: no such file")
