@@ -1,14 +1,18 @@
 """Load kernel modules from PID 1 with finit_module(2): no modprobe process.
 
 Used for the few modules PID 1 itself needs before any service runs (loop and
-squashfs for the payload mount); udev and the hardening step load the rest
-with modprobe. Dependencies come from the image's ``modules.dep`` and are
-loaded first; a module already loaded or built in is not an error.
+squashfs for the payload mount), and by the var service for the storage
+drivers and ext4 (``load_for_aliases``: a device's modalias matched against
+``modules.alias``, as modprobe does); udev and the hardening step load the
+rest with modprobe. Dependencies come from the image's ``modules.dep`` and
+are loaded first; a module already loaded or built in is not an error.
+Soft dependencies (``modules.softdep``) are not followed.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 from pathlib import Path
 
@@ -34,6 +38,37 @@ def builtin(moddir: Path) -> set[str]:
         return {_name(line) for line in (moddir / "modules.builtin").read_text().split()}
     except FileNotFoundError:
         return set()
+
+
+def read_aliases(moddir: Path) -> list[tuple[str, str]]:
+    """``modules.alias`` as (pattern, module name) pairs, in the file's order."""
+    pairs = []
+    for line in (moddir / "modules.alias").read_text().splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "alias":
+            pairs.append((words[1], _name(words[2])))
+    return pairs
+
+
+def resolve(modalias: str, aliases: list[tuple[str, str]]) -> list[str]:
+    """The modules whose alias pattern matches ``modalias`` (glob, as kmod), each once."""
+    return list(dict.fromkeys(m for pattern, m in aliases if fnmatch.fnmatchcase(modalias, pattern)))
+
+
+def load_for_aliases(modaliases: list[str], root: Path = Path("/"),
+                     release: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """Load the drivers of these device modaliases (``modprobe -a ALIAS...``); returns what
+    ``load`` returns and the modaliases no module matched. Raises like ``load``."""
+    moddir = root / "usr/lib/modules" / (release or os.uname().release)
+    aliases = read_aliases(moddir)
+    names: list[str] = []
+    unmatched = []
+    for modalias in modaliases:
+        found = resolve(modalias, aliases)
+        names += found
+        if not found:
+            unmatched.append(modalias)
+    return load(list(dict.fromkeys(names)), root, release), unmatched
 
 
 def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),

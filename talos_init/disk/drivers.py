@@ -1,22 +1,23 @@
 """Load the storage drivers now, before udev's coldplug gets to them.
 
 The var service looks for an installed /var as soon as the node starts, before
-udev has loaded anything: it modprobes the modaliases of the storage
-controllers (PCI base class 01, mass storage; virtio_pci drives every virtio
-PCI function), then of the virtio block and SCSI devices they expose. A
-device already bound to a driver is skipped. modprobe and the kernel serialize
-module loads, so udev asking for the same modules later costs nothing.
+udev has loaded anything: it loads the drivers of the storage controllers'
+modaliases (PCI base class 01, mass storage; virtio_pci drives every virtio
+PCI function), then of the virtio block and SCSI devices they expose, matched
+in modules.alias and loaded with finit_module (``talos_init.kmodules``): no
+modprobe process. A device already bound to a driver is skipped. The kernel
+serializes module loads, so udev asking for the same modules later costs
+nothing.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from talos_init import kmodules
 from talos_init.log import get_logger
-from talos_init.toolpath import ToolMissing, tool
 
 log = get_logger("disk")
 
@@ -39,24 +40,23 @@ def unbound_modaliases(sys_bus: Path, bus: str, keep: Callable[[str], object]) -
     return out
 
 
-def load_storage_drivers(sys_bus: Path = Path("/sys/bus")) -> list[str]:
-    """modprobe the storage drivers bus by bus (a controller's driver makes the disks appear);
-    returns the modaliases asked for. Never raises: udev remains the fallback."""
+def load_storage_drivers(sys_bus: Path = Path("/sys/bus"), root: Path = Path("/")) -> list[str]:
+    """Load the storage drivers bus by bus (a controller's driver makes the disks appear) with
+    finit_module, no modprobe process; returns the modaliases asked for. Never raises: udev
+    remains the fallback."""
     asked: list[str] = []
     for bus, pattern in STAGES:
         aliases = unbound_modaliases(sys_bus, bus, pattern.match)
         if not aliases:
             continue
-        try:
-            r = subprocess.run([tool("modprobe"), "-q", "-a", *aliases], capture_output=True,
-                               text=True)
-        except (ToolMissing, OSError) as exc:
-            log.warning("storage_drivers_not_loaded", bus=bus, error=str(exc))
-            return asked
         asked += aliases
-        if r.returncode != 0:  # no driver in the image for one of them: udev will not find it either
-            log.warning("storage_drivers_incomplete", bus=bus, aliases=aliases,
-                        modprobe_status=r.returncode, error=r.stderr.strip())
-    if asked:
-        log.info("storage_drivers_loaded", modaliases=len(asked))
+        try:
+            done, unmatched = kmodules.load_for_aliases(aliases, root)
+        except (OSError, LookupError) as exc:  # an index missing, a module refusing to load
+            log.warning("storage_drivers_not_loaded", bus=bus, aliases=aliases, error=str(exc))
+            continue
+        if unmatched:  # no driver in the image for them: udev will not find one either
+            log.warning("storage_drivers_incomplete", bus=bus, no_driver_for=unmatched)
+        log.info("storage_drivers_loaded", bus=bus,
+                 modules=[m for m, how in done.items() if how == "loaded"])
     return asked

@@ -22,6 +22,19 @@ kernel/net/llc/llc.ko:
 kernel/drivers/block/loop.ko:
 kernel/fs/squashfs/squashfs.ko:
 kernel/net/bridge/br_netfilter.ko: kernel/net/bridge/bridge.ko kernel/net/802/stp.ko kernel/net/llc/llc.ko
+kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_modern_dev.ko
+kernel/drivers/virtio/virtio_pci_modern_dev.ko:
+kernel/drivers/block/virtio_blk.ko:
+kernel/drivers/nvme/host/nvme.ko: kernel/drivers/nvme/host/nvme-core.ko
+kernel/drivers/nvme/host/nvme-core.ko:
+"""
+# The image's modules.alias lines, as depmod writes them.
+ALIAS = """# Aliases extracted from modules themselves.
+alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci
+alias virtio:d00000002v* virtio_blk
+alias pci:v*d*sv*sd*bc01sc08i02* nvme
+alias pci:v0000106Bd00002001sv*sd*bc*sc*i* nvme
+alias fs-squashfs squashfs
 """
 
 
@@ -30,6 +43,7 @@ def root(tmp_path: Path) -> Path:
     moddir = tmp_path / "usr/lib/modules" / RELEASE
     moddir.mkdir(parents=True)
     (moddir / "modules.dep").write_text(DEP)
+    (moddir / "modules.alias").write_text(ALIAS)
     (moddir / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
     for line in DEP.splitlines():
         ko = moddir / line.split(":")[0]
@@ -109,3 +123,20 @@ def test_real_syscall_reports_errno_with_the_path(tmp_path):
         os.close(fd)
     assert info.value.errno in (errno.ENOEXEC, errno.EINVAL, errno.EPERM, errno.ENOSYS, errno.EKEYREJECTED)
     assert info.value.filename == str(bogus) and "finit_module" in info.value.strerror
+
+
+def test_device_modaliases_load_their_drivers(root, loads):
+    """A device's modalias is matched against modules.alias (globs, as kmod does); each driver
+    loads once with its dependencies; a modalias no module claims is returned, not an error."""
+    virtio_pci = "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"
+    nvme = "pci:v00008086d00005845sv00001AF4sd00001100bc01sc08i02"
+    sata = "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"
+    done, unmatched = kmodules.load_for_aliases([virtio_pci, nvme, sata, virtio_pci], root,
+                                                RELEASE)
+    assert [name for name, _ in loads] == ["virtio_pci_modern_dev.ko", "virtio_pci.ko",
+                                           "nvme-core.ko", "nvme.ko"]
+    assert done == dict.fromkeys(["virtio_pci_modern_dev", "virtio_pci", "nvme_core", "nvme"],
+                                 "loaded")
+    assert unmatched == [sata]
+    assert kmodules.resolve("virtio:d00000002v00001AF4",
+                            kmodules.read_aliases(root / "usr/lib/modules" / RELEASE)) == ["virtio_blk"]
