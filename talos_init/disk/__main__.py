@@ -10,13 +10,12 @@ The options exist for tests; the service runs with the defaults.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from talos_init.disk.blockdev import DiskError
+from talos_init.disk import DiskError
 from talos_init.disk.var import Layout, setup_at_boot
 from talos_init.log import get_logger
 
@@ -39,21 +38,43 @@ def config_reader(path: Path):
     return read
 
 
+USAGE = ("usage: python3.11 -m talos_init.disk [--machine-config FILE] [--var DIR] [--etc DIR] "
+         "[--report FILE] [--no-drivers] [--disks [PATTERN ...]]")
+PATH_OPTIONS = {"--machine-config": "machine_config", "--var": "var", "--etc": "etc",
+                "--report": "report"}
+
+
+def parse(argv: list[str]) -> dict[str, Any]:
+    """The options, for tests (the service runs with none). Not argparse: this process is on
+    the boot path, and argparse is a twentieth of a second of imports under TCG."""
+    opts: dict[str, Any] = {"machine_config": Path("/run/talos/config.json"), "var": Path("/var"),
+                            "etc": Path("/etc"), "report": Path("/run/talos/var.json"),
+                            "disks": None, "load_drivers": True}
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in PATH_OPTIONS:
+            if not args:
+                raise SystemExit(f"{USAGE}\ntalos_init.disk: {arg} needs a value")
+            opts[PATH_OPTIONS[arg]] = Path(args.pop(0))
+        elif arg == "--no-drivers":  # load no storage drivers or ext4
+            opts["load_drivers"] = False
+        elif arg == "--disks":  # name patterns of the disks searched for EPHEMERAL
+            opts["disks"] = []
+            while args and not args[0].startswith("--"):
+                opts["disks"].append(args.pop(0))
+        else:
+            raise SystemExit(f"{USAGE}\ntalos_init.disk: unknown argument {arg!r}")
+    return opts
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="talos_init.disk")
-    p.add_argument("--machine-config", type=Path, default=Path("/run/talos/config.json"))
-    p.add_argument("--var", type=Path, default=Layout.var)
-    p.add_argument("--etc", type=Path, default=Layout.etc)
-    p.add_argument("--report", type=Path, default=Layout.report)
-    p.add_argument("--disks", nargs="*", default=None,
-                   help="name patterns of the disks searched for EPHEMERAL (default: all)")
-    p.add_argument("--no-drivers", action="store_true", help="do not modprobe storage drivers")
-    args = p.parse_args(argv)
-    layout = Layout(var=args.var, etc=args.etc, report=args.report,
-                    disks=tuple(args.disks) if args.disks is not None else None,
-                    load_drivers=not args.no_drivers)
+    o = parse(sys.argv[1:] if argv is None else argv)
+    layout = Layout(var=o["var"], etc=o["etc"], report=o["report"],
+                    disks=tuple(o["disks"]) if o["disks"] is not None else None,
+                    load_drivers=o["load_drivers"])
     try:
-        setup_at_boot(layout, config_reader(args.machine_config))
+        setup_at_boot(layout, config_reader(o["machine_config"]))
     except ConfigUnreadable as exc:
         log.error("config_unreadable", error=str(exc))
         return 1

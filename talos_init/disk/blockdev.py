@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from talos_init.disk import gpt
+from talos_init.disk import NOT_DISKS, DiskError, gpt  # noqa: F401 (DiskError: re-exported)
 from talos_init.toolpath import ToolMissing, tool
 
 if TYPE_CHECKING:  # imported where used: an installed /var is found without udev
@@ -22,14 +22,6 @@ if TYPE_CHECKING:  # imported where used: an installed /var is found without ude
 BLKRRPART = 0x125F
 BLKPG = 0x1269
 BLKPG_ADD_PARTITION = 1
-# Devices that are never an install disk when choosing by selector.
-NOT_DISKS = ("loop*", "ram*", "zram*", "dm-*", "md*", "sr*", "nbd*", "fd*")
-
-
-class DiskError(Exception):
-    """Anything that stops /var from being set up; the message names the device."""
-
-
 @dataclass(frozen=True)
 class Disk:
     devnode: str  # /dev/vda

@@ -11,17 +11,14 @@ superblock is labelled EPHEMERAL.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
 
-from talos_init.disk.blockdev import NOT_DISKS
-from talos_init.disk.plan import LABEL
+from talos_init.disk import LABEL, NOT_DISKS, ext4sb
 
 
-@dataclass(frozen=True)
-class Candidate:
-    partition: str  # /dev/vda1
-    disk: str  # /dev/vda
+# partition: /dev/vda1, disk: /dev/vda
+Candidate = namedtuple("Candidate", "partition disk")
 
 
 def _uevent(path: Path) -> dict[str, str]:
@@ -32,22 +29,10 @@ def _uevent(path: Path) -> dict[str, str]:
     return dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
 
 
-EXT4_SUPERBLOCK = 1024
-EXT4_MAGIC = b"\x53\xef"  # s_magic 0xEF53, little endian, at 0x38
-EXT4_LABEL = slice(0x78, 0x88)  # s_volume_name
-
-
 def ext4_label(devnode: str) -> str | None:
     """The ext4 volume label on ``devnode``, None when it holds no ext2/3/4 superblock."""
-    try:
-        with open(devnode, "rb") as f:
-            f.seek(EXT4_SUPERBLOCK)
-            sb = f.read(1024)
-    except OSError:
-        return None
-    if len(sb) < 0x88 or sb[0x38:0x3A] != EXT4_MAGIC:
-        return None
-    return sb[EXT4_LABEL].split(b"\0", 1)[0].decode("utf-8", "replace")
+    sb = ext4sb.read(devnode)
+    return None if sb is None else sb.label
 
 
 def find(sys_block: Path = Path("/sys/class/block"), disks: tuple[str, ...] | None = None,

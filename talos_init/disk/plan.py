@@ -11,10 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from talos_init.disk import gpt
+from talos_init.disk import FSTYPE, LABEL, gpt
 
-LABEL = "EPHEMERAL"  # GPT partition name and ext4 label, as Talos names its /var partition
-FSTYPE = "ext4"
 
 
 class Action(enum.Enum):

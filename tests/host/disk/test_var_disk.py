@@ -11,7 +11,7 @@ import pytest
 from talos_init import mounts, syscalls
 from talos_init.disk import blockdev, gpt
 from talos_init.disk.blockdev import DiskError
-from talos_init.disk.var import setup
+from talos_init.disk.install import setup
 
 
 def _config(disk: str, wipe: bool = False) -> dict:

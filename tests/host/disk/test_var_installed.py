@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from talos_init import mounts, syscalls
+from talos_init import log, mounts, syscalls
 from talos_init.disk import installed
 from talos_init.disk.blockdev import DiskError
-from talos_init.disk.var import setup, setup_at_boot
+from talos_init.disk.install import setup
+from talos_init.disk.var import setup_at_boot
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -73,7 +74,7 @@ def test_installed_var_is_mounted_without_reading_the_config(loopdisk, layout):
     result = setup_at_boot(_boot_layout(layout, loopdisk), reader)
     assert reader.calls == 0
     assert (result.mode, result.action, result.found_by) == ("disk", "check", "label")
-    assert result.partition == partition and result.fsck == "clean"
+    assert result.partition == partition and result.fsck == "clean (superblock)"
     assert mounts.mounted_at(layout.var) == "ext4"
     assert (layout.var / "log/boot1.txt").read_text() == "from the first boot\n"
     with open("/proc/self/mountinfo") as f:
@@ -125,3 +126,20 @@ def test_service_mounts_installed_var_with_no_config_file(tmp_path, loopdisk, la
     assert "var_installed" in r.stdout + r.stderr
     assert mounts.mounted_at(layout.var) == "ext4"
     assert json.loads(layout.report.read_text())["found_by"] == "label"
+
+
+@pytest.mark.parametrize("debugfs, why", [
+    ("ssv state 3", "errors are recorded in the superblock"),  # valid | error
+    ("feature needs_recovery", "the journal needs replaying"),  # as after a crash
+], ids=["errors-recorded", "needs-recovery"])
+def test_installed_var_is_checked_when_its_superblock_asks(loopdisk, layout, debugfs, why):
+    """A superblock that records errors or an unreplayed journal sends the installed /var
+    through e2fsck -p before it is mounted; a clean one is mounted without it (above)."""
+    partition = _install(loopdisk, layout)
+    # debugfs rewrites the superblock with a valid checksum (metadata_csum): as the kernel would.
+    subprocess.run(["debugfs", "-w", "-R", debugfs, partition], check=True, capture_output=True)
+    with log.capture() as events:
+        result = setup_at_boot(_boot_layout(layout, loopdisk), Reader(None, absent=5))
+    assert result.found_by == "label" and result.fsck != "clean (superblock)"
+    assert mounts.mounted_at(layout.var) == "ext4"
+    assert [e["reason"] for e in events if e["event"] == "var_check_needed"] == [why]

@@ -1,0 +1,151 @@
+"""A first boot's /var, from the machine config: choose the disk, probe it, decide
+(``plan``), act (partition, format, check), mount. Every refusal raises
+``DiskError`` naming the disk and what to do.
+
+Imported only when there is no installed /var (or it must be checked): the
+tools this needs (pyudev, blkid, sgdisk, mkfs, e2fsck) stay off the path of
+every later boot, which ``var.setup_at_boot`` takes without them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from talos_init import syscalls
+from talos_init.disk import FSTYPE, LABEL, DiskError, blockdev, gpt
+from talos_init.disk.blockdev import Disk
+from talos_init.disk.plan import Action, decide, fsck_verdict
+from talos_init.disk.var import Layout, Result, already_mounted, finish, mount_disk
+from talos_init.log import get_logger
+from talos_init.toolpath import ToolMissing, tool
+
+if TYPE_CHECKING:
+    import pyudev
+
+log = get_logger("disk")
+
+
+def choose_disk(install: dict[str, Any], context: pyudev.Context, wait: float) -> Disk | None:
+    """machine.install.disk, else the first disk matching install.diskSelector, else None."""
+    if install.get("disk"):
+        return blockdev.find_by_path(context, install["disk"], wait)
+    selector = install.get("diskSelector")
+    if selector:
+        disk = blockdev.find_by_selector(context, selector)
+        if disk is None:
+            raise DiskError(f"machine.install.diskSelector {selector}: no disk matches")
+        return disk
+    return None
+
+
+def _read_gpt(disk: Disk) -> list[gpt.Partition] | None:
+    try:
+        return gpt.read(disk.devnode, disk.sector)
+    except (gpt.GptError, OSError) as exc:
+        log.warning("gpt_unreadable", disk=disk.devnode, error=str(exc))
+        return None
+
+
+def _partition(disk: Disk) -> gpt.Partition:
+    blockdev.run(["sgdisk", "--clear", "--new=1:0:0", "--typecode=1:8300",
+                  f"--change-name=1:{LABEL}", disk.devnode], f"{disk}: partitioning")
+    parts = gpt.read(disk.devnode, disk.sector)
+    ours = [p for p in parts if p.name == LABEL]
+    if not ours:
+        raise DiskError(f"{disk}: sgdisk succeeded but partition {LABEL} is not in the table")
+    return ours[0]
+
+
+def _format(node: str) -> None:
+    blockdev.run(["mkfs.ext4", "-F", "-q", "-L", LABEL, node], f"{node}: formatting")
+
+
+def check(node: str) -> str:
+    try:
+        e2fsck = tool("e2fsck")
+    except ToolMissing as exc:
+        raise DiskError(f"{node}: cannot check: {exc}") from None
+    r = subprocess.run([e2fsck, "-p", node], capture_output=True, text=True)
+    ok, what = fsck_verdict(r.returncode)
+    output = " | ".join((r.stdout + r.stderr).strip().splitlines()[-4:])
+    log.info("var_checked", device=node, e2fsck_status=r.returncode, result=what, output=output)
+    if not ok:
+        raise DiskError(f"{node}: not mounting /var: {what} (e2fsck -p status {r.returncode}: "
+                        f"{output}). Check the disk from another machine with e2fsck -f, "
+                        "or set machine.install.wipe: true to erase it")
+    return what
+
+
+def prepare(disk: Disk, wipe: bool, wait: float) -> tuple[str, Result]:
+    """Bring the disk to a checked ext4 filesystem; returns its device node."""
+    disk_sig = blockdev.probe(disk.devnode)
+    parts = _read_gpt(disk) if disk_sig.get("PTTYPE") == "gpt" else None
+    part_sig, part_zeroed = None, False
+    ours = next((p for p in parts or [] if p.name == LABEL), None)
+    node = None
+    if ours is not None:  # even with wipe: an installed /var is never wiped
+        try:
+            node = blockdev.ensure_partition_node(disk, ours, wait)
+            part_sig = blockdev.probe(node)
+            part_zeroed = not part_sig.get("TYPE") and blockdev.is_zeroed(node)
+        except DiskError:
+            if not wipe:
+                raise
+            node = None  # unreadable: decide() sees no filesystem, and wipe applies
+    plan = decide(disk.devnode, disk_sig, parts, part_sig, wipe, part_zeroed)
+    log.info("var_plan", disk=disk.devnode, action=plan.action.value, reason=plan.reason)
+    result = Result("disk", device=disk.devnode, action=plan.action.value, found_by="config")
+    action = plan.action
+    if action is Action.REFUSE:
+        raise DiskError(plan.reason)
+    if action in (Action.CHECK, Action.CHECK_WHOLE):
+        node = node if action is Action.CHECK else disk.devnode
+        assert node is not None
+        try:
+            result.fsck = check(node)
+        except DiskError as exc:
+            if not wipe:
+                raise
+            # Installed but unusable: for install.wipe that is no /var yet.
+            log.warning("var_unusable", device=node, error=str(exc), effect="wiping the disk")
+            action = Action.WIPE
+            result.action = action.value
+    if action in (Action.WIPE, Action.PARTITION):
+        if action is Action.WIPE:
+            log.warning("var_wiping", disk=disk.devnode,
+                        note="machine.install.wipe is true and the disk holds no usable /var "
+                             "(an installed EPHEMERAL that checks clean is never wiped)")
+            blockdev.zero_ends(disk)
+        node = blockdev.ensure_partition_node(disk, _partition(disk), wait)
+        _format(node)
+        result.fsck = "new filesystem"
+    elif action is Action.FORMAT:
+        assert node is not None
+        _format(node)
+        result.fsck = "new filesystem"
+    assert node is not None
+    result.partition = node
+    log.info("var_prepared", device=node, action=action.value, fsck=result.fsck)
+    return node, result
+
+
+def setup(config: dict[str, Any] | None, layout: Layout,
+          context: pyudev.Context | None = None) -> Result:
+    """/var from the machine config: install.disk (or diskSelector), else tmpfs."""
+    result = already_mounted(layout)
+    if result is None:
+        install = ((config or {}).get("machine") or {}).get("install") or {}
+        disk = choose_disk(install, context or blockdev.udev_context(), layout.device_wait)
+        if disk is None:
+            syscalls.mount("tmpfs", layout.var, "tmpfs", syscalls.MS_NODEV | syscalls.MS_NOSUID,
+                           "mode=0755")
+            syscalls.make_shared(layout.var)
+            log.warning("var_ephemeral", path=str(layout.var),
+                        reason="no machine.install.disk or diskSelector in the config",
+                        effect="/var is tmpfs: containers, images and logs are lost at reboot")
+            result = Result("ephemeral", notes=["/var is tmpfs; nothing survives a reboot"])
+        else:
+            node, result = prepare(disk, bool(install.get("wipe")), layout.device_wait)
+            mount_disk(node, layout)
+    return finish(layout, result)
