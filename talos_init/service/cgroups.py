@@ -54,7 +54,7 @@ class Cgroups:
             log.warning(event, **kw)
 
     def prepare(self, group: str, sid: str, memory_max: int | None, nice: int | None = None,
-                kill_leftovers: bool = True) -> Path | None:
+                kill_leftovers: bool = True, cpu_weight: int | None = None) -> Path | None:
         """Create the service's cgroup (reused if left over) and set its limits.
 
         Returns None when cgroups are unusable here (policy: warn, run unconfined).
@@ -82,9 +82,12 @@ class Cgroups:
             except OSError as exc:
                 self._warn(f"memory:{path}", "cgroup_memory_max_unavailable", service=sid,
                            error=str(exc), hint="no memory controller: limit not applied")
-        if nice is not None:  # between services, the cpu controller's weights decide, not nice
+        # Between services, the cpu controller's weights decide, not the processes' nice.
+        weight = (("cpu.weight.nice", nice) if nice is not None
+                  else ("cpu.weight", cpu_weight) if cpu_weight is not None else None)
+        if weight is not None:
             try:
-                (path / "cpu.weight.nice").write_text(str(nice))
+                (path / weight[0]).write_text(str(weight[1]))
             except OSError as exc:
                 self._warn(f"cpu:{path}", "cgroup_cpu_weight_unavailable", service=sid,
                            error=str(exc), hint="no cpu controller: only the process nice applies")

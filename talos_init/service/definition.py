@@ -90,6 +90,7 @@ class Confinement:
     oom_score_adj: int | None = None
     memory_max: int | None = None  # bytes
     nice: int | None = None  # the process's nice and its cgroup's cpu.weight.nice
+    cpu_weight: int | None = None  # the cgroup's cpu.weight alone: nothing inherits a nice
     caps_keep: frozenset[int] | None = None  # None: keep all (after drop)
     caps_drop: frozenset[int] = frozenset()
     no_new_privs: bool = False
@@ -459,7 +460,7 @@ def _signal_number(c: _Checker, value: Any, path: str) -> int:
 def _confinement(c: _Checker, value: Any) -> Confinement:
     p = "confinement"
     d = c.mapping(value, p, {"cgroup", "oom_score_adj", "memory_max", "capabilities",
-                             "no_new_privs", "user", "group", "rlimits", "nice"})
+                             "no_new_privs", "user", "group", "rlimits", "nice", "cpu_weight"})
     kw: dict[str, Any] = {}
     if "cgroup" in d:
         g = c.string(d["cgroup"], f"{p}.cgroup", "system")
@@ -473,6 +474,12 @@ def _confinement(c: _Checker, value: Any) -> Confinement:
         kw["memory_max"] = c.size(d["memory_max"], f"{p}.memory_max")
     if "nice" in d:
         kw["nice"] = c.integer(d["nice"], f"{p}.nice", 0, -20, 19)
+    if "cpu_weight" in d:
+        if "nice" in d:  # two views of one cgroup setting
+            c.error(f"{p}.cpu_weight", "set nice or cpu_weight, not both (nice sets the "
+                    "cgroup's weight too)")
+        else:
+            kw["cpu_weight"] = c.integer(d["cpu_weight"], f"{p}.cpu_weight", 100, 1, 10000)
     if "no_new_privs" in d:
         kw["no_new_privs"] = c.boolean(d["no_new_privs"], f"{p}.no_new_privs")
     for key in ("user", "group"):

@@ -74,22 +74,27 @@ def dependencies(d: Definition) -> list[str]:
 
 
 def start_order(definitions: Iterable[Definition]) -> list[str]:
-    """Dependencies before dependents; ties by id, so the order is stable."""
+    """Dependencies before dependents; ties by priority (a lower ``confinement.nice`` first:
+    what asked for the CPU first also starts first), then by id, so the order is stable."""
     defs = {d.id: d for d in definitions}
     done: list[str] = []
     placed: set[str] = set()
+
+    def rank(node: str) -> tuple[int, str]:
+        d = defs.get(node)
+        return (d.confinement.nice or 0) if d is not None else 0, node
 
     def visit(node: str, trail: tuple[str, ...]) -> None:
         if node in placed or node not in defs:
             return
         if node in trail:
             raise ValueError(f"dependency cycle through {node}; run check() first")
-        for dep in sorted(dependencies(defs[node])):
+        for dep in sorted(dependencies(defs[node]), key=rank):
             visit(dep, trail + (node,))
         placed.add(node)
         done.append(node)
 
-    for node in sorted(defs):
+    for node in sorted(defs, key=rank):
         visit(node, ())
     return done
 

@@ -303,7 +303,8 @@ class Supervisor:
         cgroup = None
         if self.cgroups is not None:
             cgroup = self.cgroups.prepare(d.confinement.cgroup, sid, d.confinement.memory_max,
-                                          nice=d.confinement.nice, kill_leftovers=d.kill_mode == "control-group")
+                                          nice=d.confinement.nice, cpu_weight=d.confinement.cpu_weight,
+                                          kill_leftovers=d.kill_mode == "control-group")
         self._cgroup[sid] = cgroup
         full_env = {**self.base_env, **env, "NOTIFY_SOCKET": str(self.paths.notify_socket)}
         request = SpawnRequest(argv, full_env, d.working_directory, cgroup, d.confinement,

@@ -39,6 +39,6 @@ with open("/dev/console", "w") as console:
         console.write(f"E2E mount {f[4]} {f[sep + 1]} {f[5]}\n")
     modules = sorted(line.split()[0] for line in open("/proc/modules"))
     console.write(f"E2E modules {' '.join(modules)}\n")
-    for service in ("e2e-report", "udevd"):
+    for service in ("e2e-report", "udevd", "containerd"):
         console.write(cpu_line(service))
     console.write("E2E done\n")

@@ -73,6 +73,20 @@ def test_nice_is_an_integer_from_minus_20_to_19():
         assert errs == [f"services/n.yaml: confinement.nice: {why}"], errs
 
 
+def test_cpu_weight_is_cgroup_v2s_range_and_excludes_nice():
+    """confinement.cpu_weight takes cpu.weight's 1..10000; with nice as well it is refused (both
+    would set the same cgroup file)."""
+    d, errors = parse({"id": "n", "argv": ["/bin/n"], "confinement": {"cpu_weight": 400}})
+    assert not errors and d.confinement.cpu_weight == 400 and d.confinement.nice is None
+    for conf, want in (({"cpu_weight": 0}, "confinement.cpu_weight: must be between 1 and 10000, got 0"),
+                       ({"cpu_weight": 10001},
+                        "confinement.cpu_weight: must be between 1 and 10000, got 10001"),
+                       ({"cpu_weight": 400, "nice": 5},
+                        "confinement.cpu_weight: set nice or cpu_weight, not both")):
+        errs = errors_of({"id": "n", "argv": ["/bin/n"], "confinement": conf}, "services/n.yaml")
+        assert len(errs) == 1 and errs[0].startswith(f"services/n.yaml: {want}"), errs
+
+
 def test_probe_host_must_be_an_address_and_placeholders_well_formed():
     """PID 1 never resolves names, and a stray '$' is caught at load."""
     errs = errors_of({"id": "k", "argv": ["/bin/k", "--ip=${config:machine..x}", "cost$5"],
