@@ -188,7 +188,7 @@ def startup():
 def importtime():
     # The modules each process runs: PID 1's, and the daemons' __main__ (guarded, so not run).
     for module in ("talos_init.init", "talos_init.networkd.__main__", "talos_init.userdata.__main__",
-                   "talos_init.apid.__main__", "talos_init.devices"):
+                   "talos_init.apid.__main__", "talos_init.devices", "talos_init.disk.__main__"):
         code = f"import {module}"
         if module == "talos_init.init":
             code = "import talos_init.service.supervisor; " + code
@@ -216,6 +216,12 @@ def var():
             say("var", json.dumps(json.load(f), separators=(",", ":")))
     except (OSError, ValueError) as e:
         say("var", json.dumps({"error": str(e)}))
+    # Its own log (timestamped lines): where its time on the path to containerd went.
+    try:
+        for item in control("logs", {"id": "var", "tail": 40}):
+            say("varlog", item.get("line", item) if isinstance(item, dict) else item)
+    except (OSError, ValueError, RuntimeError) as e:
+        say("warn", "logs", "var", repr(e))
 
 
 def main():
