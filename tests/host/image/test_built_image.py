@@ -34,17 +34,20 @@ def test_built_image_has_no_shell_interpreter_or_setuid_file(built):
 
 
 def test_payload_squashfs_holds_the_big_programs_behind_symlinks(built):
-    """The shim, runc and the CNI plugins are in the squashfs, root-owned, time 0; their usual
-    paths are symlinks into its mount point; nothing else is in it (containerd stays unpacked)."""
+    """The shim, runc, the CNI plugins and the recipe's other paths are in the squashfs,
+    root-owned, time 0; their usual paths are symlinks into its mount point; nothing else is
+    in it (containerd stays unpacked)."""
     node = _node(built / "initramfs.img")
     mount = SQ["mountpoint"]
-    moved = ["/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
-             *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"])]
+    programs = ["/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
+                *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"])]
+    moved = [*programs, *SQ["paths"]]
     assert node.get("/usr/bin/containerd").kind == "file"
     for path in moved:
         assert node.get(path).kind == "symlink" and node.get(path).target == mount + path, path
         assert node.resolve(path) == mount + path
-        assert node.get(mount + path).kind == "file" and node.get(mount + path).mode == 0o755, path
+        assert node.get(mount + path).kind == "file", path
+    assert all(node.get(mount + path).mode == 0o755 for path in programs)
     files = {e.path for e in node if e.kind == "file" and e.path.startswith(mount + "/")}
     assert files == {mount + p for p in moved}
     assert node.get(mount + "/usr/sbin/runc").content() == Path("/usr/sbin/runc").read_bytes()
@@ -52,6 +55,38 @@ def test_payload_squashfs_holds_the_big_programs_behind_symlinks(built):
                              capture_output=True, text=True, check=True).stdout
     rows = [line.split() for line in listing.splitlines() if line.startswith(("-", "d", "l"))]
     assert rows and {r[1] for r in rows} == {"0/0"} and {(r[3], r[4]) for r in rows} == {("1970-01-01", "00:00")}
+
+
+def test_pid1_starts_without_the_payload(built):
+    """PID 1 mounts the payload itself: the interpreter, the extension modules PID 1 imports
+    (as the host's same interpreter imports them) and the kernel modules of that mount must
+    not need a file inside it."""
+    from initramfs import elf
+
+    node = _node(built / "initramfs.img")
+    mount = SQ["mountpoint"] + "/"
+    staging = built / "staging"
+    probe = ("import sys, talos_init.service.supervisor, talos_init.init\n"
+             "print('\\n'.join(sorted(m.__file__.rsplit('/', 1)[1] for m in list(sys.modules.values())"
+             " if getattr(m, '__file__', None) and m.__file__.endswith('.so'))))")
+    dynload = subprocess.run([sys.executable, "-I", "-c", probe], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert dynload, "PID 1 imports no extension module? the probe is broken"
+    elves = ["/usr/bin/python3.11", *(f"/usr/lib/python3.11/lib-dynload/{n}" for n in dynload)]
+    for path in elves:
+        assert node.get(path) is not None, path
+        assert not node.resolve(path).startswith(mount), path
+        for lib in elf.needed(staging / path.lstrip("/")):
+            if Path(lib).name.startswith("ld-linux"):
+                continue
+            name = "/usr/lib/x86_64-linux-gnu/" + Path(lib).name
+            assert node.get(name) is not None, (path, lib)
+            assert not node.resolve(name).startswith(mount), f"{path} needs {name}, in the payload"
+    release = (built / "kernel-release").read_text().strip()
+    for module in ("loop", "squashfs"):
+        found = [e.path for e in node if e.kind == "file" and e.path.startswith(
+            f"/usr/lib/modules/{release}/") and Path(e.path).name.startswith(module + ".ko")]
+        assert found and not any(node.resolve(f).startswith(mount) for f in found), module
 
 
 def test_image_walk_sees_a_shell_inside_the_payload_squashfs(built, tmp_path):
