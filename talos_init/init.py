@@ -90,6 +90,9 @@ class InitConfig:
     # False where /proc/sys is the host's (PID 1 tests in a pid namespace): most
     # sysctls are global, and a test must not harden the machine it runs on.
     harden: bool = True
+    # False where the disks and kernel modules are the host's (PID 1 tests in a pid
+    # namespace): the early /var phase would load drivers into it and mount its disks.
+    early_var: bool = True
     mount_table: tuple[mounts.MountSpec, ...] = mounts.EARLY_MOUNTS
 
     @classmethod
@@ -148,6 +151,7 @@ class Init:
             ("logging", self.setup_logging),  # console and /dev/kmsg
             ("power_button", self.watch_power_button),  # ACPI button press: power off
             ("hardening", self.harden),  # KSPP sysctls before any service starts
+            ("var", self.mount_installed_var),  # an installed, clean /var: containerd at once
             ("control", self.start_control),  # /run/talos/init.sock for apid, before the graph
             ("services", self.start_services),  # the supervisor runs the service graph
         )
@@ -204,6 +208,19 @@ class Init:
 
         hardening.apply_kernel_hardening(self.paths.at("/proc/sys"),
                                          self.config.cmdline or self.paths.cmdline)
+
+    def mount_installed_var(self) -> None:
+        """Every boot after the first: mount the installed /var here, so containerd starts
+        with the graph instead of after the var service's own interpreter start. Whatever
+        is not plain (a first boot, a check due, two disks) the var service does; this
+        phase never fails."""
+        if self.config.host_mode or not self.config.early_var:
+            log.info("var_early_skipped", reason="host mode" if self.config.host_mode
+                     else "the disks are the host's")
+            return
+        from talos_init.disk import var  # only here: host mode never needs it
+
+        var.early_mount(var.Layout())
 
     def mount(self) -> None:
         if self.config.host_mode:

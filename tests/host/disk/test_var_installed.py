@@ -15,7 +15,7 @@ from talos_init import log, mounts, syscalls
 from talos_init.disk import installed
 from talos_init.disk.blockdev import DiskError
 from talos_init.disk.install import setup
-from talos_init.disk.var import setup_at_boot
+from talos_init.disk.var import early_mount, setup_at_boot
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -29,6 +29,7 @@ def _install(loopdisk, layout) -> str:
     result = setup(_config(loopdisk.devnode), layout)
     (layout.var / "log/boot1.txt").write_text("from the first boot\n")
     syscalls.umount2(layout.var)
+    layout.report.unlink()  # /run is a fresh tmpfs at every boot
     return result.partition
 
 
@@ -143,3 +144,35 @@ def test_installed_var_is_checked_when_its_superblock_asks(loopdisk, layout, deb
     assert result.found_by == "label" and result.fsck != "clean (superblock)"
     assert mounts.mounted_at(layout.var) == "ext4"
     assert [e["reason"] for e in events if e["event"] == "var_check_needed"] == [why]
+
+
+def test_pid1_mounts_a_clean_installed_var_and_the_service_keeps_its_report(loopdisk, layout):
+    """PID 1's early mount: one clean EPHEMERAL is mounted and reported before any service;
+    the var service then finds it mounted, makes its directories and keeps the report."""
+    partition = _install(loopdisk, layout)
+    result = early_mount(_boot_layout(layout, loopdisk))
+    assert result is not None and result.partition == partition and result.found_by == "label"
+    assert mounts.mounted_at(layout.var) == "ext4"
+    report = json.loads(layout.report.read_text())
+    assert report["found_by"] == "label" and "PID 1" in report["notes"][0]
+    service = setup_at_boot(layout, Reader(None, absent=10**9))
+    assert service.mode == "already-mounted"
+    assert json.loads(layout.report.read_text()) == report
+    assert (layout.var / "lib/containerd").is_dir() and (layout.var / "log/boot1.txt").exists()
+
+
+def test_pid1_leaves_anything_not_plain_to_the_service(loopdisk, second_loop, layout):
+    """A check due, or two candidates: PID 1 mounts nothing and writes no report (containerd
+    waits for the var service's); the service then does the check."""
+    partition = _install(loopdisk, layout)
+    subprocess.run(["debugfs", "-w", "-R", "ssv state 3", partition], check=True,
+                   capture_output=True)
+    assert early_mount(_boot_layout(layout, loopdisk)) is None
+    assert mounts.mounted_at(layout.var) is None and not layout.report.exists()
+    result = setup_at_boot(_boot_layout(layout, loopdisk), Reader(None, absent=5))
+    assert result.fsck != "clean (superblock)" and json.loads(layout.report.read_text())["mode"] == "disk"
+    syscalls.umount2(layout.var)
+    layout.report.unlink()
+    _install(second_loop, layout)
+    assert early_mount(_boot_layout(layout, loopdisk, second_loop)) is None
+    assert mounts.mounted_at(layout.var) is None and not layout.report.exists()

@@ -49,7 +49,7 @@ class Workload:
     def stop_all(self, deadline, on_done):
         on_done()
 
-Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False, harden=False, mount_table=TABLE,
+Init(InitConfig(console=None, kmsg=None, json_log=True, unmount=False, power_button=False, harden=False, early_var=False, mount_table=TABLE,
                 term_timeout=1, kill_timeout=10, supervisor_factory=Workload)).run()
 """
 
@@ -133,4 +133,8 @@ def test_real_pid1_kills_everything_and_calls_reboot(signum, action, kernel_sign
     assert ends["shutdown.kill"]["state"] == "done", text
     assert ("hardening", "done") in phases and any(
         e.get("event") == "hardening_skipped" for e in events), text
+    # The host's disks and modules are not ours: the early /var phase leaves them alone.
+    assert ("var", "done") in phases and any(e.get("event") == "var_early_skipped"
+                                             and e["reason"] == "the disks are the host's"
+                                             for e in events), text
     assert any(e.get("event") == "shutdown_final" and e["action"] == action for e in events)

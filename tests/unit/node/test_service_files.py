@@ -21,15 +21,17 @@ def test_service_file_is_valid(name):
 
 def test_one_shots_and_ordering():
     """var needs nothing (it waits for the config itself, only on a first boot); containerd
-    needs only var and its modules, not the config or the network; machine-setup and the
-    kubelet wait for the config; kubelet waits for containerd, network, setup."""
+    needs only its modules and a mounted /var (the report PID 1 or var writes), not the config
+    or the network; machine-setup and the kubelet wait for the config; kubelet waits for
+    containerd, network, setup."""
     var, _ = load_file(SERVICES / "var.yaml")
     setup, _ = load_file(SERVICES / "machine-setup.yaml")
     kubelet, _ = load_file(SERVICES / "kubelet.yaml")
     assert var.one_shot and setup.one_shot and "var" in setup.depends_on
     containerd, _ = load_file(SERVICES / "containerd.yaml")
     assert not var.depends_on
-    assert set(containerd.depends_on) == {"var", "kernel-modules"}
+    assert set(containerd.depends_on) == {"kernel-modules"}
+    assert [str(c) for c in containerd.conditions] == ["file_exists /run/talos/var.json"]
     assert containerd.argv[0] == "/usr/bin/containerd"  # no launcher: the config is static
     assert {"userdata", "var", "kernel-modules"} <= set(setup.depends_on)
     assert {"containerd", "networkd", "userdata", "machine-setup"} <= set(kubelet.depends_on)
@@ -51,4 +53,4 @@ def test_whole_graph_is_valid_and_containerd_never_waits_for_the_config():
             if dep not in seen:
                 seen.add(dep)
                 todo.append(dep)
-    assert seen == {"var", "kernel-modules"}
+    assert seen == {"kernel-modules"}
