@@ -26,6 +26,10 @@ class Paths:
         return self.at("/run/talos/notify.sock")
 
     @property
+    def var_early(self) -> Path:  # PID 1's early /var decision; the var service waits for it
+        return self.at("/run/talos/var.early")
+
+    @property
     def config(self) -> Path:  # the validated machine config, as fetched (YAML, root only)
         return self.at("/run/talos/config.yaml")
 

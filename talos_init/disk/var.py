@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -165,7 +164,7 @@ def mount_installed(found: installed.Candidate, layout: Layout,
                   fsck=fsck, found_by="label")
 
 
-def _load_ext4_beside(layout: Layout) -> Callable[..., bool]:
+def load_ext4_beside(layout: Layout) -> Callable[..., bool]:
     """Start loading ext4 in a thread (a large module: ~0.3 s under TCG) while the storage
     drivers probe the disks; returns the wait for it (``timeout`` seconds, None: no limit;
     True once loaded or failed). Else mount(2) would ask the kernel's modprobe helper for it,
@@ -202,7 +201,7 @@ def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | Non
     result = already_mounted(layout)
     if result is not None:
         return finish(layout, result)
-    ext4_loaded = _load_ext4_beside(layout)
+    ext4_loaded = load_ext4_beside(layout)
     if layout.load_drivers:
         drivers.load_storage_drivers(layout.sys_bus)
     look, listed, waited = True, None, 0.0
@@ -231,69 +230,6 @@ def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | Non
         delay = layout.config_poll if waited < 30 else max(layout.config_poll, 1.0)
         waited += delay
         time.sleep(delay)
-
-
-def early_mount(layout: Layout, deadline: float = 5.0) -> Result | None:
-    """PID 1's try, before any service runs: mount an installed /var that needs nothing but
-    the kernel (storage drivers and ext4 loaded, exactly one EPHEMERAL, a superblock that
-    e2fsck -p would call clean) and write the report containerd's start waits for. Anything
-    else (no disk yet, two, a check due, a refused mount, drivers still loading after
-    ``deadline``) is left to the var service, untouched: None. Never raises."""
-    try:
-        if already_mounted(layout) is not None:
-            return None
-        if layout.load_drivers and not _load_drivers_in_child(layout, deadline):
-            return None
-        found = installed.find(layout.sys_block, layout.disks)
-        if len(found) != 1:
-            log.info("var_early_skipped", reason=f"{len(found)} installed EPHEMERAL partitions",
-                     effect="the var service sets /var up")
-            return None
-        node = found[0].partition
-        sb = ext4sb.read(node)
-        reason = ("not our filesystem" if sb is None or sb.label != LABEL
-                  else ext4sb.fsck_reason(sb, time.time()))
-        if reason is not None:
-            log.info("var_early_skipped", device=node, reason=reason,
-                     effect="the var service checks it")
-            return None
-        mount_disk(node, layout)
-        log.info("var_installed", device=node, disk=found[0].disk, fsck="clean (superblock)",
-                 by="PID 1", note="found by its partition name, before any service")
-        return finish(layout, Result("disk", device=found[0].disk, partition=node, action="check",
-                                     fsck="clean (superblock)", found_by="label",
-                                     notes=["mounted by PID 1 before the services started"]))
-    except Exception as exc:  # noqa: BLE001 - PID 1: whatever it is, the var service retries
-        log.warning("var_early_failed", error=f"{type(exc).__name__}: {exc}",
-                    effect="the var service sets /var up")
-        return None
-
-
-def _load_drivers_in_child(layout: Layout, deadline: float) -> bool:
-    """The storage drivers and ext4, loaded by a forked child PID 1 waits for at most
-    ``deadline``: a module whose init hangs must not hang PID 1, and the child's threads and
-    buffers are not PID 1's memory. False (logged) when it is still at it."""
-    pid = os.fork()
-    if pid == 0:  # the child: load, then leave without running PID 1's cleanups
-        code = 0
-        try:
-            ext4_loaded = _load_ext4_beside(layout)
-            drivers.load_storage_drivers(layout.sys_bus)
-            ext4_loaded()
-        except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
-            code = 1
-        os._exit(code)
-    pidfd = os.pidfd_open(pid)
-    try:
-        done = select.select([pidfd], [], [], deadline)[0]
-    finally:
-        os.close(pidfd)
-    if not done:  # PID 1's reaper collects it whenever it ends
-        log.warning("var_early_skipped", reason=f"storage drivers still loading after "
-                    f"{deadline:g}s", effect="the var service sets /var up")
-        return False
-    os.waitpid(pid, 0)
-    return True
 
 
 def _install():

@@ -15,7 +15,8 @@ from talos_init import log, mounts, syscalls
 from talos_init.disk import installed
 from talos_init.disk.blockdev import DiskError
 from talos_init.disk.install import setup
-from talos_init.disk.var import early_mount, setup_at_boot
+from talos_init.disk.early import EarlyVar
+from talos_init.disk.var import setup_at_boot
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -146,15 +147,24 @@ def test_installed_var_is_checked_when_its_superblock_asks(loopdisk, layout, deb
     assert [e["reason"] for e in events if e["event"] == "var_check_needed"] == [why]
 
 
+def _early(layout) -> EarlyVar:
+    """PID 1's early /var without drivers to load: it decides within start()."""
+    early = EarlyVar(loop=None, reaper=None, layout=layout, marker=layout.report.parent / "var.early")
+    early.start()
+    return early
+
+
 def test_pid1_mounts_a_clean_installed_var_and_the_service_keeps_its_report(loopdisk, layout):
-    """PID 1's early mount: one clean EPHEMERAL is mounted and reported before any service;
-    the var service then finds it mounted, makes its directories and keeps the report."""
+    """PID 1's early mount: one clean EPHEMERAL is mounted and reported, the decision marker
+    written; the var service then finds it mounted, makes its directories, keeps the report."""
     partition = _install(loopdisk, layout)
-    result = early_mount(_boot_layout(layout, loopdisk))
-    assert result is not None and result.partition == partition and result.found_by == "label"
+    early = _early(_boot_layout(layout, loopdisk))
+    assert early.outcome == "mounted"
+    assert (layout.report.parent / "var.early").read_text() == "mounted\n"
     assert mounts.mounted_at(layout.var) == "ext4"
     report = json.loads(layout.report.read_text())
-    assert report["found_by"] == "label" and "PID 1" in report["notes"][0]
+    assert report["partition"] == partition and report["found_by"] == "label"
+    assert "PID 1" in report["notes"][0]
     service = setup_at_boot(layout, Reader(None, absent=10**9))
     assert service.mode == "already-mounted"
     assert json.loads(layout.report.read_text()) == report
@@ -163,16 +173,19 @@ def test_pid1_mounts_a_clean_installed_var_and_the_service_keeps_its_report(loop
 
 def test_pid1_leaves_anything_not_plain_to_the_service(loopdisk, second_loop, layout):
     """A check due, or two candidates: PID 1 mounts nothing and writes no report (containerd
-    waits for the var service's); the service then does the check."""
+    waits for the var service's), only its decision; the service then does the check."""
     partition = _install(loopdisk, layout)
     subprocess.run(["debugfs", "-w", "-R", "ssv state 3", partition], check=True,
                    capture_output=True)
-    assert early_mount(_boot_layout(layout, loopdisk)) is None
+    early = _early(_boot_layout(layout, loopdisk))
+    assert early.outcome == f"left: {partition}: errors are recorded in the superblock"
+    assert (layout.report.parent / "var.early").read_text().startswith("left: ")
     assert mounts.mounted_at(layout.var) is None and not layout.report.exists()
     result = setup_at_boot(_boot_layout(layout, loopdisk), Reader(None, absent=5))
     assert result.fsck != "clean (superblock)" and json.loads(layout.report.read_text())["mode"] == "disk"
     syscalls.umount2(layout.var)
     layout.report.unlink()
     _install(second_loop, layout)
-    assert early_mount(_boot_layout(layout, loopdisk, second_loop)) is None
+    early = _early(_boot_layout(layout, loopdisk, second_loop))
+    assert early.outcome == "left: 2 installed EPHEMERAL partitions"
     assert mounts.mounted_at(layout.var) is None and not layout.report.exists()
