@@ -18,16 +18,23 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from talos_init import kmodules
 from talos_init.disk import drivers, ext4sb, installed, var
 from talos_init.log import get_logger
 
 log = get_logger("disk")
 
 DEADLINE = 5.0  # seconds for the drivers and ext4; then the var service takes over
+# Loaded by the same child for containerd, whose start waits for /sys/module/overlay (its
+# snapshotter) rather than for the kernel-modules one-shot, which loads it too (and
+# br_netfilter, for machine-setup): else that modprobe, queued behind these loads in the
+# kernel, is what containerd waits for.
+RUNTIME_MODULES = ("overlay",)
 
 
 class EarlyVar:
@@ -147,8 +154,16 @@ class EarlyVar:
         self._decided(outcome)
 
 
+def _load_runtime_modules() -> None:
+    try:
+        kmodules.load(RUNTIME_MODULES)
+    except (OSError, LookupError) as exc:  # kernel-modules reports it; containerd waits
+        log.warning("runtime_modules_not_loaded", modules=list(RUNTIME_MODULES), error=str(exc))
+
+
 def _child(layout: var.Layout, ready_r: int, ready_w: int) -> None:
-    """The forked loader: storage drivers (then one byte on the pipe), ext4 beside them."""
+    """The forked loader: storage drivers (then one byte on the pipe), ext4 and the runtime's
+    modules beside them."""
     code = 0
     try:
         os.close(ready_r)
@@ -157,9 +172,12 @@ def _child(layout: var.Layout, ready_r: int, ready_w: int) -> None:
                     signal.SIGUSR2, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         ext4_loaded = var.load_ext4_beside(layout)
+        runtime = threading.Thread(target=_load_runtime_modules, name="runtime-modules")
+        runtime.start()
         drivers.load_storage_drivers(layout.sys_bus)
         os.write(ready_w, b"d")
         ext4_loaded()
+        runtime.join()
     except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
         code = 1
     os._exit(code)

@@ -30,8 +30,9 @@ def test_one_shots_and_ordering():
     assert var.one_shot and setup.one_shot and "var" in setup.depends_on
     containerd, _ = load_file(SERVICES / "containerd.yaml")
     assert not var.depends_on
-    assert set(containerd.depends_on) == {"kernel-modules"}
-    assert [str(c) for c in containerd.conditions] == ["file_exists /run/talos/var.json"]
+    assert set(containerd.depends_on) == set()
+    assert [str(c) for c in containerd.conditions] == ["file_exists /run/talos/var.json",
+                                                       "file_exists /sys/module/overlay"]
     assert containerd.argv[0] == "/usr/bin/containerd"  # no launcher: the config is static
     assert {"userdata", "var", "kernel-modules"} <= set(setup.depends_on)
     assert {"containerd", "networkd", "userdata", "machine-setup"} <= set(kubelet.depends_on)
@@ -53,4 +54,4 @@ def test_whole_graph_is_valid_and_containerd_never_waits_for_the_config():
             if dep not in seen:
                 seen.add(dep)
                 todo.append(dep)
-    assert seen == {"kernel-modules"}
+    assert seen == set()
