@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -162,8 +161,8 @@ def _load_runtime_modules() -> None:
 
 
 def _child(layout: var.Layout, ready_r: int, ready_w: int) -> None:
-    """The forked loader: storage drivers (then one byte on the pipe), ext4 and the runtime's
-    modules beside them."""
+    """The forked loader: storage drivers (then one byte on the pipe), ext4, the runtime's
+    modules."""
     code = 0
     try:
         os.close(ready_r)
@@ -171,13 +170,12 @@ def _child(layout: var.Layout, ready_r: int, ready_w: int) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                     signal.SIGUSR2, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        ext4_loaded = var.load_ext4_beside(layout)
-        runtime = threading.Thread(target=_load_runtime_modules, name="runtime-modules")
-        runtime.start()
+        # One module at a time: concurrent loads stalled TCG guests for minutes (RCU stalls
+        # with a CPU in an int3 text-poke trap; performance.md, run 9).
         drivers.load_storage_drivers(layout.sys_bus)
         os.write(ready_w, b"d")
-        ext4_loaded()
-        runtime.join()
+        var.load_ext4(layout)
+        _load_runtime_modules()
     except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
         code = 1
     os._exit(code)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -118,8 +117,7 @@ def mount_disk(node: str, layout: Layout) -> None:
     syscalls.make_shared(layout.var)
 
 
-def mount_installed(found: installed.Candidate, layout: Layout,
-                    ext4_loaded: Callable[..., bool] = lambda timeout=None: True) -> Result | None:
+def mount_installed(found: installed.Candidate, layout: Layout) -> Result | None:
     """Check and mount an EPHEMERAL found by name; None when it is not a usable /var of ours
     (the config path then decides, as on a first boot).
 
@@ -142,7 +140,7 @@ def mount_installed(found: installed.Candidate, layout: Layout,
     try:
         if reason is None:
             fsck = "clean (superblock)"
-            ext4_loaded()
+            load_ext4(layout)
             try:
                 mount_disk(found.partition, layout)
             except OSError as exc:  # bad checksums, a feature the kernel lacks: e2fsck decides
@@ -153,7 +151,7 @@ def mount_installed(found: installed.Candidate, layout: Layout,
         else:
             log.info("var_check_needed", device=found.partition, reason=reason)
             fsck = _install().check(found.partition)
-            ext4_loaded()
+            load_ext4(layout)
             mount_disk(found.partition, layout)
     except DiskError as exc:
         log.warning("var_installed_unusable", device=found.partition, reason=str(exc))
@@ -164,27 +162,17 @@ def mount_installed(found: installed.Candidate, layout: Layout,
                   fsck=fsck, found_by="label")
 
 
-def load_ext4_beside(layout: Layout) -> Callable[..., bool]:
-    """Start loading ext4 in a thread (a large module: ~0.3 s under TCG) while the storage
-    drivers probe the disks; returns the wait for it (``timeout`` seconds, None: no limit;
-    True once loaded or failed). Else mount(2) would ask the kernel's modprobe helper for it,
-    a process start. A failure is a warning: mount still loads it."""
+def load_ext4(layout: Layout) -> None:
+    """ext4 now, with finit_module: else mount(2) asks the kernel's modprobe helper for it, a
+    process start. After the drivers, not beside them: concurrent module loads stalled TCG
+    guests (the kernel patches its text for each module's static keys). A failure is a
+    warning: mount still loads it."""
     if not layout.load_drivers:
-        return lambda timeout=None: True
-
-    def load() -> None:
-        try:
-            kmodules.load([FSTYPE])
-        except (OSError, LookupError) as exc:
-            log.warning("ext4_not_preloaded", error=str(exc), effect="mount loads it")
-
-    thread = threading.Thread(target=load, name="ext4", daemon=True)  # finit_module frees the GIL
-    thread.start()
-
-    def wait(timeout: float | None = None) -> bool:
-        thread.join(timeout)
-        return not thread.is_alive()
-    return wait
+        return
+    try:
+        kmodules.load([FSTYPE])
+    except (OSError, LookupError) as exc:
+        log.warning("ext4_not_preloaded", error=str(exc), effect="mount loads it")
 
 
 def _block_names(sys_block: Path) -> list[str]:
@@ -201,7 +189,6 @@ def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | Non
     result = already_mounted(layout)
     if result is not None:
         return finish(layout, result)
-    ext4_loaded = load_ext4_beside(layout)
     if layout.load_drivers:
         drivers.load_storage_drivers(layout.sys_bus)
     look, listed, waited = True, None, 0.0
@@ -211,7 +198,7 @@ def setup_at_boot(layout: Layout, read_config: Callable[[], dict[str, Any] | Non
             listed = names
             found = installed.find(layout.sys_block, layout.disks)
             if len(found) == 1:
-                result = mount_installed(found[0], layout, ext4_loaded)
+                result = mount_installed(found[0], layout)
                 if result is not None:
                     return finish(layout, result)
                 look = False  # unusable: the config decides (refuse, or wipe when it says so)
