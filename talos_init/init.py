@@ -131,7 +131,6 @@ class Init:
         self.failed_phase = ""
         self.power_button: PowerButton | None = None
         self.control: ControlServer | None = None
-        self.early_var: object | None = None  # disk.early.EarlyVar, from the var phase on
         self.shutdown = Shutdown(
             self.loop, self.reaper, self.events,
             final=self._host_final if config.host_mode else reboot_final,
@@ -213,21 +212,14 @@ class Init:
     def mount_installed_var(self) -> None:
         """Every boot after the first: mount the installed /var from PID 1 (disk/early.py),
         so containerd starts with the graph, not after the var service's own interpreter
-        start. Forks the driver loader and returns; the rest runs from the loop while the
-        graph starts. Never fails: what is not plain is the var service's."""
+        start. Never fails: what is not plain is the var service's."""
         from talos_init.disk import early, var  # only here: host mode never mounts a disk
 
-        self.early_var = early.EarlyVar(self.loop, self.reaper, var.Layout(),
-                                        self.paths.var_early, self._early_var_decided)
+        attempt = early.EarlyVar(var.Layout(), self.paths.var_early)
         if self.config.host_mode or not self.config.early_var:
-            self.early_var._decide("left: " + ("host mode" if self.config.host_mode
-                                               else "the disks are the host's"))
+            attempt.skip("host mode" if self.config.host_mode else "the disks are the host's")
             return
-        self.early_var.start()
-
-    def _early_var_decided(self, outcome: str) -> None:
-        if self.supervisor is not None:  # the var service and containerd wait on files
-            self.supervisor.recheck()
+        attempt.start()
 
     def mount(self) -> None:
         if self.config.host_mode:

@@ -148,8 +148,8 @@ def test_installed_var_is_checked_when_its_superblock_asks(loopdisk, layout, deb
 
 
 def _early(layout) -> EarlyVar:
-    """PID 1's early /var without drivers to load: it decides within start()."""
-    early = EarlyVar(loop=None, reaper=None, layout=layout, marker=layout.report.parent / "var.early")
+    """PID 1's early /var, without drivers to load (this host's kernel is not the image's)."""
+    early = EarlyVar(layout, layout.report.parent / "var.early")
     early.start()
     return early
 
