@@ -2,10 +2,12 @@
 
 Every boot after the first, /var is the one partition named EPHEMERAL, and its
 superblock says it is clean: nothing but the kernel is needed to mount it. PID
-1 forks a child that loads the storage drivers, ext4 and overlay one at a time
-(finit_module; a module whose init hangs hangs the child, not PID 1), waits
-for it at most ``DEADLINE``, then looks for EPHEMERAL, mounts it and writes
-``/run/talos/var.json`` (what containerd's start waits for). Whatever is not
+1 forks a child that loads the storage drivers (finit_module; a driver whose
+probe hangs hangs the child, not PID 1) and waits for it at most ``DEADLINE``,
+then looks for EPHEMERAL; only when there is one to mount does it load ext4
+and overlay itself (no hardware behind them), mount it and write
+``/run/talos/var.json`` (what containerd's start waits for). A first boot
+thus pays for the drivers only (the var service would load them anyway). Whatever is not
 plain (no disk, two, a check due, a refused mount, a slow child) it leaves to
 the ``var`` service, untouched.
 
@@ -34,10 +36,10 @@ from talos_init.log import get_logger
 log = get_logger("disk")
 
 DEADLINE = 5.0  # seconds for the drivers and ext4; then the var service takes over
-# Loaded by the same child for containerd, whose start waits for /sys/module/overlay (its
-# snapshotter) rather than for the kernel-modules one-shot, which loads it too (and
-# br_netfilter, for machine-setup): else that modprobe, queued behind these loads in the
-# kernel, is what containerd waits for.
+# Loaded with ext4 when PID 1 mounts /var, for containerd, whose start waits for
+# /sys/module/overlay (its snapshotter) rather than for the kernel-modules one-shot, which
+# loads it too (and br_netfilter, for machine-setup): that modprobe would be one more
+# process start on containerd's path.
 RUNTIME_MODULES = ("overlay",)
 
 
@@ -95,6 +97,9 @@ class EarlyVar:
         reason = ext4sb.fsck_reason(sb, time.time())
         if reason is not None:
             return self._decide(f"left: {part}: {reason}")
+        if self.layout.load_drivers:
+            var.load_ext4(self.layout)
+            _load_runtime_modules()
         try:
             var.mount_disk(part, self.layout)
         except OSError as exc:  # checksums, features: e2fsck's call, in the var service
@@ -134,18 +139,14 @@ def _load_runtime_modules() -> None:
 
 
 def _child(layout: var.Layout) -> None:
-    """The forked loader: storage drivers, ext4, the runtime's modules."""
+    """The forked loader: the storage drivers."""
     code = 0
     try:
         signal.set_wakeup_fd(-1)  # PID 1's handlers and wake-up pipe are not the child's
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
                     signal.SIGUSR2, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
-        # One module at a time: concurrent loads stalled TCG guests for minutes (RCU stalls
-        # with a CPU in an int3 text-poke trap; performance.md, run 9).
         drivers.load_storage_drivers(layout.sys_bus)
-        var.load_ext4(layout)
-        _load_runtime_modules()
     except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
         code = 1
     os._exit(code)

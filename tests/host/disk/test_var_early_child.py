@@ -23,21 +23,35 @@ def _installed(loopdisk, layout):
     return layout
 
 
-def test_mounts_after_the_child_loaded_one_module_at_a_time(tmp_path, loopdisk, layout,
-                                                            monkeypatch):
+def test_child_loads_the_drivers_then_pid1_ext4_overlay_and_mounts(tmp_path, loopdisk, layout,
+                                                                   monkeypatch):
     log = tmp_path / "loads"
-    monkeypatch.setattr(drivers, "load_storage_drivers",
-                        lambda sys_bus: log.open("a").write(f"storage {os.getpid()}\n"))
-    monkeypatch.setattr(kmodules, "load",
-                        lambda names: log.open("a").write(f"{' '.join(names)} {os.getpid()}\n"))
+
+    def record(what: str) -> None:
+        with log.open("a") as f:
+            f.write(f"{what} {os.getpid()}\n")
+
+    monkeypatch.setattr(drivers, "load_storage_drivers", lambda sys_bus: record("storage"))
+    monkeypatch.setattr(kmodules, "load", lambda names: record(" ".join(names)))
     decided = []
     early = EarlyVar(_installed(loopdisk, layout), tmp_path / "var.early", decided.append)
     assert early.start() == "mounted" and decided == ["mounted"]
     assert mounts.mounted_at(layout.var) == "ext4" and layout.report.exists()
     assert (tmp_path / "var.early").read_text() == "mounted\n"
     loads = [line.split() for line in log.read_text().splitlines()]
-    assert [what for what, _ in loads] == ["storage", "ext4", "overlay"]  # in this order
-    assert {int(pid) for _, pid in loads} != {os.getpid()} and len({pid for _, pid in loads}) == 1
+    assert [what for what, _ in loads] == ["storage", "ext4", "overlay"]  # one at a time
+    assert int(loads[0][1]) != os.getpid()  # the drivers (hardware probes) in the child
+    assert {int(pid) for _, pid in loads[1:]} == {os.getpid()}  # the rest once a disk is there
+
+
+def test_no_disk_no_ext4(tmp_path, loopdisk, layout, monkeypatch):
+    """A first boot (nothing installed) pays for the drivers only."""
+    loads = []
+    monkeypatch.setattr(drivers, "load_storage_drivers", lambda sys_bus: None)
+    monkeypatch.setattr(kmodules, "load", loads.append)
+    layout.disks, layout.load_drivers = (os.path.basename(loopdisk.devnode),), True
+    early = EarlyVar(layout, tmp_path / "var.early")
+    assert early.start() == "left: 0 installed EPHEMERAL partitions" and loads == []
 
 
 def test_a_hanging_driver_costs_only_the_deadline(tmp_path, loopdisk, layout, monkeypatch):
