@@ -26,7 +26,6 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from talos_init import kmodules
@@ -44,12 +43,10 @@ RUNTIME_MODULES = ("overlay",)
 
 
 class EarlyVar:
-    """One attempt, made by ``start``; ``outcome`` and ``decided(outcome)`` say what it did."""
+    """One attempt, made by ``start``, which returns what it did (also kept in ``outcome``)."""
 
-    def __init__(self, layout: var.Layout, marker: Path,
-                 decided: Callable[[str], None] = lambda outcome: None,
-                 deadline: float = DEADLINE):
-        self.layout, self.marker, self._decided, self.deadline = layout, marker, decided, deadline
+    def __init__(self, layout: var.Layout, marker: Path, deadline: float = DEADLINE):
+        self.layout, self.marker, self.deadline = layout, marker, deadline
         self.outcome: str | None = None
 
     def start(self) -> str:
@@ -127,7 +124,6 @@ class EarlyVar:
             os.replace(tmp, self.marker)
         except OSError as exc:  # the var service would wait for ever: say so loudly
             log.error("var_early_marker_unwritten", path=str(self.marker), error=str(exc))
-        self._decided(outcome)
         return outcome
 
 

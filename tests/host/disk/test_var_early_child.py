@@ -33,9 +33,8 @@ def test_child_loads_the_drivers_then_pid1_ext4_overlay_and_mounts(tmp_path, loo
 
     monkeypatch.setattr(drivers, "load_storage_drivers", lambda sys_bus: record("storage"))
     monkeypatch.setattr(kmodules, "load", lambda names: record(" ".join(names)))
-    decided = []
-    early = EarlyVar(_installed(loopdisk, layout), tmp_path / "var.early", decided.append)
-    assert early.start() == "mounted" and decided == ["mounted"]
+    early = EarlyVar(_installed(loopdisk, layout), tmp_path / "var.early")
+    assert early.start() == "mounted" and early.outcome == "mounted"
     assert mounts.mounted_at(layout.var) == "ext4" and layout.report.exists()
     assert (tmp_path / "var.early").read_text() == "mounted\n"
     loads = [line.split() for line in log.read_text().splitlines()]
