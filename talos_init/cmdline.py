@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from talos_init.record import field, record
 
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 HEX_RE = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$")}
@@ -19,7 +20,7 @@ DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 IP_AUTOCONF = {"off", "none", "static", "on", "any", "dhcp", "dhcp6", "auto6", "both"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CmdlineError:
     param: str
     value: str
@@ -29,7 +30,7 @@ class CmdlineError:
         return f"{self.param}={self.value!r}: {self.reason}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class IpConfig:
     """One ``ip=`` parameter, kernel/dracut style.
 
@@ -47,7 +48,7 @@ class IpConfig:
     ntp: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = ()
 
 
-@dataclass
+@record
 class KernelCmdline:
     config_url: str | None = None
     config_sha256: str | None = None

@@ -10,11 +10,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from talos_init.record import field, record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Event:
     t: float  # time.monotonic() when it happened
     kind: str  # "phase" for boot phases, "service" for state changes

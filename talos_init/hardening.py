@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from talos_init.atomicfile import write_atomic
 from talos_init.log import get_logger
+from talos_init.record import field, record
 
 log = get_logger("hardening")
 
@@ -73,7 +73,7 @@ ALLOWED_PREFIXES = ("/var/",)
 ALLOWED_FILES = frozenset({"/etc/cri/conf.d/20-customization.part", "/etc/nfsmount.conf"})
 
 
-@dataclass
+@record
 class Report:
     applied: dict[str, str] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)  # already stricter than asked

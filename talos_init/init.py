@@ -22,7 +22,6 @@ STARTED = time.monotonic()  # before the heavier imports: when Python got contro
 import os  # noqa: E402 (after the start time on purpose)
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Protocol  # noqa: E402
 
@@ -37,6 +36,7 @@ from talos_init.loop import Loop  # noqa: E402
 from talos_init.paths import Paths  # noqa: E402
 from talos_init.powerbutton import PowerButton  # noqa: E402
 from talos_init.reaper import Reaper  # noqa: E402
+from talos_init.record import record  # noqa: E402
 from talos_init.shutdown import Shutdown, reboot_final  # noqa: E402
 
 log = get_logger("init")
@@ -54,7 +54,7 @@ class Supervisor(Protocol):
         shutdown goes on after it whether ``on_done`` was called or not."""
 
 
-@dataclass
+@record
 class InitContext:
     """Everything a supervisor is built from."""
 
@@ -69,7 +69,7 @@ class InitContext:
 SupervisorFactory = Callable[[InitContext], Supervisor]
 
 
-@dataclass
+@record
 class InitConfig:
     root: Path = Path("/")
     host_mode: bool = False

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from talos_init import kmodules, loopdev, syscalls
 from talos_init.log import get_logger
+from talos_init.record import record
 from talos_init.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT
 
 log = get_logger("mounts")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountSpec:
     target: str  # absolute path on the node
     fstype: str
@@ -59,7 +59,7 @@ EARLY_MOUNTS: tuple[MountSpec, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountResult:
     spec: MountSpec
     status: str  # mounted | already | missing (fs not in kernel) | failed
@@ -70,7 +70,7 @@ class MountResult:
         return self.status in ("mounted", "already")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MountInfo:
     """One line of /proc/self/mountinfo."""
 
@@ -194,7 +194,7 @@ def _mount_one(root: Path, spec: MountSpec, mountinfo: Path, filesystems: Path) 
     return MountResult(spec, "mounted")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UnmountResult:
     target: str
     status: str  # unmounted | read-only (unmount failed, remounted ro) | failed

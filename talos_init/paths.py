@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from talos_init.record import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Paths:
     root: Path = Path("/")
 

@@ -7,13 +7,14 @@ test) only our own descendants may ever be touched, never the machine's.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+
+from talos_init.record import record
 
 PF_KTHREAD = 0x00200000
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Proc:
     pid: int
     ppid: int

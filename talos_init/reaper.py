@@ -11,15 +11,15 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from talos_init.log import get_logger
 from talos_init.loop import Loop
+from talos_init.record import record
 
 log = get_logger("reaper")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ExitStatus:
     """How a process ended: an exit code, or the signal that killed it."""
 

@@ -24,7 +24,6 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from talos_init.control import protocol
 from talos_init.control.protocol import ControlError
 from talos_init.log import get_logger
 from talos_init.loop import Loop, Timer
+from talos_init.record import record
 
 log = get_logger("control")
 
@@ -41,7 +41,7 @@ StreamHandler = Callable[[dict[str, Any], "Stream"], None]
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     max_clients: int = 32
     max_line: int = 64 * 1024  # one request, bytes

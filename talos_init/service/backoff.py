@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+
+from talos_init.record import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Backoff:
     initial: float = 0.1  # first restart after about 100 ms
     maximum: float = 30.0

@@ -12,51 +12,51 @@ from __future__ import annotations
 import random
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
+from talos_init.record import field, record
 from talos_init.service import graph
 from talos_init.service.definition import Definition, InvalidDefinitions
 from talos_init.service.state import ACTIVE, ENDED, Ev, State, Status, Transition, Want
 
 # -- actions -------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Spawn:
     id: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Signal:
     """Send ``signum`` to the service's process group and cgroup."""
     id: str
     signum: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StartTimer:
     id: str  # "" for the core's own condition re-check
     name: str  # backoff | stop | conditions
     delay: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CancelTimer:
     id: str
     name: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StartProbe:
     id: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StopProbe:
     id: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Record:
     """An event for the EventLog: ``kind`` "service" for state changes, "health" for probes."""
     id: str
@@ -66,7 +66,7 @@ class Record:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AllStopped:
     pass
 

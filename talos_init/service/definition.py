@@ -15,11 +15,11 @@ import ipaddress
 import re
 import signal as _signal
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from talos_init.record import field, record, replace
 from talos_init.service.backoff import Backoff
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -40,7 +40,7 @@ CAPABILITIES = {name: i for i, name in enumerate([
     "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore"])}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class DefinitionError:
     source: str  # file name
     path: str  # field path, e.g. "readiness.probe.period"
@@ -59,7 +59,7 @@ class InvalidDefinitions(Exception):
         super().__init__("invalid service definitions:\n" + "\n".join(f"  {e}" for e in errors))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Condition:
     kind: str  # a key of the conditions registry
     arg: Any
@@ -68,7 +68,7 @@ class Condition:
         return f"{self.kind} {self.arg}" if self.arg is not True else self.kind
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Probe:
     kind: str  # http | tcp | unix
     target: str  # URL, host:port, or socket path
@@ -78,13 +78,13 @@ class Probe:
     failure_threshold: int = 3
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Readiness:
     kind: str  # notify | probe | exit | none
     probe: Probe | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Confinement:
     cgroup: str = "system"  # the service lives in <cgroup root>/<cgroup>/<id>
     oom_score_adj: int | None = None
@@ -106,7 +106,7 @@ class Confinement:
         return base - self.caps_drop
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Definition:
     id: str
     argv: tuple[str, ...]

@@ -8,12 +8,12 @@ and there must be no cycle; a cycle is reported with its full path
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from talos_init.record import record
 from talos_init.service.definition import Definition
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class GraphError:
     source: str
     path: str

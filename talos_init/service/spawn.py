@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from talos_init.record import field, record
 from talos_init.service.definition import RLIMITS, Confinement
 
 
@@ -23,7 +23,7 @@ class SpawnError(Exception):
         self.reason, self.pid = reason, pid
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SpawnRequest:
     argv: list[str]
     env: dict[str, str]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass, field
+
+from talos_init.record import field, record
 
 
 class State(enum.Enum):
@@ -100,14 +101,14 @@ def allowed(state: State, event: Ev) -> bool:
 HISTORY_LIMIT = 64  # per service, as Talos keeps
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Transition:
     t: float
     state: State
     reason: str
 
 
-@dataclass
+@record
 class Status:
     """What one service is and wants, plus its recent history."""
 

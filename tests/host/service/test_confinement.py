@@ -1,6 +1,5 @@
 """Confinement of real service processes: cgroup, OOM score, capabilities, no_new_privs."""
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talos_init import log
+from talos_init import log, record
 from tests.host.service.conftest import alive
 
 
@@ -94,8 +93,8 @@ for line in open("/proc/self/limits"):
 """, readiness={"exit": True}, restart="never",
         confinement={"oom_score_adj": 500, "no_new_privs": True, "user": 65534, "group": 65534,
                      "capabilities": {"keep": ["net_bind_service"]}, "rlimits": {"nofile": 512}})
-    d = dataclasses.replace(d, argv=(d.argv[0], "-I", "-c", Path(d.argv[1]).read_text()
-                                   .replace("from talos_init.sdnotify import notify", "")))
+    d = record.replace(d, argv=(d.argv[0], "-I", "-c", Path(d.argv[1]).read_text()
+                                .replace("from talos_init.sdnotify import notify", "")))
     sup = h.supervise([d])
     h.wait_state("confined", "finished")
     out = {line.split(":")[0]: line.split(":", 1)[-1].split() for line in sup.logs("confined")}

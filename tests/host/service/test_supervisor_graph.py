@@ -1,10 +1,10 @@
 """The supervisor runs real processes in dependency order, gated by real readiness."""
 
 import socket
-from dataclasses import replace
 
 import pytest
 
+from talos_init.record import replace
 from talos_init.service.definition import InvalidDefinitions, load_directory
 from talos_init.service.supervisor import Supervisor
 

@@ -34,7 +34,7 @@ def test_config_values_are_filled_when_the_service_starts(harness):
     d = h.define("kubelet", "print(' '.join(sys.argv[1:]), flush=True)",
                  readiness={"exit": True}, restart="never",
                  args_from={"config": "machine.kubelet.extraArgs"})
-    from dataclasses import replace
+    from talos_init.record import replace
     d = replace(d, argv=d.argv + ("--node-ip=${config:machine.kubelet.nodeIP}",))
     gate = h.define("userdata", f"""
 import json
@@ -52,7 +52,7 @@ def test_missing_config_value_fails_start_with_its_path(harness):
     """Without the value the start fails, naming the config path."""
     h = harness
     d = h.define("needs", "pass", restart="never")
-    from dataclasses import replace
+    from talos_init.record import replace
     d = replace(d, argv=d.argv + ("${config:machine.kubelet.nodeIP}",))
     sup = h.supervise([d])
     h.wait_state("needs", "failed")
