@@ -98,6 +98,13 @@ class Confinement:
     group: int | None = None
     rlimits: dict[str, int] = field(default_factory=dict)
 
+    def cpu_share(self) -> float:
+        """The cgroup's CPU weight as the kernel sets it: ``cpu_weight``, or from ``nice``
+        (each step 1.25 times the next, as the scheduler's table: -10 ~932, 0 is 100)."""
+        if self.cpu_weight is not None:
+            return float(self.cpu_weight)
+        return 100.0 * 1.25 ** -(self.nice or 0)
+
     def kept_capabilities(self) -> frozenset[int] | None:
         """Capabilities the process keeps, or None when nothing is dropped."""
         if self.caps_keep is None and not self.caps_drop:

@@ -74,15 +74,16 @@ def dependencies(d: Definition) -> list[str]:
 
 
 def start_order(definitions: Iterable[Definition]) -> list[str]:
-    """Dependencies before dependents; ties by priority (a lower ``confinement.nice`` first:
-    what asked for the CPU first also starts first), then by id, so the order is stable."""
+    """Dependencies before dependents; ties by priority (the larger CPU weight first, from
+    ``confinement.cpu_weight`` or ``nice``: what asked for the CPU first also starts first),
+    then by id, so the order is stable."""
     defs = {d.id: d for d in definitions}
     done: list[str] = []
     placed: set[str] = set()
 
-    def rank(node: str) -> tuple[int, str]:
+    def rank(node: str) -> tuple[float, str]:
         d = defs.get(node)
-        return (d.confinement.nice or 0) if d is not None else 0, node
+        return -(d.confinement.cpu_share() if d is not None else 100.0), node
 
     def visit(node: str, trail: tuple[str, ...]) -> None:
         if node in placed or node not in defs:

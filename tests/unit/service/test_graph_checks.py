@@ -32,13 +32,16 @@ def test_orders_are_stable_and_reverse():
     assert check(defs) == []
 
 
-def test_lower_nice_starts_first_among_ready_services():
-    """Among services whose dependencies allow it, a lower confinement.nice comes first in the
-    start order (the graph is evaluated in it, so it is spawned first); dependencies still lead."""
+def test_larger_cpu_weight_starts_first_among_ready_services():
+    """Among services whose dependencies allow it, the larger CPU weight (cpu_weight, or from
+    a lower nice) comes first in the start order (the graph is evaluated in it, so it is
+    spawned first); dependencies still lead."""
     defs = [define("udevd"), define("var", confinement={"nice": -10}),
             define("apid", confinement={"nice": 10}), define("containerd", depends_on=["var"]),
-            define("networkd", depends_on=["udevd"], confinement={"nice": -5})]
-    assert start_order(defs) == ["var", "udevd", "networkd", "containerd", "apid"]
+            define("networkd", depends_on=["udevd"], confinement={"nice": -5}),
+            define("crio", confinement={"cpu_weight": 400}),
+            define("kmod", confinement={"cpu_weight": 1000})]
+    assert start_order(defs) == ["kmod", "var", "crio", "udevd", "networkd", "containerd", "apid"]
 
 
 def test_docs_carry_the_current_transition_table():
