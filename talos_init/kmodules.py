@@ -6,7 +6,10 @@ drivers and ext4 (``load_for_aliases``: a device's modalias matched against
 ``modules.alias``, as modprobe does); udev and the hardening step load the
 rest with modprobe. Dependencies come from the image's ``modules.dep`` and
 are loaded first; a module already loaded or built in is not an error.
-Soft dependencies (``modules.softdep``) are not followed.
+Soft ``pre:`` dependencies (``modules.softdep``, names or aliases) are loaded
+before, as modprobe does, and may fail: ext4 and jbd2 name ``crypto-crc32c``,
+which modules.dep cannot see (they ask the crypto API for it at mount time, and
+without it the kernel starts a modprobe process in the middle of the mount).
 """
 
 from __future__ import annotations
@@ -50,6 +53,27 @@ def read_aliases(moddir: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def read_softdeps(moddir: Path) -> dict[str, list[str]]:
+    """``modules.softdep``'s ``pre:`` names (modules or aliases) per module."""
+    table: dict[str, list[str]] = {}
+    try:
+        lines = (moddir / "modules.softdep").read_text().splitlines()
+    except FileNotFoundError:
+        return table
+    for line in lines:
+        words = line.split()
+        if len(words) < 3 or words[0] != "softdep":
+            continue
+        pre = table.setdefault(_name(words[1]), [])
+        section = ""
+        for word in words[2:]:
+            if word.endswith(":"):
+                section = word
+            elif section == "pre:":
+                pre.append(word)
+    return table
+
+
 def resolve(modalias: str, aliases: list[tuple[str, str]]) -> list[str]:
     """The modules whose alias pattern matches ``modalias`` (glob, as kmod), each once."""
     return list(dict.fromkeys(m for pattern, m in aliases if fnmatch.fnmatchcase(modalias, pattern)))
@@ -83,7 +107,20 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
     moddir = root / "usr/lib/modules" / (release or os.uname().release)
     sys_module = root / "sys/module"
     dep: dict[str, list[str]] | None = None  # read only if something needs loading
+    soft: dict[str, list[str]] = {}
+    aliases: list[tuple[str, str]] = []
     done: dict[str, str] = {}
+
+    def soft_pre(name: str) -> None:
+        """Load what ``name`` softly needs first; a failure is modprobe's: not fatal."""
+        for wanted in soft.get(name, ()):
+            if not aliases:
+                aliases.extend(read_aliases(moddir))
+            for module in resolve(wanted, aliases) or [_name(wanted)]:
+                try:
+                    one(module)
+                except (OSError, LookupError):  # e.g. crc32c_intel without SSE4.2: ENODEV
+                    done[module] = "failed (soft)"
 
     def one(name: str, params: str = "") -> None:
         nonlocal dep
@@ -94,11 +131,14 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
             return
         if dep is None:
             dep = read_dep(moddir)
+            soft.update(read_softdeps(moddir))
         if name not in dep:
             if name in builtin(moddir):
                 done[name] = "builtin"
                 return
             raise LookupError(f"module {name}: not in {moddir / 'modules.dep'}")
+        done[name] = "loading"  # a soft cycle (A pre: B, B pre: A) ends here
+        soft_pre(name)
         file, *needs = dep[name]
         # modprobe's order: the list's last entry is the deepest dependency.
         for need in reversed(needs):

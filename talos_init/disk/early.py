@@ -95,8 +95,11 @@ class EarlyVar:
         if reason is not None:
             return self._decide(f"left: {part}: {reason}")
         if self.layout.load_drivers:
+            started = time.monotonic()
             var.load_ext4(self.layout)
             _load_runtime_modules()
+            log.info("var_modules_loaded", modules=[var.FSTYPE, *RUNTIME_MODULES],
+                     seconds=round(time.monotonic() - started, 3))
         try:
             var.mount_disk(part, self.layout)
         except OSError as exc:  # checksums, features: e2fsck's call, in the var service

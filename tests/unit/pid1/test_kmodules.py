@@ -140,3 +140,35 @@ def test_device_modaliases_load_their_drivers(root, loads):
     assert unmatched == [sata]
     assert kmodules.resolve("virtio:d00000002v00001AF4",
                             kmodules.read_aliases(root / "usr/lib/modules" / RELEASE)) == ["virtio_blk"]
+
+
+def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch):
+    """modules.softdep's pre: names (aliases, as ext4's crypto-crc32c) load before the module,
+    each alias's modules in the file's order; one the kernel refuses (crc32c_intel without
+    SSE4.2: ENODEV) is recorded, not raised, as with modprobe. Loaded once for ext4 and jbd2."""
+    moddir = root / "usr/lib/modules" / RELEASE
+    (moddir / "modules.builtin").write_text("")
+    extra = {"kernel/fs/ext4/ext4.ko": ["kernel/fs/jbd2/jbd2.ko"], "kernel/fs/jbd2/jbd2.ko": [],
+             "kernel/crypto/crc32c_generic.ko": [], "kernel/arch/x86/crypto/crc32c-intel.ko": []}
+    with (moddir / "modules.dep").open("a") as f:
+        for ko, needs in extra.items():
+            f.write(f"{ko}: {' '.join(needs)}\n")
+            (moddir / ko).parent.mkdir(parents=True, exist_ok=True)
+            (moddir / ko).write_bytes(b"\x7fELF" + Path(ko).name.encode())
+    (moddir / "modules.softdep").write_text(
+        "# Soft dependencies extracted from modules themselves.\n"
+        "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c post: nothing\n")
+    with (moddir / "modules.alias").open("a") as f:
+        f.write("alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n")
+    calls = []
+
+    def finit(fd, params="", path=None):
+        calls.append(Path(path).name)
+        if Path(path).name == "crc32c-intel.ko":
+            raise OSError(errno.ENODEV, "finit_module: No such device", str(path))
+
+    monkeypatch.setattr(syscalls, "finit_module", finit)
+    done = kmodules.load(["ext4"], root, RELEASE)
+    assert calls == ["crc32c-intel.ko", "crc32c_generic.ko", "jbd2.ko", "ext4.ko"]
+    assert done == {"crc32c_intel": "failed (soft)", "crc32c_generic": "loaded",
+                    "jbd2": "loaded", "ext4": "loaded"}
