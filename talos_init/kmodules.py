@@ -79,6 +79,20 @@ def resolve(modalias: str, aliases: list[tuple[str, str]]) -> list[str]:
     return list(dict.fromkeys(m for pattern, m in aliases if fnmatch.fnmatchcase(modalias, pattern)))
 
 
+def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: Path) -> bool:
+    """False for a module made for CPU features this CPU lacks (its ``cpu:`` aliases match not
+    the CPU's modalias, e.g. crc32c_intel without SSE4.2): its init would refuse with ENODEV
+    after the kernel had read, checked and linked it."""
+    patterns = [p for p, m in aliases if m == module and p.startswith("cpu:")]
+    if not patterns:
+        return True
+    try:
+        cpu = (root / "sys/devices/system/cpu/modalias").read_text().strip()
+    except OSError:
+        return True
+    return any(fnmatch.fnmatchcase(cpu, p) for p in patterns)
+
+
 def load_for_aliases(modaliases: list[str], root: Path = Path("/"),
                      release: str | None = None) -> tuple[dict[str, str], list[str]]:
     """Load the drivers of these device modaliases (``modprobe -a ALIAS...``); returns what
@@ -117,9 +131,12 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
             if not aliases:
                 aliases.extend(read_aliases(moddir))
             for module in resolve(wanted, aliases) or [_name(wanted)]:
+                if not _fits_cpu(module, aliases, root):
+                    done.setdefault(module, "skipped (the CPU lacks its features)")
+                    continue
                 try:
                     one(module)
-                except (OSError, LookupError):  # e.g. crc32c_intel without SSE4.2: ENODEV
+                except (OSError, LookupError):  # e.g. refused by its init
                     done[module] = "failed (soft)"
 
     def one(name: str, params: str = "") -> None:

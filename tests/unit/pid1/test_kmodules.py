@@ -142,10 +142,12 @@ def test_device_modaliases_load_their_drivers(root, loads):
                             kmodules.read_aliases(root / "usr/lib/modules" / RELEASE)) == ["virtio_blk"]
 
 
-def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch):
+@pytest.mark.parametrize("cpu_has_sse42", [True, False])
+def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch, cpu_has_sse42):
     """modules.softdep's pre: names (aliases, as ext4's crypto-crc32c) load before the module,
-    each alias's modules in the file's order; one the kernel refuses (crc32c_intel without
-    SSE4.2: ENODEV) is recorded, not raised, as with modprobe. Loaded once for ext4 and jbd2."""
+    each alias's modules in the file's order, once for ext4 and jbd2. One the kernel refuses
+    is recorded, not raised, as with modprobe; one made for CPU features this CPU lacks
+    (crc32c_intel's cpu: alias wants SSE4.2, feature 0094) is not even tried."""
     moddir = root / "usr/lib/modules" / RELEASE
     (moddir / "modules.builtin").write_text("")
     extra = {"kernel/fs/ext4/ext4.ko": ["kernel/fs/jbd2/jbd2.ko"], "kernel/fs/jbd2/jbd2.ko": [],
@@ -159,7 +161,12 @@ def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch):
         "# Soft dependencies extracted from modules themselves.\n"
         "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c post: nothing\n")
     with (moddir / "modules.alias").open("a") as f:
-        f.write("alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n")
+        f.write("alias crypto-crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n"
+                "alias cpu:type:x86,ven*fam*mod*:feature:*0094* crc32c_intel\n")
+    cpu = root / "sys/devices/system/cpu/modalias"
+    cpu.parent.mkdir(parents=True)
+    cpu.write_text("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001,"
+                   + ("0094," if cpu_has_sse42 else "") + "00E5\n")
     calls = []
 
     def finit(fd, params="", path=None):
@@ -169,6 +176,8 @@ def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch):
 
     monkeypatch.setattr(syscalls, "finit_module", finit)
     done = kmodules.load(["ext4"], root, RELEASE)
-    assert calls == ["crc32c-intel.ko", "crc32c_generic.ko", "jbd2.ko", "ext4.ko"]
-    assert done == {"crc32c_intel": "failed (soft)", "crc32c_generic": "loaded",
-                    "jbd2": "loaded", "ext4": "loaded"}
+    tried = ["crc32c-intel.ko"] if cpu_has_sse42 else []
+    assert calls == [*tried, "crc32c_generic.ko", "jbd2.ko", "ext4.ko"]
+    assert done == {"crc32c_intel": "failed (soft)" if cpu_has_sse42
+                    else "skipped (the CPU lacks its features)",
+                    "crc32c_generic": "loaded", "jbd2": "loaded", "ext4": "loaded"}
