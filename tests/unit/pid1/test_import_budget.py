@@ -1,4 +1,5 @@
-"""What PID 1 imports at start: no asyncio, ssl, yaml or stdlib logging, and one logging stack.
+"""What PID 1 imports at start: no asyncio, ssl, yaml, stdlib logging or dataclasses, and one
+logging stack.
 
 Each module PID 1 imports costs Rss and, under TCG, start-up time
 (docs/for-devs/performance.md). These are the ones it has no use for.
@@ -12,12 +13,16 @@ from pathlib import Path
 from talos_init.service.definition import compile_directory
 
 REPO = Path(__file__).resolve().parents[3]
-UNWANTED = ("asyncio", "ssl", "yaml", "logging", "structlog", "traceback", "argparse")
+# dataclasses imports inspect (ast, dis, tokenize) and compiles source per class: PID 1's
+# records are talos_init.record's.
+UNWANTED = ("asyncio", "ssl", "yaml", "logging", "structlog", "traceback", "argparse",
+            "dataclasses", "inspect")
 
 CODE = """
 import json, sys
 from pathlib import Path
-import talos_init.init, talos_init.service.supervisor
+import talos_init.init, talos_init.service.supervisor, talos_init.service.control
+import talos_init.disk.early, talos_init.hardening  # imported by their boot phases
 from talos_init.service.definition import load_directory
 load_directory(Path(sys.argv[1]))
 print(json.dumps(sorted(sys.modules)))
