@@ -15,11 +15,10 @@ without it the kernel starts a modprobe process in the middle of the mount).
 from __future__ import annotations
 
 import errno
-import fnmatch
 import os
 from pathlib import Path
 
-from talos_init import syscalls
+from talos_init import syscalls, wildcard
 
 
 def _name(path: str) -> str:
@@ -75,8 +74,8 @@ def read_softdeps(moddir: Path) -> dict[str, list[str]]:
 
 
 def resolve(modalias: str, aliases: list[tuple[str, str]]) -> list[str]:
-    """The modules whose alias pattern matches ``modalias`` (glob, as kmod), each once."""
-    return list(dict.fromkeys(m for pattern, m in aliases if fnmatch.fnmatchcase(modalias, pattern)))
+    """The modules whose alias pattern matches ``modalias`` (shell wildcards, as kmod), each once."""
+    return list(dict.fromkeys(m for pattern, m in aliases if wildcard.match(modalias, pattern)))
 
 
 def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: Path) -> bool:
@@ -90,7 +89,7 @@ def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: Path) -> bool:
         cpu = (root / "sys/devices/system/cpu/modalias").read_text().strip()
     except OSError:
         return True
-    return any(fnmatch.fnmatchcase(cpu, p) for p in patterns)
+    return any(wildcard.match(cpu, p) for p in patterns)
 
 
 def load_for_aliases(modaliases: list[str], root: Path = Path("/"),

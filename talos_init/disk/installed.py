@@ -10,10 +10,10 @@ superblock is labelled EPHEMERAL.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import namedtuple
 from pathlib import Path
 
+from talos_init import wildcard
 from talos_init.disk import LABEL, NOT_DISKS, ext4sb
 
 
@@ -46,9 +46,9 @@ def find(sys_block: Path = Path("/sys/class/block"), disks: tuple[str, ...] | No
             continue
         disk = entry.resolve().parent.name  # .../block/vda/vda1
         if disks is None:
-            if any(fnmatch.fnmatchcase(disk, p) for p in NOT_DISKS):
+            if any(wildcard.match(disk, p) for p in NOT_DISKS):
                 continue
-        elif not any(fnmatch.fnmatchcase(disk, p) for p in disks):
+        elif not any(wildcard.match(disk, p) for p in disks):
             continue
         node = f"{dev}/{ev.get('DEVNAME', entry.name)}"
         if "PARTNAME" in ev or ext4_label(node) == LABEL:
