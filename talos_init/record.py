@@ -101,21 +101,18 @@ def _build(cls: Any, frozen: bool) -> Any:
                 if isinstance(value, Field):
                     value = value.default_factory()
             setter(self, name, value)
-        post_init = getattr(self, "__post_init__", None)
-        if post_init is not None:
-            post_init()
 
     def __repr__(self: Any) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in order)
         return f"{type(self).__qualname__}({inner})"
 
+    def _values(self: Any) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in order)
+
     def __eq__(self: Any, other: Any) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in order)
-
-    def _values(self: Any) -> tuple[Any, ...]:
-        return tuple(getattr(self, n) for n in order)
+        return _values(self) == _values(other)
 
     own = cls.__dict__
     cls.__init__ = __init__
