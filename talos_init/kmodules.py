@@ -108,9 +108,26 @@ def load_for_aliases(modaliases: list[str], root: Path = Path("/"),
     return load(list(dict.fromkeys(names)), root, release), unmatched
 
 
+SOFT_MISSES = ("failed", "skipped")  # load()'s outcomes for soft dependencies it did not load
+
+
+def _insert(path: Path, params: str) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.finit_module(fd, params, path=path)
+        return "loaded"
+    except OSError as e:
+        if e.errno != errno.EEXIST:  # raced with udev's modprobe: fine
+            raise
+        return "already"
+    finally:
+        os.close(fd)
+
+
 def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
          release: str | None = None) -> dict[str, str]:
-    """Load each module and what it needs; return name -> loaded | already | builtin.
+    """Load each module and what it needs; return name -> loaded | already | builtin, and for
+    soft dependencies not loaded: failed (soft) | skipped (...).
 
     A name may carry parameters after a space, as for modprobe: ``"loop max_loop=1"``.
 
@@ -130,8 +147,10 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
             if not aliases:
                 aliases.extend(read_aliases(moddir))
             for module in resolve(wanted, aliases) or [_name(wanted)]:
+                if done.get(module, "").startswith(SOFT_MISSES):
+                    continue  # tried for an earlier module already
                 if not _fits_cpu(module, aliases, root):
-                    done.setdefault(module, "skipped (the CPU lacks its features)")
+                    done[module] = "skipped (the CPU lacks its features)"
                     continue
                 try:
                     one(module)
@@ -140,7 +159,7 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
 
     def one(name: str, params: str = "") -> None:
         nonlocal dep
-        if name in done:
+        if name in done and not done[name].startswith(SOFT_MISSES):  # a hard need tries again
             return
         if (sys_module / name).exists():  # loaded, or built in with parameters
             done[name] = "already"
@@ -154,22 +173,16 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
                 return
             raise LookupError(f"module {name}: not in {moddir / 'modules.dep'}")
         done[name] = "loading"  # a soft cycle (A pre: B, B pre: A) ends here
-        soft_pre(name)
-        file, *needs = dep[name]
-        # modprobe's order: the list's last entry is the deepest dependency.
-        for need in reversed(needs):
-            one(_name(need))
-        path = moddir / file
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            syscalls.finit_module(fd, params, path=path)
-            done[name] = "loaded"
-        except OSError as e:
-            if e.errno != errno.EEXIST:  # raced with udev's modprobe: fine
-                raise
-            done[name] = "already"
-        finally:
-            os.close(fd)
+            soft_pre(name)
+            file, *needs = dep[name]
+            # modprobe's order: the list's last entry is the deepest dependency.
+            for need in reversed(needs):
+                one(_name(need))
+            done[name] = _insert(moddir / file, params)
+        except BaseException:
+            del done[name]  # not loaded: whatever needs it later must try again
+            raise
 
     for n in names:
         name, _, params = n.partition(" ")

@@ -181,3 +181,20 @@ def test_soft_pre_dependencies_load_first_and_may_fail(root, monkeypatch, cpu_ha
     assert done == {"crc32c_intel": "failed (soft)" if cpu_has_sse42
                     else "skipped (the CPU lacks its features)",
                     "crc32c_generic": "loaded", "jbd2": "loaded", "ext4": "loaded"}
+
+
+def test_a_soft_dependency_that_failed_is_tried_again_when_needed_hard(root, monkeypatch):
+    """bridge softly wants stp first; stp's own dependency llc fails that once. Neither is
+    then taken as loaded: bridge's hard need of llc and stp tries them again."""
+    (root / "usr/lib/modules" / RELEASE / "modules.softdep").write_text("softdep bridge pre: stp\n")
+    calls = []
+
+    def finit(fd, params="", path=None):
+        calls.append(Path(path).name)
+        if calls == ["llc.ko"]:
+            raise OSError(errno.ENOEXEC, "finit_module: Exec format error", str(path))
+
+    monkeypatch.setattr(syscalls, "finit_module", finit)
+    done = kmodules.load(["bridge"], root, RELEASE)
+    assert calls == ["llc.ko", "llc.ko", "stp.ko", "bridge.ko"]
+    assert done == {"llc": "loaded", "stp": "loaded", "bridge": "loaded"}
