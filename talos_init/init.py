@@ -23,7 +23,7 @@ import os  # noqa: E402 (after the start time on purpose)
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Protocol  # noqa: E402
+from typing import TYPE_CHECKING, Protocol  # noqa: E402
 
 from talos_init import cmdline as cmdline_mod  # noqa: E402
 from talos_init import log as logging_setup  # noqa: E402
@@ -39,7 +39,14 @@ from talos_init.reaper import Reaper  # noqa: E402
 from talos_init.record import record  # noqa: E402
 from talos_init.shutdown import Shutdown, reboot_final  # noqa: E402
 
+if TYPE_CHECKING:
+    from talos_init.preload import Loader
+
 log = get_logger("init")
+
+# Seconds PID 1 waits for a stage of the kernel module loader (talos_init.preload) before it
+# goes on without it; the storage drivers' wait is disk/early.py's DEADLINE.
+PRELOAD_PAYLOAD_WAIT = 5.0
 
 
 class Supervisor(Protocol):
@@ -94,6 +101,9 @@ class InitConfig:
     # namespace): the early /var phase would load drivers into it and mount its disks.
     early_var: bool = True
     mount_table: tuple[mounts.MountSpec, ...] = mounts.EARLY_MOUNTS
+    # The kernel module loader forked before PID 1's imports (talos_init.__main__); None:
+    # each phase loads its modules itself.
+    preload: Loader | None = None
 
     @classmethod
     def for_host(cls, root: Path, **kw: object) -> InitConfig:
@@ -215,7 +225,7 @@ class Init:
         start. Never fails: what is not plain is the var service's."""
         from talos_init.disk import early, var  # only here: host mode never mounts a disk
 
-        attempt = early.EarlyVar(var.Layout(), self.paths.var_early)
+        attempt = early.EarlyVar(var.Layout(), self.paths.var_early, loader=self.config.preload)
         if self.config.host_mode or not self.config.early_var:
             attempt.skip("host mode" if self.config.host_mode else "the disks are the host's")
             return
@@ -225,6 +235,8 @@ class Init:
         if self.config.host_mode:
             log.info("mounts_skipped", reason="host mode")
         else:
+            if self.config.preload is not None:  # loop and squashfs: its first stage
+                self.config.preload.wait("payload", PRELOAD_PAYLOAD_WAIT)
             results = mounts.mount_all(self.config.root, self.config.mount_table)
             failed = [r for r in results if r.spec.required and not r.ok]
             if failed:
@@ -366,11 +378,12 @@ def parse_args(argv: list[str]) -> InitConfig:
         supervisor_factory=factory)
 
 
-def main(argv: list[str] | None = None) -> int:  # type: ignore[return]  # PID 1 never returns
+def main(argv: list[str] | None = None,  # type: ignore[return]  # PID 1 never returns
+         preload: Loader | None = None) -> int:
     if os.getpid() != 1:
         return 0 if Init(parse_args(sys.argv[1:] if argv is None else argv)).run() else 1
     try:
-        Init(InitConfig()).run()  # the kernel's leftover parameters in argv are not ours
+        Init(InitConfig(preload=preload)).run()  # the kernel's leftover argv is not ours
     except BaseException:  # noqa: BLE001
         import traceback
 

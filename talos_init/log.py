@@ -129,12 +129,13 @@ _config = _Config(Sinks(sys.stderr, None), render_kv, LEVELS["info"], None, time
 _captured: list[EventDict] | None = None
 
 
-def _emit(name: str, level: str, event: str, fields: dict[str, Any]) -> None:
+def _emit(name: str, level: str, event: str, fields: dict[str, Any],
+          at: float | None = None) -> None:
     cfg = _config
     if LEVELS[level] < cfg.threshold and _captured is None:
         return
     exc_info = fields.pop("exc_info", None)
-    ev: EventDict = {"t": cfg.clock(), "level": level, "phase": cfg.phase(), "logger": name,
+    ev: EventDict = {"t": cfg.clock() if at is None else at, "level": level, "phase": cfg.phase(), "logger": name,
                      "event": event}
     ev.update(fields)
     if exc_info and (text := _format_exc(exc_info)):  # exception() outside an except: nothing
@@ -181,6 +182,16 @@ class Logger:
 def get_logger(name: str) -> Logger:
     """A logger for a module; it follows later ``configure()`` calls."""
     return Logger(name)
+
+
+def replay(event: EventDict) -> None:
+    """Write an event captured in another process (a forked helper) as if logged here, at the
+    time it happened there."""
+    fields = {k: v for k, v in event.items() if k not in ("t", "level", "phase", "logger", "event")}
+    level = event.get("level", "info")
+    at = event.get("t")
+    _emit(str(event.get("logger", "?")), level if level in LEVELS else "info",
+          str(event.get("event", "?")), fields, at=at if isinstance(at, float) else None)
 
 
 class capture:

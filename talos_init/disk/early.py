@@ -1,19 +1,19 @@
 """PID 1's early /var: mount an installed, clean /var before the service graph starts.
 
 Every boot after the first, /var is the one partition named EPHEMERAL, and its
-superblock says it is clean: nothing but the kernel is needed to mount it. PID
-1 forks a child that loads the storage drivers (finit_module; a driver whose
-probe hangs hangs the child, not PID 1) and waits for it at most ``DEADLINE``,
-then looks for EPHEMERAL; only when there is one to mount does it load ext4
-and overlay itself (no hardware behind them), mount it and write
-``/run/talos/var.json`` (what containerd's start waits for). A first boot
-thus pays for the drivers only (the var service would load them anyway). Whatever is not
-plain (no disk, two, a check due, a refused mount, a slow child) it leaves to
-the ``var`` service, untouched.
+superblock says it is clean: nothing but the kernel is needed to mount it. The
+kernel module loader (``talos_init.preload``, forked before PID 1's imports)
+loads the storage drivers, ext4 and overlay; PID 1 waits for it at most
+``DEADLINE`` (a driver whose probe hangs hangs the loader, not PID 1), then
+looks for EPHEMERAL, mounts it and writes ``/run/talos/var.json`` (what
+containerd's start waits for). Whatever is not plain (no disk, two, a check
+due, a refused mount, a slow loader) it leaves to the ``var`` service,
+untouched. A first boot loads ext4 all the same: the var service mounts one
+once it has formatted the disk.
 
-PID 1 waits instead of starting the graph beside the child: under TCG, the
+PID 1 waits instead of starting the graph beside the loader: under TCG, the
 graph's first cgroups (the kernel patching its text for the memory
-controller's static keys) while the child probed drivers stalled the guest
+controller's static keys) while a child probed drivers stalled the guest
 for minutes in 2 of 4 first boots; the sync order never did.
 
 Either way it writes its decision to ``/run/talos/var.early``, the ``var``
@@ -23,30 +23,25 @@ service's start condition, so the two never work on the disk at once.
 from __future__ import annotations
 
 import os
-import select
-import signal
 import time
 from pathlib import Path
 
-from talos_init import kmodules
-from talos_init.disk import drivers, ext4sb, installed, var
+from talos_init import preload
+from talos_init.disk import ext4sb, installed, var
 from talos_init.log import get_logger
 
 log = get_logger("disk")
 
-DEADLINE = 5.0  # seconds for the drivers and ext4; then the var service takes over
-# Loaded with ext4 when PID 1 mounts /var, for containerd, whose start waits for
-# /sys/module/overlay (its snapshotter) rather than for the kernel-modules one-shot, which
-# loads it too (and br_netfilter, for machine-setup): that modprobe would be one more
-# process start on containerd's path.
-RUNTIME_MODULES = ("overlay",)
+DEADLINE = 5.0  # seconds for the drivers, ext4 and overlay; then the var service takes over
 
 
 class EarlyVar:
     """One attempt, made by ``start``, which returns what it did (also kept in ``outcome``)."""
 
-    def __init__(self, layout: var.Layout, marker: Path, deadline: float = DEADLINE):
+    def __init__(self, layout: var.Layout, marker: Path, deadline: float = DEADLINE,
+                 loader: preload.Loader | None = None):
         self.layout, self.marker, self.deadline = layout, marker, deadline
+        self.loader = loader  # None: ``start`` forks one for the drivers, ext4 and overlay
         self.outcome: str | None = None
 
     def start(self) -> str:
@@ -55,7 +50,7 @@ class EarlyVar:
             if var.already_mounted(self.layout) is not None:
                 return self._decide("left: /var is already mounted")
             if self.layout.load_drivers:
-                why = self._load_in_child()
+                why = self._wait_for_modules()
                 if why is not None:
                     return self._decide(f"left: {why}")
             return self._mount_if_plain()
@@ -66,22 +61,16 @@ class EarlyVar:
         """No attempt (host mode): the var service does it all."""
         return self._decide(f"left: {why}")
 
-    def _load_in_child(self) -> str | None:
-        """Fork the loader and wait for it; None when it loaded, else why not."""
-        pid = os.fork()
-        if pid == 0:
-            _child(self.layout)  # never returns
-        pidfd = os.pidfd_open(pid)
-        try:
-            done = select.select([pidfd], [], [], self.deadline)[0]
-        finally:
-            os.close(pidfd)
-        if not done:  # left running; PID 1's reaper collects it whenever it ends
-            return f"drivers still loading after {self.deadline:g}s"
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            return "the driver loader failed"
-        return None
+    def _wait_for_modules(self) -> str | None:
+        """None once the loader has loaded the drivers and ext4, else why not."""
+        if self.loader is None:
+            self.loader = preload.start(preload.boot_stages((), self.layout.sys_bus))
+        report = self.loader.wait("var", self.deadline)
+        if report is None:
+            return ("the module loader ended early" if self.loader.ended
+                    else f"drivers still loading after {self.deadline:g}s")
+        failed = self.loader.reports.get("storage", {}).get("error") or report["error"]
+        return f"the module loader failed: {failed}" if failed else None
 
     def _mount_if_plain(self) -> str:
         found = installed.find(self.layout.sys_block, self.layout.disks)
@@ -94,12 +83,6 @@ class EarlyVar:
         reason = ext4sb.fsck_reason(sb, time.time())
         if reason is not None:
             return self._decide(f"left: {part}: {reason}")
-        if self.layout.load_drivers:
-            started = time.monotonic()
-            var.load_ext4(self.layout)
-            _load_runtime_modules()
-            log.info("var_modules_loaded", modules=[var.FSTYPE, *RUNTIME_MODULES],
-                     seconds=round(time.monotonic() - started, 3))
         try:
             var.mount_disk(part, self.layout)
         except OSError as exc:  # checksums, features: e2fsck's call, in the var service
@@ -128,24 +111,3 @@ class EarlyVar:
         except OSError as exc:  # the var service would wait for ever: say so loudly
             log.error("var_early_marker_unwritten", path=str(self.marker), error=str(exc))
         return outcome
-
-
-def _load_runtime_modules() -> None:
-    try:
-        kmodules.load(RUNTIME_MODULES)
-    except (OSError, LookupError) as exc:  # kernel-modules reports it; containerd waits
-        log.warning("runtime_modules_not_loaded", modules=list(RUNTIME_MODULES), error=str(exc))
-
-
-def _child(layout: var.Layout) -> None:
-    """The forked loader: the storage drivers."""
-    code = 0
-    try:
-        signal.set_wakeup_fd(-1)  # PID 1's handlers and wake-up pipe are not the child's
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
-                    signal.SIGUSR2, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        drivers.load_storage_drivers(layout.sys_bus)
-    except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
-        code = 1
-    os._exit(code)
