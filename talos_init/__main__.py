@@ -17,10 +17,9 @@ def _start_preload():  # type: ignore[no-untyped-def]
     """The kernel modules load in a child while PID 1 imports the rest of itself
     (talos_init.preload); without it, each phase loads what it needs."""
     try:
-        from talos_init import mounts, preload
+        from talos_init import preload
 
-        payload = tuple(m for spec in mounts.EARLY_MOUNTS if spec.image for m in spec.modules)
-        return preload.start(preload.boot_stages(payload))
+        return preload.start(preload.boot_stages())
     except Exception as exc:  # noqa: BLE001 - PID 1 must come up; the phases load them instead
         print(f"talos-init: kernel module preload not started: {exc!r}", file=sys.stderr)
         return None

@@ -16,47 +16,64 @@ from __future__ import annotations
 
 import errno
 import os
-from pathlib import Path
 
 from talos_init import syscalls, wildcard
 
+# No pathlib or typing here: the kernel module loader (talos_init.preload) imports this module
+# before PID 1's other imports, and they bring re, urllib and more (a tenth of a second under
+# TCG). Paths are str or os.PathLike.
+TYPE_CHECKING = False  # typing's own constant, without importing typing
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    PathArg: TypeAlias = str | os.PathLike[str]
+
+
+def _read(*parts: PathArg) -> str:
+    with open(os.path.join(*parts), encoding="utf-8") as f:
+        return f.read()
+
 
 def _name(path: str) -> str:
-    return Path(path).name.split(".ko")[0].replace("-", "_")
+    return os.path.basename(path).split(".ko")[0].replace("-", "_")
 
 
-def read_dep(moddir: Path) -> dict[str, list[str]]:
+def _moddir(root: PathArg, release: str | None) -> str:
+    return os.path.join(root, "usr/lib/modules", release or os.uname().release)
+
+
+def read_dep(moddir: PathArg) -> dict[str, list[str]]:
     """``modules.dep`` as module name -> [its file, then its dependencies' files] (relative)."""
     table: dict[str, list[str]] = {}
-    for line in (moddir / "modules.dep").read_text().splitlines():
+    for line in _read(moddir, "modules.dep").splitlines():
         module, sep, deps = line.partition(":")
         if sep:
             table[_name(module)] = [module, *deps.split()]
     return table
 
 
-def builtin(moddir: Path) -> set[str]:
+def builtin(moddir: PathArg) -> set[str]:
     try:
-        return {_name(line) for line in (moddir / "modules.builtin").read_text().split()}
+        return {_name(line) for line in _read(moddir, "modules.builtin").split()}
     except FileNotFoundError:
         return set()
 
 
-def read_aliases(moddir: Path) -> list[tuple[str, str]]:
+def read_aliases(moddir: PathArg) -> list[tuple[str, str]]:
     """``modules.alias`` as (pattern, module name) pairs, in the file's order."""
     pairs = []
-    for line in (moddir / "modules.alias").read_text().splitlines():
+    for line in _read(moddir, "modules.alias").splitlines():
         words = line.split()
         if len(words) == 3 and words[0] == "alias":
             pairs.append((words[1], _name(words[2])))
     return pairs
 
 
-def read_softdeps(moddir: Path) -> dict[str, list[str]]:
+def read_softdeps(moddir: PathArg) -> dict[str, list[str]]:
     """``modules.softdep``'s ``pre:`` names (modules or aliases) per module."""
     table: dict[str, list[str]] = {}
     try:
-        lines = (moddir / "modules.softdep").read_text().splitlines()
+        lines = _read(moddir, "modules.softdep").splitlines()
     except FileNotFoundError:
         return table
     for line in lines:
@@ -78,7 +95,7 @@ def resolve(modalias: str, aliases: list[tuple[str, str]]) -> list[str]:
     return list(dict.fromkeys(m for pattern, m in aliases if wildcard.match(modalias, pattern)))
 
 
-def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: Path) -> bool:
+def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: PathArg) -> bool:
     """False for a module made for CPU features this CPU lacks (its ``cpu:`` aliases match not
     the CPU's modalias, e.g. crc32c_intel without SSE4.2): its init would refuse with ENODEV
     after the kernel had read, checked and linked it."""
@@ -86,17 +103,17 @@ def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: Path) -> bool:
     if not patterns:
         return True
     try:
-        cpu = (root / "sys/devices/system/cpu/modalias").read_text().strip()
+        cpu = _read(root, "sys/devices/system/cpu/modalias").strip()
     except OSError:
         return True
     return any(wildcard.match(cpu, p) for p in patterns)
 
 
-def load_for_aliases(modaliases: list[str], root: Path = Path("/"),
+def load_for_aliases(modaliases: list[str], root: PathArg = "/",
                      release: str | None = None) -> tuple[dict[str, str], list[str]]:
     """Load the drivers of these device modaliases (``modprobe -a ALIAS...``); returns what
     ``load`` returns and the modaliases no module matched. Raises like ``load``."""
-    moddir = root / "usr/lib/modules" / (release or os.uname().release)
+    moddir = _moddir(root, release)
     aliases = read_aliases(moddir)
     names: list[str] = []
     unmatched = []
@@ -111,7 +128,7 @@ def load_for_aliases(modaliases: list[str], root: Path = Path("/"),
 SOFT_MISSES = ("failed", "skipped")  # load()'s outcomes for soft dependencies it did not load
 
 
-def _insert(path: Path, params: str) -> str:
+def _insert(path: str, params: str) -> str:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         syscalls.finit_module(fd, params, path=path)
@@ -124,7 +141,7 @@ def _insert(path: Path, params: str) -> str:
         os.close(fd)
 
 
-def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
+def load(names: list[str] | tuple[str, ...], root: PathArg = "/",
          release: str | None = None) -> dict[str, str]:
     """Load each module and what it needs; return name -> loaded | already | builtin, and for
     soft dependencies not loaded: failed (soft) | skipped (...).
@@ -134,8 +151,8 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
     Raises ``OSError`` (or ``LookupError`` for a module the index lacks) naming
     the module file: the caller decides what a missing module means.
     """
-    moddir = root / "usr/lib/modules" / (release or os.uname().release)
-    sys_module = root / "sys/module"
+    moddir = _moddir(root, release)
+    sys_module = os.path.join(root, "sys/module")
     dep: dict[str, list[str]] | None = None  # read only if something needs loading
     soft: dict[str, list[str]] = {}
     aliases: list[tuple[str, str]] = []
@@ -161,7 +178,7 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
         nonlocal dep
         if name in done and not done[name].startswith(SOFT_MISSES):  # a hard need tries again
             return
-        if (sys_module / name).exists():  # loaded, or built in with parameters
+        if os.path.exists(os.path.join(sys_module, name)):  # loaded, or built in with parameters
             done[name] = "already"
             return
         if dep is None:
@@ -171,7 +188,7 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
             if name in builtin(moddir):
                 done[name] = "builtin"
                 return
-            raise LookupError(f"module {name}: not in {moddir / 'modules.dep'}")
+            raise LookupError(f"module {name}: not in {os.path.join(moddir, 'modules.dep')}")
         done[name] = "loading"  # a soft cycle (A pre: B, B pre: A) ends here
         try:
             soft_pre(name)
@@ -179,7 +196,7 @@ def load(names: list[str] | tuple[str, ...], root: Path = Path("/"),
             # modprobe's order: the list's last entry is the deepest dependency.
             for need in reversed(needs):
                 one(_name(need))
-            done[name] = _insert(moddir / file, params)
+            done[name] = _insert(os.path.join(moddir, file), params)
         except BaseException:
             del done[name]  # not loaded: whatever needs it later must try again
             raise

@@ -8,18 +8,25 @@ so ``dmesg`` shows it. Logging never raises: a sink that fails is skipped.
 
 Ours rather than structlog: structlog cost every Python process of the node
 about 5 MiB Rss and 0.4-1.1 s of import under TCG (docs/for-devs/performance.md)
-for a pipeline we used without its features. Only json is imported here
-(PID 1 loads it anyway); traceback only when an exception is logged.
+for a pipeline we used without its features. Nothing but os, sys and time is
+imported up front (the kernel module loader, talos_init.preload, runs before
+PID 1 imports json, re or typing); json when a value needs quoting or a line is
+JSON, traceback when an exception is logged.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any
+
+TYPE_CHECKING = False  # typing's own constant, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import IO, Any, TypeAlias
+
+    PhaseGetter: TypeAlias = Callable[[], str]
+    EventDict: TypeAlias = dict[str, Any]
 
 KMSG_PREFIX = "talos-init: "
 # printk keeps records up to 1024 bytes including its own header; stay well below.
@@ -27,8 +34,6 @@ KMSG_MAX_LINE = 900
 KMSG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
-PhaseGetter = Callable[[], str]
-EventDict = dict[str, Any]
 
 
 class Sinks:
@@ -75,6 +80,8 @@ class Sinks:
 def _format_value(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
     if text == "" or any(c in text for c in ' "=\n\t'):
+        import json
+
         return json.dumps(text)
     return text
 
@@ -94,6 +101,8 @@ def render_kv(event_dict: EventDict) -> str:
 def render_json(event_dict: EventDict) -> str:
     ev = {"t": round(event_dict["t"], 6), "event": event_dict.get("event", "")}
     ev.update((k, v) for k, v in event_dict.items() if k not in ev)
+    import json
+
     return json.dumps(ev, default=str, separators=(",", ":"))
 
 

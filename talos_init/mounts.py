@@ -13,6 +13,7 @@ from pathlib import Path
 
 from talos_init import kmodules, loopdev, syscalls
 from talos_init.log import get_logger
+from talos_init.preload import PAYLOAD_MODULES
 from talos_init.record import record
 from talos_init.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT
 
@@ -53,8 +54,7 @@ EARLY_MOUNTS: tuple[MountSpec, ...] = (
     # (initramfs/recipe.toml [squashfs]).
     MountSpec("/usr/lib/talos/payload", "squashfs", "/usr/lib/talos/payload.squashfs",
               MS_RDONLY | MS_NOSUID | MS_NODEV, image=True,
-              # One loop device, not 8: each would be a block device for udev's coldplug.
-              modules=("loop max_loop=1", "squashfs"),
+              modules=PAYLOAD_MODULES,
               why="exec: the programs in it run from there"),
 )
 

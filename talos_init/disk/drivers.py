@@ -12,41 +12,63 @@ nothing.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from pathlib import Path
+import os
 
 from talos_init import kmodules
 from talos_init.log import get_logger
 
+# No re, pathlib or typing here: the kernel module loader (talos_init.preload) runs this before
+# PID 1 imports them. Paths are str or os.PathLike.
+TYPE_CHECKING = False  # typing's own constant, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from talos_init.kmodules import PathArg
+
 log = get_logger("disk")
 
-PCI_STORAGE = re.compile(r"^pci:.*bc01sc")  # base class 01: SCSI, IDE, SATA, NVMe, virtio-blk
-VIRTIO_STORAGE = re.compile(r"^virtio:d0000000[28]v")  # virtio device 2 (block), 8 (SCSI)
-STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (("pci", PCI_STORAGE), ("virtio", VIRTIO_STORAGE))
+
+def pci_storage(modalias: str) -> bool:
+    """PCI base class 01, mass storage: SCSI, IDE, SATA, NVMe, virtio-blk (``pci:...bc01sc...``)."""
+    return modalias.startswith("pci:") and "bc01sc" in modalias
 
 
-def unbound_modaliases(sys_bus: Path, bus: str, keep: Callable[[str], object]) -> list[str]:
+def virtio_storage(modalias: str) -> bool:
+    """virtio device 2 (block) or 8 (SCSI)."""
+    return modalias.startswith(("virtio:d00000002v", "virtio:d00000008v"))
+
+
+STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (("pci", pci_storage),
+                                                          ("virtio", virtio_storage))
+
+
+def unbound_modaliases(sys_bus: PathArg, bus: str, keep: Callable[[str], object]) -> list[str]:
     """Modaliases of the devices on ``bus`` that ``keep`` accepts and no driver has bound yet."""
     out = []
-    devices = sys_bus / bus / "devices"
-    for dev in sorted(devices.iterdir()) if devices.is_dir() else []:
+    devices = os.path.join(sys_bus, bus, "devices")
+    try:
+        names = sorted(os.listdir(devices))
+    except OSError:
+        return out
+    for name in names:
+        dev = os.path.join(devices, name)
         try:
-            alias = (dev / "modalias").read_text().strip()
+            with open(os.path.join(dev, "modalias"), encoding="utf-8") as f:
+                alias = f.read().strip()
         except OSError:
             continue
-        if keep(alias) and not (dev / "driver").exists():
+        if keep(alias) and not os.path.exists(os.path.join(dev, "driver")):
             out.append(alias)
     return out
 
 
-def load_storage_drivers(sys_bus: Path = Path("/sys/bus"), root: Path = Path("/")) -> list[str]:
+def load_storage_drivers(sys_bus: PathArg = "/sys/bus", root: PathArg = "/") -> list[str]:
     """Load the storage drivers bus by bus (a controller's driver makes the disks appear) with
     finit_module, no modprobe process; returns the modaliases asked for. Never raises: udev
     remains the fallback."""
     asked: list[str] = []
-    for bus, pattern in STAGES:
-        aliases = unbound_modaliases(sys_bus, bus, pattern.match)
+    for bus, keep in STAGES:
+        aliases = unbound_modaliases(sys_bus, bus, keep)
         if not aliases:
             continue
         asked += aliases

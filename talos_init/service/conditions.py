@@ -64,6 +64,12 @@ class Conditions:
         reason = self._check(d.skip_unless)
         return f"skip_unless not met: {reason}" if reason else None
 
+    def check_done(self, d: Definition) -> str | None:
+        """Why the one-shot's work is already done (every done_if holds), else None."""
+        if not d.done_if or self._check(d.done_if) is not None:
+            return None
+        return "done_if holds: " + ", ".join(f"{c.kind} {c.arg}" for c in d.done_if)
+
 
 def _link_up(link: Path) -> bool:
     try:  # carrier reads fail with EINVAL while a link is down: that is "not up"

@@ -83,7 +83,8 @@ class Core:
     CONDITION_RECHECK = (0.25, 5.0)  # first and largest delay while a condition is unmet
 
     def __init__(self, definitions: Iterable[Definition], check_conditions: Check = _always,
-                 check_skip: Check = _always, rng: random.Random | None = None):
+                 check_skip: Check = _always, rng: random.Random | None = None,
+                 check_done: Check = _always):
         defs = list(definitions)
         errors = graph.check(defs)
         if errors:
@@ -94,6 +95,7 @@ class Core:
         self.status = {i: Status(i) for i in self.order}
         self.check_conditions = check_conditions
         self.check_skip = check_skip
+        self.check_done = check_done  # a reason: the one-shot's work is done already
         self.rng = rng or random.Random()
         self.stopping_all = False
         self.all_stopped = False
@@ -155,6 +157,11 @@ class Core:
             skip = self.check_skip(d)
             if skip:
                 self._move(out, st, Ev.SKIP, skip, now)
+                continue
+            done = self.check_done(d)
+            if done:
+                st.last_exit, st.last_exit_ok = done, True
+                self._move(out, st, Ev.DONE, done, now)
                 continue
             unmet = self.check_conditions(d)
             if unmet:

@@ -124,6 +124,9 @@ class Definition:
     depends_on: tuple[str, ...] = ()
     conditions: tuple[Condition, ...] = ()
     skip_unless: tuple[Condition, ...] = ()
+    # A one-shot whose work someone else did (PID 1's early /var): when all of these hold once
+    # its dependencies are ready (before its conditions), it is finished, exit ok, no process.
+    done_if: tuple[Condition, ...] = ()
     readiness: Readiness = field(default_factory=lambda: Readiness("none"))
     restart: str = "always"  # always | on-failure | never
     backoff: Backoff = field(default_factory=Backoff)
@@ -277,7 +280,7 @@ def _kind(value: Any) -> str:
 
 
 TOP = {"id", "description", "argv", "environment", "working_directory", "depends_on",
-       "conditions", "skip_unless", "readiness", "restart", "backoff", "stop", "logs",
+       "conditions", "skip_unless", "done_if", "readiness", "restart", "backoff", "stop", "logs",
        "args_from", "confinement"}
 DEFAULT_CONDITION_KINDS = {"file_exists", "service_ready", "network_up", "time_sane"}
 
@@ -337,11 +340,13 @@ def parse(data: Any, source: str = "<memory>",
         if kw.get("id") in deps:
             c.error("depends_on", "a service cannot depend on itself")
         kw["depends_on"] = tuple(dict.fromkeys(x for x in deps if x))
-    for key in ("conditions", "skip_unless"):
+    for key in ("conditions", "skip_unless", "done_if"):
         if key in d:
             kw[key] = c.conditions(d[key], key)
     if "readiness" in d:
         kw["readiness"] = _readiness(c, d["readiness"])
+    if kw.get("done_if") and kw.get("readiness", Readiness("none")).kind != "exit":
+        c.error("done_if", "only a one-shot (readiness: {exit: true}) can be done without running")
     if "restart" in d:
         kw["restart"] = c.choice(d["restart"], "restart", ("always", "on-failure", "never"),
                                  "always")

@@ -42,6 +42,7 @@ class Ev(enum.Enum):
     START = "start"  # dependencies and conditions hold
     WAIT = "wait"  # still waiting, possibly for another reason
     SKIP = "skip"
+    DONE = "done"  # a one-shot's done_if holds: finished without a process
     SPAWNED = "spawned"
     SPAWN_FAILED = "spawn_failed"  # and no restart
     SPAWN_FAILED_RESTART = "spawn_failed_restart"
@@ -65,7 +66,8 @@ _EXITS = {E.EXITED_OK: S.FINISHED, E.EXITED_FAILED: S.FAILED, E.EXITED_RESTART: 
 
 # TRANSITIONS[state][event] -> new state. The whole machine; nothing else moves a state.
 TRANSITIONS: dict[State, dict[Ev, State]] = {
-    S.WAITING: {E.START: S.STARTING, E.WAIT: S.WAITING, E.SKIP: S.SKIPPED, E.CANCEL: S.FINISHED},
+    S.WAITING: {E.START: S.STARTING, E.WAIT: S.WAITING, E.SKIP: S.SKIPPED, E.DONE: S.FINISHED,
+                E.CANCEL: S.FINISHED},
     S.STARTING: {E.SPAWNED: S.RUNNING, E.SPAWN_FAILED: S.FAILED,
                  E.SPAWN_FAILED_RESTART: S.BACKOFF, E.SKIP: S.SKIPPED},
     S.RUNNING: {E.READY: S.READY, E.STOP: S.STOPPING, **_EXITS},

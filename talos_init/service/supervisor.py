@@ -78,7 +78,7 @@ class Supervisor:
         self.proc = proc  # the kernel's view of processes; the real /proc even in tests
         self.conditions = conditions or Conditions(paths)
         self.core = c.Core(definitions, self.conditions.check_conditions,
-                           self.conditions.check_skip, rng)
+                           self.conditions.check_skip, rng, self.conditions.check_done)
         self.defs = self.core.defs
         self.cgroups = Cgroups(cgroup_root) if cgroup_root is not None else None
         self.base_env = dict(BASE_ENV if base_env is None else base_env)

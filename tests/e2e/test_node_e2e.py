@@ -292,8 +292,13 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
         assert ts, f"no {name} {state} event: {[e for e in evs if e['name'] == name]}"
         return min(ts)
 
-    # PID 1 mounted /var (boot phase "var") before the graph started containerd.
+    # PID 1 mounted /var (boot phase "var") before the graph started containerd; the var
+    # service had nothing left to do and ran no process (done_if: var.json).
     assert first("var", "done", "phase") < first("containerd", "starting")
+    var_service = [e for e in evs if e["kind"] == "service" and e["name"] == "var"]
+    assert [e["state"] for e in var_service][-1] == "finished", var_service
+    assert var_service[-1]["reason"].startswith("done_if holds"), var_service
+    assert "starting" not in {e["state"] for e in var_service}, var_service
     assert first("containerd", "ready") < first("userdata", "finished")
 
     # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.

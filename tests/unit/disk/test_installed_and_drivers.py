@@ -59,8 +59,8 @@ def test_storage_modaliases_only_and_only_unbound(tmp_path):
         d.mkdir(parents=True)
         (d / "modalias").write_text(alias + "\n")
     (tmp_path / "pci/devices/0000:00:05.0/driver").mkdir()
-    assert drivers.unbound_modaliases(tmp_path, "pci", drivers.PCI_STORAGE.match) == [
+    assert drivers.unbound_modaliases(tmp_path, "pci", drivers.pci_storage) == [
         devices[("pci", "0000:00:04.0")]]
-    assert drivers.unbound_modaliases(tmp_path, "virtio", drivers.VIRTIO_STORAGE.match) == [
+    assert drivers.unbound_modaliases(tmp_path, "virtio", drivers.virtio_storage) == [
         devices[("virtio", "virtio1")]]
-    assert drivers.unbound_modaliases(tmp_path, "scsi", drivers.PCI_STORAGE.match) == []
+    assert drivers.unbound_modaliases(tmp_path, "scsi", drivers.pci_storage) == []

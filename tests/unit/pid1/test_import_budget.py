@@ -57,3 +57,20 @@ def test_one_logging_stack():
             if line.strip().startswith(("import structlog", "from structlog")):
                 offenders.append(f"{f.relative_to(REPO)}:{n}")
     assert offenders == []
+
+
+# What PID 1 imports before it forks the kernel module loader is on the path to containerd
+# twice over (the loader waits for it, PID 1 waits for the loader): none of these.
+PRELOAD_UNWANTED = ("re", "pathlib", "typing", "json", "enum", "fnmatch", "urllib.parse",
+                    "collections")
+
+
+def test_the_module_loader_forks_before_the_heavy_imports():
+    """talos_init.preload and what its child runs import none of re, pathlib, typing, json..."""
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); import talos_init.preload as p; "
+            "p.boot_stages(); print(' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         check=True)  # -I -S: as the image's launcher runs it
+    loaded = set(out.stdout.split())
+    assert "talos_init.disk.drivers" in loaded and "talos_init.kmodules" in loaded
+    assert [m for m in PRELOAD_UNWANTED if m in loaded] == []

@@ -46,6 +46,20 @@ def test_time_sane_and_skip_unless():
     assert c.check_skip(d) == "skip_unless not met: file_exists /nonexistent/kubelet"
 
 
+def test_done_if_needs_every_condition(tmp_path):
+    """done_if: a reason only when all hold; a definition without it is never done."""
+    c = Conditions(Paths(tmp_path))
+    d = define("var", readiness={"exit": True},
+               done_if=[{"file_exists": "/run/var.json"}, {"file_exists": "/run/var.early"}])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run/var.json").touch()
+    assert c.check_done(d) is None
+    (tmp_path / "run/var.early").touch()
+    assert c.check_done(d) == ("done_if holds: file_exists /run/var.json, "
+                               "file_exists /run/var.early")
+    assert c.check_done(define("other", readiness={"exit": True})) is None
+
+
 def test_backoff_doubles_to_the_cap_and_resets_after_stable_run():
     """Delays double from ~100 ms, never pass the cap, and a stable run starts over."""
     b, rng = Backoff(), random.Random(7)

@@ -144,6 +144,24 @@ def test_skipped_dependency_is_reported_not_failed():
     assert s.core.status["after"].reason.startswith("dependency kubelet skipped")
 
 
+def test_a_one_shot_done_already_finishes_without_a_process_and_its_dependents_start():
+    """done_if holds (PID 1 mounted /var): finished, exit ok, nothing spawned; else it runs."""
+    done = {"/run/talos/var.json"}
+    defs = [define("var", readiness={"exit": True}, restart="never",
+                   done_if=[{"file_exists": "/run/talos/var.json"}]),
+            define("after", depends_on=["var"])]
+
+    def check_done(d):
+        return "done_if holds" if d.done_if and "/run/talos/var.json" in done else None
+
+    s = Sim(defs, check_done=check_done).start()
+    assert s.state("var") == "finished" and s.core.status["var"].reason == "done_if holds"
+    assert "var" not in s.spawned and s.state("after") == "ready"
+    done.clear()
+    s = Sim(defs, check_done=check_done).start()
+    assert s.spawned == ["var"] and s.state("after") == "waiting"
+
+
 def test_spawn_failure_backs_off_and_restart_request_restarts():
     """A spawn failure goes through the restart policy; restart stops then starts."""
     s = Sim([define("a")])

@@ -129,3 +129,14 @@ def test_directory_reports_all_files_together(tmp_path):
     assert errs[0].startswith(f"{tmp_path}/a.yaml: not valid YAML")
     assert errs[1].startswith(f"{tmp_path}/b.yaml: timeout: unknown field")
     # c depends on b, which is broken: that is not also an "unknown dependency".
+
+
+def test_done_if_is_for_one_shots_only():
+    """A daemon cannot be 'done' without running: named at the field."""
+    errs = errors_of({"id": "d", "argv": ["/bin/d"], "done_if": [{"file_exists": "/run/x"}]},
+                     "d.yaml")
+    assert any("done_if" in e and "one-shot" in e for e in errs), errs
+    d, errors = parse({"id": "o", "argv": ["/bin/o"], "readiness": {"exit": True},
+                       "done_if": [{"file_exists": "/run/x"}]})
+    assert errors == [] and [str(c) for c in d.done_if] == ["file_exists /run/x"]
+
