@@ -393,21 +393,43 @@ class Builder:
         raise RuntimeError(f"recipe dlopen: {soname} not found on this host")
 
     def squash(self) -> None:
-        """Move the [squashfs] components and paths under the mount point; a symlink stays at each path."""
+        """Move the [squashfs] components and paths under the mount point; a symlink stays at each
+        path. A path ending in "/" is a directory: all of it moves, one symlink stays (fewer
+        archive entries for the kernel to unpack than one per file)."""
         sq = self.recipe["squashfs"]
         mount = sq["mountpoint"]
-        paths = set(sq.get("paths", []))
+        paths = {p for p in sq.get("paths", []) if not p.endswith("/")}
+        dirs = [p.rstrip("/") for p in sq.get("paths", []) if p.endswith("/")]
+
+        def in_dir(path: str) -> str | None:
+            return next((d for d in dirs if path.startswith(d + "/")), None)
+
         moved = [e for e in self.tree if e.kind == "file"
-                 and (e.component in sq["components"] or e.path in paths)]
+                 and (e.component in sq["components"] or e.path in paths or in_dir(e.path))]
+        if inside := sorted(p for p in paths if in_dir(p)):
+            raise RuntimeError(f"recipe [squashfs] paths inside a directory also listed: "
+                               f"{', '.join(inside)}")
         if missing := paths - {e.path for e in moved}:
             raise RuntimeError(f"recipe [squashfs] paths not in the image: {', '.join(sorted(missing))}")
+        for d in dirs:
+            below = [e for e in self.tree if e.path.startswith(d + "/")]
+            if self.tree.get(d) is None or self.tree.get(d).kind != "dir" or not below:
+                raise RuntimeError(f"recipe [squashfs] paths: {d}/ is not a directory in the image")
+            if odd := [e.path for e in below if e.kind not in ("file", "dir")]:
+                raise RuntimeError(f"recipe [squashfs] paths: {d}/ holds what only files may: "
+                                   f"{', '.join(odd)}")
         for e in moved:
             self.tree.remove(e.path)
             self.tree.add_file(mount + e.path, e.component, src=e.src, data=e.data, mode=e.mode)
-            self.tree.add_symlink(e.path, mount + e.path, e.component)
+            if not in_dir(e.path):
+                self.tree.add_symlink(e.path, mount + e.path, e.component)
+        for d in dirs:
+            for e in [e for e in self.tree if e.path == d or e.path.startswith(d + "/")]:
+                self.tree.remove(e.path)  # the directories left, deepest last: none is a file
+            self.tree.add_symlink(d, mount + d, "squashfs")
         self.payload = mount
-        self.log(f"squashfs: {len(moved)} files ({', '.join(sq['components'])}, {len(paths)} more) "
-                 f"under {mount}")
+        self.log(f"squashfs: {len(moved)} files ({', '.join(sq['components'])}, {len(paths)} more, "
+                 f"{len(dirs)} directories) under {mount}")
 
     def squashfs_image(self) -> None:
         """mksquashfs the staged payload: fixed times, root-owned, no xattrs, same bytes each build."""

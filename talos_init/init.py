@@ -161,8 +161,10 @@ class Init:
             ("logging", self.setup_logging),  # console and /dev/kmsg
             ("power_button", self.watch_power_button),  # ACPI button press: power off
             ("hardening", self.harden),  # KSPP sysctls before any service starts
-            ("var", self.mount_installed_var),  # an installed, clean /var: containerd at once
             ("control", self.start_control),  # /run/talos/init.sock for apid, before the graph
+            # Before var: the kernel module loader may still be at work, and this needs none.
+            ("graph", self.load_services),  # the service definitions, checked; nothing runs yet
+            ("var", self.mount_installed_var),  # an installed, clean /var: containerd at once
             ("services", self.start_services),  # the supervisor runs the service graph
         )
         return all(self.run_phase(name, phase) for name, phase in checklist)
@@ -276,7 +278,7 @@ class Init:
         self.control = control_pid1.start(self.loop, self.paths.control_socket, self.events,
                                           self.request_shutdown)
 
-    def start_services(self) -> None:
+    def load_services(self) -> None:
         factory = self.config.supervisor_factory or default_supervisor_factory()
         if factory is None:
             log.warning("no_service_supervisor", reason="talos_init.service.supervisor not present")
@@ -289,7 +291,10 @@ class Init:
             from talos_init.service import control as service_control
 
             service_control.register(self.control, self.supervisor)  # type: ignore[arg-type]
-        self.supervisor.start()
+
+    def start_services(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.start()
 
     # -- failure and shutdown -------------------------------------------------------
 

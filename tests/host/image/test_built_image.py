@@ -35,21 +35,24 @@ def test_built_image_has_no_shell_interpreter_or_setuid_file(built):
 
 def test_payload_squashfs_holds_the_big_programs_behind_symlinks(built):
     """The shim, runc, the CNI plugins and the recipe's other paths are in the squashfs,
-    root-owned, time 0; their usual paths are symlinks into its mount point; nothing else is
-    in it (containerd stays unpacked)."""
+    root-owned, time 0; their usual paths are symlinks into its mount point (one per directory
+    for a path ending in "/"); nothing else is in it (containerd stays unpacked)."""
     node = _node(built / "initramfs.img")
     mount = SQ["mountpoint"]
     programs = ["/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
                 *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"])]
-    moved = [*programs, *SQ["paths"]]
+    moved = [*programs, *(p for p in SQ["paths"] if not p.endswith("/"))]
+    dirs = [p.rstrip("/") for p in SQ["paths"] if p.endswith("/")]
     assert node.get("/usr/bin/containerd").kind == "file"
-    for path in moved:
+    for path in moved + dirs:
         assert node.get(path).kind == "symlink" and node.get(path).target == mount + path, path
         assert node.resolve(path) == mount + path
-        assert node.get(mount + path).kind == "file", path
+        assert node.get(mount + path).kind == ("dir" if path in dirs else "file"), path
     assert all(node.get(mount + path).mode == 0o755 for path in programs)
     files = {e.path for e in node if e.kind == "file" and e.path.startswith(mount + "/")}
-    assert files == {mount + p for p in moved}
+    in_dirs = {f for f in files if any(f.startswith(mount + d + "/") for d in dirs)}
+    assert all(any(f.startswith(mount + d + "/") for f in in_dirs) for d in dirs)
+    assert files - in_dirs == {mount + p for p in moved}
     assert node.get(mount + "/usr/sbin/runc").content() == Path("/usr/sbin/runc").read_bytes()
     listing = subprocess.run(["unsquashfs", "-lln", str(built / "staging" / SQ["image"].lstrip("/"))],
                              capture_output=True, text=True, check=True).stdout
@@ -82,6 +85,21 @@ def test_pid1_starts_without_the_payload(built):
             name = "/usr/lib/x86_64-linux-gnu/" + Path(lib).name
             assert node.get(name) is not None, (path, lib)
             assert not node.resolve(name).startswith(mount), f"{path} needs {name}, in the payload"
+    # Nor a Python module: a payload path under the interpreter's directories names a module
+    # (or package) that neither PID 1 nor its kernel module loader may import.
+    probe = ("import sys, talos_init.preload as p, talos_init.service.supervisor, talos_init.init,"
+             " talos_init.disk.early, talos_init.hardening, talos_init.service.control\n"
+             "p.boot_stages(); print('\\n'.join(sorted(sys.modules)))")
+    imported = set(subprocess.run([sys.executable, "-I", "-c", probe], cwd=REPO, capture_output=True,
+                                  text=True, check=True).stdout.split())
+    assert "talos_init.kmodules" in imported, "the probe is broken"
+    for path in SQ["paths"]:
+        for top in ("/usr/lib/python3.11/lib-dynload/", "/usr/lib/python3.11/",
+                    "/usr/lib/python3/dist-packages/"):
+            if path.startswith(top):
+                name = path[len(top):].rstrip("/").split(".")[0].replace("/", ".")
+                assert not {m for m in imported if m == name or m.startswith(name + ".")}, path
+                break
     release = (built / "kernel-release").read_text().strip()
     for module in ("loop", "squashfs"):
         found = [e.path for e in node if e.kind == "file" and e.path.startswith(

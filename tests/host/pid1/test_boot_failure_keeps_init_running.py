@@ -29,7 +29,7 @@ def test_failed_phase_with_panic_0_waits_and_still_serves(start_init):
     """With panic=0 a failed phase leaves init waiting, alive, and still obeying SIGUSR2."""
     init = start_init("--supervisor", "tests.host.pid1.workload:broken",
                       "--failure-countdown", "1", cmdline="panic=0")
-    failed = init.wait_phase("services", "failed")
+    failed = init.wait_phase("graph", "failed")
     assert "the service graph could not be loaded" in failed["reason"]
     init.wait_phase("failure", "waiting")
     # Past the countdown it would have used: still up, no shutdown started.
