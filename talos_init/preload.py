@@ -71,13 +71,19 @@ class Loader:
 
     def wait(self, stage: str, timeout: float) -> dict[str, Any] | None:
         """The stage's report once the child sent it, None if it ended or ``timeout`` passed
-        first. Writes the child's log events of every stage received so far, once."""
+        first. Writes the child's log events of every stage received so far, once. Never
+        raises: PID 1 calls it from its boot phases."""
         deadline = time.monotonic() + timeout
         while stage not in self.reports and not self.ended:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
-                break
-            self._read()
+            try:
+                if left <= 0 or not select.select([self.rfd], [], [], left)[0]:
+                    break
+                self._read()
+            except (OSError, ValueError, EOFError, TypeError, KeyError) as exc:
+                logger.warning("preload_unreadable", error=f"{type(exc).__name__}: {exc}",
+                               effect="the phases load their modules themselves")
+                self._end()
         for name, report in self.reports.items():
             if name not in self._logged:
                 self._logged.add(name)
@@ -93,8 +99,7 @@ class Loader:
     def _read(self) -> None:
         chunk = os.read(self.rfd, 65536)
         if not chunk:
-            self.ended = True
-            os.close(self.rfd)
+            self._end()
             return
         self._buffer += chunk
         while len(self._buffer) >= 4:
@@ -104,6 +109,11 @@ class Loader:
             report = marshal.loads(self._buffer[4:4 + size])
             self._buffer = self._buffer[4 + size:]
             self.reports[report["stage"]] = report
+
+    def _end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            os.close(self.rfd)
 
     def _reap(self) -> None:
         if self.pid:

@@ -64,3 +64,15 @@ def test_a_child_that_dies_ends_the_wait_at_once():
     started = time.monotonic()
     assert loader.wait("dies", 60) is None and loader.ended
     assert time.monotonic() - started < 30  # the closed pipe ended it, not the timeout
+
+
+def test_garbage_on_the_pipe_ends_the_wait_without_raising():
+    """A report PID 1 cannot read is logged and ends the loader for it; nothing raises."""
+    rfd, wfd = os.pipe()
+    os.write(wfd, (12).to_bytes(4, "little") + b"not marshal!")
+    os.close(wfd)
+    loader = preload.Loader(0, rfd)
+    with log.capture() as events:
+        assert loader.wait("payload", 5) is None
+    assert loader.ended
+    assert [e["event"] for e in events] == ["preload_unreadable"]
