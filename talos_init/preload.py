@@ -21,6 +21,7 @@ each under TCG, before the fork): ``tests/unit/pid1/test_import_budget.py``.
 
 from __future__ import annotations
 
+import _signal  # signal's C half: signal.py imports enum
 import marshal
 import os
 import select
@@ -60,7 +61,7 @@ def boot_stages(payload_modules: tuple[str, ...] = PAYLOAD_MODULES,
 
 
 class Loader:
-    """The forked loader, seen from PID 1: ``wait`` for a stage, ``report`` what it did."""
+    """The forked loader, seen from PID 1: ``wait`` for a stage; ``reports`` by stage name."""
 
     def __init__(self, pid: int, rfd: int):
         self.pid, self.rfd = pid, rfd
@@ -138,6 +139,7 @@ def start(stages: list[Stage]) -> Loader:
 def _child(stages: list[Stage], wfd: int) -> None:
     code = 0
     try:
+        _reset_signals()
         _own_sysfs()
         for name, work in stages:
             started = time.monotonic()
@@ -154,6 +156,15 @@ def _child(stages: list[Stage], wfd: int) -> None:
     except BaseException:  # noqa: BLE001 - nothing may unwind into PID 1's code here
         code = 2
     os._exit(code)
+
+
+def _reset_signals() -> None:
+    """PID 1's handlers and wake-up fd are not the child's (a loader started by the var phase
+    comes after the signals phase): a SIGTERM must end it, not run PID 1's shutdown in it."""
+    _signal.set_wakeup_fd(-1)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1,
+                _signal.SIGUSR2, _signal.SIGCHLD):
+        _signal.signal(sig, _signal.SIG_DFL)
 
 
 def _plain(value: object) -> object:

@@ -76,3 +76,21 @@ def test_garbage_on_the_pipe_ends_the_wait_without_raising():
         assert loader.wait("payload", 5) is None
     assert loader.ended
     assert [e["event"] for e in events] == ["preload_unreadable"]
+
+
+def test_the_child_has_none_of_pid1s_signal_handlers(tmp_path):
+    """Started after PID 1's signals phase (the var phase's own loader), the child dies of a
+    SIGTERM instead of running PID 1's handler."""
+    import signal
+
+    ran = tmp_path / "handler-ran"
+    previous = signal.signal(signal.SIGTERM, lambda *_: ran.write_text(str(os.getpid())))
+    try:
+        loader = preload.start([("slow", lambda: time.sleep(60))])
+        time.sleep(0.5)  # past the reset, into the stage
+        os.kill(loader.pid, signal.SIGTERM)
+        _, status = os.waitpid(loader.pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert not ran.exists()
