@@ -35,7 +35,6 @@ KMSG_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
-
 class Sinks:
     """Where rendered lines go; one instance shared by every logger."""
 
@@ -144,8 +143,8 @@ def _emit(name: str, level: str, event: str, fields: dict[str, Any],
     if LEVELS[level] < cfg.threshold and _captured is None:
         return
     exc_info = fields.pop("exc_info", None)
-    ev: EventDict = {"t": cfg.clock() if at is None else at, "level": level, "phase": cfg.phase(), "logger": name,
-                     "event": event}
+    ev: EventDict = {"t": cfg.clock() if at is None else at, "level": level,
+                     "phase": cfg.phase(), "logger": name, "event": event}
     ev.update(fields)
     if exc_info and (text := _format_exc(exc_info)):  # exception() outside an except: nothing
         ev["exception"] = text
