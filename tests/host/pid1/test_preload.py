@@ -86,8 +86,8 @@ def test_the_child_has_none_of_pid1s_signal_handlers(tmp_path):
     ran = tmp_path / "handler-ran"
     previous = signal.signal(signal.SIGTERM, lambda *_: ran.write_text(str(os.getpid())))
     try:
-        loader = preload.start([("slow", lambda: time.sleep(60))])
-        time.sleep(0.5)  # past the reset, into the stage
+        loader = preload.start([("reset", lambda: None), ("slow", lambda: time.sleep(60))])
+        assert loader.wait("reset", 30) is not None  # the reset comes before any stage
         os.kill(loader.pid, signal.SIGTERM)
         _, status = os.waitpid(loader.pid, 0)
     finally:
