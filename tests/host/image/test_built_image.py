@@ -107,6 +107,19 @@ def test_pid1_starts_without_the_payload(built):
         assert found and not any(node.resolve(f).startswith(mount) for f in found), module
 
 
+def test_kernels_modprobe_helper_is_absent_until_the_payload_is_mounted(built):
+    """The kernel runs /sbin/modprobe for request_module() while it starts (crypto self-tests),
+    each call waiting for the unpack: it must fail at exec (a dangling symlink, ENOENT) until PID 1
+    mounts the payload, not start ld.so and fail on a library; once mounted, it is kmod."""
+    node = _node(built / "initramfs.img")
+    mount = SQ["mountpoint"] + "/"
+    target = node.resolve("/sbin/modprobe")
+    assert target.startswith(mount), target
+    assert node.get(target).kind == "file" and node.get(target).mode == 0o755
+    archive = tree.from_members(tree.read_image(built / "initramfs.img"))
+    assert archive.get(target) is None, "modprobe is unpacked: the kernel would exec it at boot"
+
+
 def test_image_walk_sees_a_shell_inside_the_payload_squashfs(built, tmp_path):
     """A squashfs holding dash, put in the archive in place of the payload, fails the walk, named."""
     src = tmp_path / "payload" / "usr" / "bin"
