@@ -8,7 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from talos_init import log
+from talos_init import bare_package, log
+
+# Before the first pyroute2 import: its __init__ would import the whole library.
+bare_package.install("pyroute2")
+
 from talos_init.networkd.daemon import Networkd, Options
 
 
