@@ -64,3 +64,67 @@ def test_storage_modaliases_only_and_only_unbound(tmp_path):
     assert drivers.unbound_modaliases(tmp_path, "virtio", drivers.virtio_storage) == [
         devices[("virtio", "virtio1")]]
     assert drivers.unbound_modaliases(tmp_path, "scsi", drivers.pci_storage) == []
+
+
+def _bus_tree(root: Path, devices: dict[tuple[str, str], str]) -> None:
+    for (bus, name), alias in devices.items():
+        d = root / bus / "devices" / name
+        d.mkdir(parents=True)
+        (d / "modalias").write_text(alias + "\n")
+
+
+BLK_PCI = "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"
+BLK_VIRTIO = "virtio:d00000002v00001AF4"
+
+
+def test_drivers_probe_in_the_background_while_meanwhile_runs(tmp_path, monkeypatch):
+    """With ``meanwhile``: the PCI drivers load with async_probe, ``meanwhile`` runs once right
+    after, and the virtio stage waits until the controller is bound (its probe is what makes the
+    virtio block device appear)."""
+    import threading
+
+    _bus_tree(tmp_path, {("pci", "0000:00:04.0"): BLK_PCI})
+    (tmp_path / "virtio" / "devices").mkdir(parents=True)
+    calls = []
+
+    def probe_later():  # the kernel's background probe: bound, and the device it exposes
+        import time
+
+        time.sleep(0.2)
+        _bus_tree(tmp_path, {("virtio", "virtio1"): BLK_VIRTIO})
+        (tmp_path / "pci/devices/0000:00:04.0/driver").mkdir()
+
+    def load_for_aliases(aliases, root, every=""):
+        calls.append(("load", aliases, every))
+        if aliases == [BLK_PCI]:
+            threading.Thread(target=probe_later).start()
+        return {"virtio_pci": "loaded"}, []
+
+    monkeypatch.setattr(drivers.kmodules, "load_for_aliases", load_for_aliases)
+    asked = drivers.load_storage_drivers(tmp_path, meanwhile=lambda: calls.append(("meanwhile",)))
+    assert calls == [("load", [BLK_PCI], "async_probe"), ("meanwhile",),
+                     ("load", [BLK_VIRTIO], "async_probe")]
+    assert asked == [BLK_PCI, BLK_VIRTIO]
+
+
+def test_a_controller_that_never_binds_costs_the_bind_wait(tmp_path, monkeypatch):
+    """A probe that fails leaves the device unbound: warned about after ``bind_wait``, then on."""
+    import time
+
+    _bus_tree(tmp_path, {("pci", "0000:00:04.0"): BLK_PCI})
+    monkeypatch.setattr(drivers.kmodules, "load_for_aliases",
+                        lambda aliases, root, every="": ({"virtio_pci": "loaded"}, []))
+    ran = []
+    started = time.monotonic()
+    assert drivers.load_storage_drivers(tmp_path, meanwhile=lambda: ran.append(1),
+                                        bind_wait=0.3) == [BLK_PCI]
+    assert ran == [1] and 0.3 <= time.monotonic() - started < 10
+
+
+def test_without_meanwhile_nothing_waits_nor_probes_in_the_background(tmp_path, monkeypatch):
+    _bus_tree(tmp_path, {("pci", "0000:00:04.0"): BLK_PCI})
+    calls = []
+    monkeypatch.setattr(drivers.kmodules, "load_for_aliases",
+                        lambda aliases, root, every="": calls.append(every) or ({}, []))
+    assert drivers.load_storage_drivers(tmp_path) == [BLK_PCI]
+    assert calls == [""]
