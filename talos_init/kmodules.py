@@ -109,8 +109,8 @@ def _fits_cpu(module: str, aliases: list[tuple[str, str]], root: PathArg) -> boo
     return any(wildcard.match(cpu, p) for p in patterns)
 
 
-def load_for_aliases(modaliases: list[str], root: PathArg = "/", release: str | None = None,
-                     every: str = "") -> tuple[dict[str, str], list[str]]:
+def load_for_aliases(modaliases: list[str], root: PathArg = "/",
+                     release: str | None = None) -> tuple[dict[str, str], list[str]]:
     """Load the drivers of these device modaliases (``modprobe -a ALIAS...``); returns what
     ``load`` returns and the modaliases no module matched. Raises like ``load``."""
     moddir = _moddir(root, release)
@@ -122,13 +122,8 @@ def load_for_aliases(modaliases: list[str], root: PathArg = "/", release: str | 
         names += found
         if not found:
             unmatched.append(modalias)
-    return load(list(dict.fromkeys(names)), root, release, every=every), unmatched
+    return load(list(dict.fromkeys(names)), root, release), unmatched
 
-
-# The kernel's own parameter, known to every module: its drivers probe their devices in the
-# background, and its load does not wait for all pending asynchronous work to end (which a
-# module loaded without it does: it would wait for the probes started before it).
-ASYNC_PROBE = "async_probe"
 
 SOFT_MISSES = ("failed", "skipped")  # load()'s outcomes for soft dependencies it did not load
 
@@ -147,12 +142,11 @@ def _insert(path: str, params: str) -> str:
 
 
 def load(names: list[str] | tuple[str, ...], root: PathArg = "/",
-         release: str | None = None, every: str = "") -> dict[str, str]:
+         release: str | None = None) -> dict[str, str]:
     """Load each module and what it needs; return name -> loaded | already | builtin, and for
     soft dependencies not loaded: failed (soft) | skipped (...).
 
-    A name may carry parameters after a space, as for modprobe: ``"loop max_loop=1"``;
-    ``every`` is given to each module loaded, dependencies too (``ASYNC_PROBE``).
+    A name may carry parameters after a space, as for modprobe: ``"loop max_loop=1"``.
 
     Raises ``OSError`` (or ``LookupError`` for a module the index lacks) naming
     the module file: the caller decides what a missing module means.
@@ -202,7 +196,7 @@ def load(names: list[str] | tuple[str, ...], root: PathArg = "/",
             # modprobe's order: the list's last entry is the deepest dependency.
             for need in reversed(needs):
                 one(_name(need))
-            done[name] = _insert(os.path.join(moddir, file), f"{params} {every}".strip())
+            done[name] = _insert(os.path.join(moddir, file), params)
         except BaseException:
             del done[name]  # not loaded: whatever needs it later must try again
             raise

@@ -7,9 +7,7 @@ other; now PID 1 forks this loader as soon as it runs and imports the rest of
 itself meanwhile, waiting where it needs a stage: the payload mount waits for
 ``payload``, the early /var for ``var``.
 
-The child loads one module at a time (concurrent loads stalled TCG guests); the
-storage controllers' drivers probe their devices in the background meanwhile
-(``async_probe``), and the stage ends only once no probe runs. It works in
+The child loads one module at a time (concurrent loads stalled TCG guests), in
 its own mount namespace with its own /sys (PID 1 has mounted nothing yet, and
 the mount table stays PID 1's alone). After each stage it writes a report to a
 pipe (marshal, length first): what it loaded, how long it took, the error if
@@ -57,22 +55,9 @@ def boot_stages(payload_modules: tuple[str, ...] = PAYLOAD_MODULES,
     stages: list[Stage] = []
     if payload_modules:
         stages.append(("payload", lambda: kmodules.load(payload_modules)))
-    stages.append(("var", lambda: _var_stage(sys_bus)))
+    stages.append(("storage", lambda: drivers.load_storage_drivers(sys_bus)))
+    stages.append(("var", lambda: kmodules.load((FSTYPE, *RUNTIME_MODULES))))
     return stages
-
-
-def _var_stage(sys_bus: PathArg) -> dict[str, Any]:
-    """The storage drivers, probing in the background while ext4 and overlay load."""
-    modules: dict[str, str] = {}
-
-    def meanwhile() -> None:
-        modules.update(kmodules.load((FSTYPE,), every=kmodules.ASYNC_PROBE))
-        # Loaded without async_probe, the last module's load waits for every probe still
-        # running (the NIC's too): none runs on when PID 1 starts the graph (TCG stall, pid1.md).
-        modules.update(kmodules.load(RUNTIME_MODULES))
-
-    storage = drivers.load_storage_drivers(sys_bus, meanwhile=meanwhile)
-    return {"storage": storage, "modules": modules}
 
 
 class Loader:

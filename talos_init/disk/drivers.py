@@ -13,7 +13,6 @@ nothing.
 from __future__ import annotations
 
 import os
-import time
 
 from talos_init import kmodules
 from talos_init.log import get_logger
@@ -63,58 +62,23 @@ def unbound_modaliases(sys_bus: PathArg, bus: str, keep: Callable[[str], object]
     return out
 
 
-BIND_WAIT = 3.0  # seconds for devices probing in the background to be bound, per bus
-
-
-def load_storage_drivers(sys_bus: PathArg = "/sys/bus", root: PathArg = "/",
-                         meanwhile: Callable[[], object] | None = None,
-                         bind_wait: float = BIND_WAIT) -> list[str]:
+def load_storage_drivers(sys_bus: PathArg = "/sys/bus", root: PathArg = "/") -> list[str]:
     """Load the storage drivers bus by bus (a controller's driver makes the disks appear) with
     finit_module, no modprobe process; returns the modaliases asked for. Never raises: udev
-    remains the fallback; only ``meanwhile``'s exception passes.
-
-    With ``meanwhile``, the drivers probe in the background (``kmodules.ASYNC_PROBE``: under
-    TCG virtio_pci takes ~0.09 s per device, the NIC's included, one after the other) and
-    ``meanwhile`` runs once the first bus's drivers are in (the boot loads ext4 then); before
-    the next bus, and at the end, this waits for the devices asked for to be bound."""
+    remains the fallback."""
     asked: list[str] = []
-    every = kmodules.ASYNC_PROBE if meanwhile is not None else ""
     for bus, keep in STAGES:
         aliases = unbound_modaliases(sys_bus, bus, keep)
-        matched = _load(bus, aliases, root, every) if aliases else []
+        if not aliases:
+            continue
         asked += aliases
-        if meanwhile is not None:
-            meanwhile, run = None, meanwhile
-            run()
-        if every and matched:
-            _wait_bound(sys_bus, bus, matched, bind_wait)
+        try:
+            done, unmatched = kmodules.load_for_aliases(aliases, root)
+        except (OSError, LookupError) as exc:  # an index missing, a module refusing to load
+            log.warning("storage_drivers_not_loaded", bus=bus, aliases=aliases, error=str(exc))
+            continue
+        if unmatched:  # no driver in the image (QEMU's IDE controller): udev finds none either
+            log.info("storage_drivers_missing", bus=bus, no_driver_for=unmatched)
+        log.info("storage_drivers_loaded", bus=bus,
+                 modules=[m for m, how in done.items() if how == "loaded"])
     return asked
-
-
-def _load(bus: str, aliases: list[str], root: PathArg, every: str) -> list[str]:
-    """Load these devices' drivers; return the modaliases a loaded module serves."""
-    try:
-        done, unmatched = kmodules.load_for_aliases(aliases, root, every=every)
-    except (OSError, LookupError) as exc:  # an index missing, a module refusing to load
-        log.warning("storage_drivers_not_loaded", bus=bus, aliases=aliases, error=str(exc))
-        return []
-    if unmatched:  # no driver in the image (QEMU's IDE controller): udev finds none either
-        log.info("storage_drivers_missing", bus=bus, no_driver_for=unmatched)
-    log.info("storage_drivers_loaded", bus=bus,
-             modules=[m for m, how in done.items() if how == "loaded"])
-    return [a for a in aliases if a not in unmatched]
-
-
-def _wait_bound(sys_bus: PathArg, bus: str, aliases: list[str], timeout: float) -> None:
-    """Until no device on ``bus`` with one of these modaliases is without a driver, or timeout."""
-    wanted = set(aliases)
-    deadline = time.monotonic() + timeout
-    while True:
-        left = sorted(wanted.intersection(unbound_modaliases(sys_bus, bus, wanted.__contains__)))
-        if not left:
-            return
-        if time.monotonic() > deadline:
-            log.warning("storage_drivers_unbound", bus=bus, after=timeout, modaliases=left,
-                        effect="their disks may appear later, to udev")
-            return
-        time.sleep(0.005)

@@ -31,13 +31,8 @@ def _recorder(tmp_path, monkeypatch):
         with log.open("a") as f:
             f.write(f"{what} {os.getpid()}\n")
 
-    def storage(sys_bus, meanwhile=None):
-        record("storage")
-        if meanwhile is not None:  # the real one runs it once the PCI drivers are in
-            meanwhile()
-
-    monkeypatch.setattr(drivers, "load_storage_drivers", storage)
-    monkeypatch.setattr(kmodules, "load", lambda names, every="": record("+".join(names)) or {})
+    monkeypatch.setattr(drivers, "load_storage_drivers", lambda sys_bus: record("storage"))
+    monkeypatch.setattr(kmodules, "load", lambda names: record("+".join(names)))
     return lambda: [tuple(line.rsplit(" ", 1)) for line in log.read_text().splitlines()]
 
 
@@ -48,7 +43,7 @@ def test_the_loader_loads_drivers_ext4_and_overlay_then_pid1_mounts(tmp_path, lo
     assert early.start() == "mounted" and early.outcome == "mounted"
     assert mounts.mounted_at(layout.var) == "ext4" and layout.report.exists()
     assert (tmp_path / "var.early").read_text() == "mounted\n"
-    assert [what for what, _ in loads()] == ["storage", "ext4", "overlay"]  # one at a time
+    assert [what for what, _ in loads()] == ["storage", "ext4+overlay"]  # one at a time
     pids = {int(pid) for _, pid in loads()}
     assert len(pids) == 1 and os.getpid() not in pids  # all in the one child
     assert early.loader is not None and early.loader.wait("more", 30) is None
@@ -65,7 +60,7 @@ def test_pid1s_loader_started_before_is_the_one_waited_for(tmp_path, loopdisk, l
     assert loader.wait("payload", 30)["error"] is None
     early = EarlyVar(layout, tmp_path / "var.early", loader=loader)
     assert early.start() == "mounted" and early.loader is loader
-    assert [what for what, _ in loads()] == ["loop max_loop=1+squashfs", "storage", "ext4", "overlay"]
+    assert [what for what, _ in loads()] == ["loop max_loop=1+squashfs", "storage", "ext4+overlay"]
     assert len({pid for _, pid in loads()}) == 1
 
 
@@ -76,19 +71,19 @@ def test_a_first_boot_loads_ext4_all_the_same(tmp_path, loopdisk, layout, monkey
     layout.disks, layout.load_drivers = (os.path.basename(loopdisk.devnode),), True
     early = EarlyVar(layout, tmp_path / "var.early")
     assert early.start() == "left: 0 installed EPHEMERAL partitions"
-    assert [what for what, _ in loads()] == ["storage", "ext4", "overlay"]
+    assert [what for what, _ in loads()] == ["storage", "ext4+overlay"]
     assert mounts.mounted_at(layout.var) is None
 
 
 def test_a_hanging_driver_costs_only_the_deadline(tmp_path, loopdisk, layout, monkeypatch):
     child = tmp_path / "child.pid"
 
-    def hang(sys_bus, meanwhile=None):
+    def hang(sys_bus):
         child.write_text(str(os.getpid()))
         time.sleep(60)
 
     monkeypatch.setattr(drivers, "load_storage_drivers", hang)
-    monkeypatch.setattr(kmodules, "load", lambda names, every="": {})
+    monkeypatch.setattr(kmodules, "load", lambda names: None)
     early = EarlyVar(_installed(loopdisk, layout), tmp_path / "var.early", deadline=0.5)
     assert early.start() == "left: drivers still loading after 0.5s"
     assert mounts.mounted_at(layout.var) is None and not layout.report.exists()
@@ -104,11 +99,11 @@ def test_a_hanging_driver_costs_only_the_deadline(tmp_path, loopdisk, layout, mo
 
 
 def test_a_loader_that_fails_is_a_decision(tmp_path, loopdisk, layout, monkeypatch):
-    def boom(sys_bus, meanwhile=None):
+    def boom(sys_bus):
         raise RuntimeError("driver exploded")
 
     monkeypatch.setattr(drivers, "load_storage_drivers", boom)
-    monkeypatch.setattr(kmodules, "load", lambda names, every="": {})
+    monkeypatch.setattr(kmodules, "load", lambda names: None)
     early = EarlyVar(_installed(loopdisk, layout), tmp_path / "var.early")
     assert early.start() == "left: the module loader failed: RuntimeError: driver exploded"
     assert mounts.mounted_at(layout.var) is None

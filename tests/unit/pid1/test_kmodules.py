@@ -198,16 +198,3 @@ def test_a_soft_dependency_that_failed_is_tried_again_when_needed_hard(root, mon
     done = kmodules.load(["bridge"], root, RELEASE)
     assert calls == ["llc.ko", "llc.ko", "stp.ko", "bridge.ko"]
     assert done == {"llc": "loaded", "stp": "loaded", "bridge": "loaded"}
-
-
-def test_every_goes_to_each_module_loaded_dependencies_too(root, loads):
-    """``every`` (async_probe at boot) reaches the named module, its dependencies and its
-    parameters' company; by modalias too."""
-    kmodules.load(["loop max_loop=1", "br_netfilter"], root, RELEASE, every=kmodules.ASYNC_PROBE)
-    assert loads == [("loop.ko", "max_loop=1 async_probe"), ("llc.ko", "async_probe"),
-                     ("stp.ko", "async_probe"), ("bridge.ko", "async_probe"),
-                     ("br_netfilter.ko", "async_probe")]
-    loads.clear()
-    kmodules.load_for_aliases(["pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00"], root,
-                              RELEASE, every=kmodules.ASYNC_PROBE)
-    assert loads == [("virtio_pci_modern_dev.ko", "async_probe"), ("virtio_pci.ko", "async_probe")]
