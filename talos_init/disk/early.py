@@ -69,8 +69,7 @@ class EarlyVar:
         if report is None:
             return ("the module loader ended early" if self.loader.ended
                     else f"drivers still loading after {self.deadline:g}s")
-        failed = self.loader.reports.get("storage", {}).get("error") or report["error"]
-        return f"the module loader failed: {failed}" if failed else None
+        return f"the module loader failed: {report['error']}" if report["error"] else None
 
     def _mount_if_plain(self) -> str:
         found = installed.find(self.layout.sys_block, self.layout.disks)
