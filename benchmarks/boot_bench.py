@@ -1,7 +1,7 @@
 """Boot benchmark: our Python PID 1 against a busybox shell-init baseline, side by side.
 
     .venv/bin/python -m benchmarks.boot_bench [--boots 5] [--idle 600] [--out build/bench]
-                                              [--no-steady]
+                                              [--no-steady] [--no-prealloc]
 
 Needs ``apt-get install busybox-static`` for the baseline (see
 benchmarks/baseline/build.py). Builds both images from the same kernel,
@@ -10,7 +10,11 @@ modules and containerd (ours with ``initramfs.build``, the baseline with
 of each round alternates too, so drift in the shared machine's load hits
 both) in QEMU with identical settings: TCG unless TALOS_QEMU_ACCEL=kvm, the
 same memory, cpus and blank virtio disk, ``-netdev user,restrict=on`` with
-guestfwd to one loopback HTTP server serving configs/worker.yaml.
+guestfwd to one loopback HTTP server serving configs/worker.yaml, and the
+guest RAM preallocated (``-mem-prealloc``; ``--no-prealloc`` leaves it to be
+faulted in on the host as the guest first touches it, which under nested
+virtualization costs the guest 0.2-0.35 s of its boot, more for the image
+that touches more memory early: docs/for-devs/performance.md, run 13).
 
 Ours is measured twice: a first boot (blank disk: /var is partitioned once the
 config names install.disk) and the steady state (every later boot: a copy of a
@@ -168,7 +172,8 @@ def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle:
         copy = workdir / "installed.raw"
         subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
     vm = VM(VMSpec(kernel, initrd, workdir, cmdline=cmdline, config_port=state.port,
-                   memory_mb=args.memory, cpus=args.cpus, disk=copy))
+                   memory_mb=args.memory, cpus=args.cpus, disk=copy,
+                   prealloc=args.prealloc))
     ready = (r"service_state service=containerd state=ready" if kind.startswith("ours")
              else r"^BENCH mark containerd")
     result: dict = {"kind": kind, "idle": idle, "serial": str(vm.log_path)}
@@ -422,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "worker.yaml")
     parser.add_argument("--memory", type=int, default=1024, help="MiB, both images")
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--no-prealloc", dest="prealloc", action="store_false",
+                        help="let the guests fault their RAM in on the host as they touch it "
+                             "(slower and noisier under nested virtualization; see the docs)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to containerd ready")
     parser.add_argument("--no-steady", dest="steady", action="store_false",
                         help="only first boots of ours (no install boot, no installed-disk boots)")

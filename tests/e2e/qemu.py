@@ -60,6 +60,10 @@ class VMSpec:
     # waits ~1 s for it at start (Python seeds its hashes from /dev/urandom). See performance.md.
     tcg_cpu: str = "qemu64,+rdrand"
     echo: bool = False  # also copy the console to our stdout (make run)
+    # QEMU's -mem-prealloc: all guest RAM faulted in on the host before the guest starts, so
+    # the guest's first touch of a page costs it no host page fault (the benchmark: on this
+    # nested host those faults moved boot figures by 0.2-0.35 s; performance.md, run 13).
+    prealloc: bool = False
 
 
 def free_port() -> int:
@@ -111,6 +115,8 @@ class VM:
             "-no-reboot",
         ]
         argv += ["-cpu", "host" if s.accel == "kvm" else s.tcg_cpu]
+        if s.prealloc:
+            argv.append("-mem-prealloc")
         if s.disk is not None:
             if not s.disk.is_file():
                 raise VMError(f"disk {s.disk}: no such file")
