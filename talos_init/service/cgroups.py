@@ -18,6 +18,12 @@ log = get_logger("service")
 
 CONTROLLERS = ("cpu", "memory", "pids", "io")
 
+# The CPU weight of a top-level group, where it competes with the other groups and with PID 1
+# itself (in the root cgroup, weighing as a cpu.weight of 100). A service's own cpu_weight only
+# counts among the services of its group. As Talos reserves CPU for its pod runtime, containerd
+# gets it ahead of the system services starting beside it at boot (run 13, performance.md).
+GROUP_CPU_WEIGHTS = {"podruntime": 400}
+
 
 class Cgroups:
     def __init__(self, root: Path):
@@ -68,6 +74,8 @@ class Cgroups:
                 (self.root / group).mkdir(exist_ok=True)
                 self._enable_controllers(self.root / group)
                 self._prepared.add(group)
+                if group in GROUP_CPU_WEIGHTS:
+                    self._group_weight(group, GROUP_CPU_WEIGHTS[group])
             path = self.path(group, sid)
             path.mkdir(exist_ok=True)
         except OSError as exc:
@@ -92,6 +100,13 @@ class Cgroups:
                 self._warn(f"cpu:{path}", "cgroup_cpu_weight_unavailable", service=sid,
                            error=str(exc), hint="no cpu controller: only the process nice applies")
         return path
+
+    def _group_weight(self, group: str, weight: int) -> None:
+        try:
+            (self.root / group / "cpu.weight").write_text(str(weight))
+        except OSError as exc:
+            self._warn(f"cpu:{group}", "cgroup_cpu_weight_unavailable", group=group, error=str(exc),
+                       hint="no cpu controller: the group competes at the default weight")
 
     @staticmethod
     def pids(path: Path) -> list[int]:

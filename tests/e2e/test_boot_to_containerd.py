@@ -93,10 +93,13 @@ def test_containerd_reaches_ready_through_sd_notify(node):
 
 def test_service_priorities_reach_the_process_and_its_cgroup(node):
     """confinement.nice: the report service's cgroup weight and process nice are 10; udevd keeps 0.
-    confinement.cpu_weight: containerd's cgroup weighs 400, its processes keep nice 0."""
+    confinement.cpu_weight: containerd's cgroup weighs 400, its processes keep nice 0; its group,
+    podruntime, weighs 400 against the system services' group (100) and PID 1."""
     node.wait_for(r"^E2E done", left(node))
     got = {m.group(1): m.group(2).split()
            for m in re.finditer(r"^E2E cpu (\S+) (.*)$", node.console, re.MULTILINE)}
+    groups = dict(re.findall(r"^E2E cpugroup (\S+) (.*)$", node.console, re.MULTILINE))
+    assert groups == {"system": "100", "podruntime": "400"}, groups
     assert got["e2e-report"][:2] == ["10", "11"] and set(got["e2e-report"][2:]) == {"10"}, got
     assert got["udevd"][:2] == ["0", "100"] and set(got["udevd"][2:]) == {"0"}, got
     assert got["containerd"][1] == "400" and set(got["containerd"][2:]) == {"0"}, got

@@ -3,16 +3,16 @@
 Installed by the e2e overlay (never in the real image) as the ``e2e-report``
 service after coldplug. Lines: ``E2E mount <target> <fstype> <options>``,
 ``E2E modules <names>``, ``E2E cpu <service> <cpu.weight.nice> <cpu.weight> <nice of each process>``
-(this service itself, with ``confinement.nice: 10``, and udevd, without),
-``E2E done``.
+(this service itself, with ``confinement.nice: 10``, udevd, without, and containerd),
+``E2E cpugroup <group> <cpu.weight>`` (the top-level groups), ``E2E done``.
 """
 
 import time
 from pathlib import Path
 
 
-def cpu_line(service: str) -> str:
-    group = Path("/sys/fs/cgroup/system") / service
+def cpu_line(service: str, top: str = "system") -> str:
+    group = Path("/sys/fs/cgroup") / top / service
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # created just before its process joins it
         try:
@@ -39,6 +39,11 @@ with open("/dev/console", "w") as console:
         console.write(f"E2E mount {f[4]} {f[sep + 1]} {f[5]}\n")
     modules = sorted(line.split()[0] for line in open("/proc/modules"))
     console.write(f"E2E modules {' '.join(modules)}\n")
-    for service in ("e2e-report", "udevd", "containerd"):
-        console.write(cpu_line(service))
+    for service, top in (("e2e-report", "system"), ("udevd", "system"), ("containerd", "podruntime")):
+        console.write(cpu_line(service, top))
+    for top in ("system", "podruntime"):
+        try:
+            console.write(f"E2E cpugroup {top} {Path('/sys/fs/cgroup', top, 'cpu.weight').read_text()}")
+        except OSError as exc:
+            console.write(f"E2E cpugroup {top} unreadable {exc}\n")
     console.write("E2E done\n")

@@ -213,3 +213,32 @@ except SpawnError as exc:
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "nice -5: Permission denied", (out.stdout, out.stderr)
+
+
+def test_a_top_level_group_gets_its_cpu_weight(harness, cgroup2):
+    """The podruntime group (containerd's) weighs 400 where groups and PID 1 compete; system keeps
+    the default. Without a cpu controller: a warning naming the group, and the service runs."""
+    h = harness
+    body = """
+notify("READY=1")
+while True:
+    time.sleep(1)
+"""
+    runtime = h.define("runtime", body, readiness={"notify": True},
+                       confinement={"cgroup": "podruntime"})
+    plain = h.define("plain", body, readiness={"notify": True})
+    with log.capture() as logs:
+        sup = h.supervise([runtime, plain], cgroup_root=cgroup2)
+        for sid in ("runtime", "plain"):
+            h.wait_state(sid, "ready")
+    pid = sup.core.status["runtime"].pid
+    assert str(pid) in (cgroup2 / "podruntime" / "runtime" / "cgroup.procs").read_text().split()
+    if "cpu" in (cgroup2 / "cgroup.controllers").read_text().split():
+        assert (cgroup2 / "podruntime" / "cpu.weight").read_text().strip() == "400"
+        assert (cgroup2 / "system" / "cpu.weight").read_text().strip() == "100"
+    else:  # this host: cpu is bound to the cgroup v1 hierarchy
+        warned = [e for e in logs if e["event"] == "cgroup_cpu_weight_unavailable"]
+        assert [e.get("group") for e in warned] == ["podruntime"], warned
+    for sid in ("runtime", "plain"):
+        sup.stop_service(sid)
+        h.wait_state(sid, "finished")
