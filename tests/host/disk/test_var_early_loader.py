@@ -6,6 +6,7 @@ image's); the fork, the pipe, the wait, the disk and the mount are real."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -81,16 +82,17 @@ def test_a_first_boot_loads_ext4_all_the_same(tmp_path, loopdisk, layout, monkey
 def test_ext4_loads_while_the_storage_drivers_probe_and_var_waits_for_both(tmp_path, monkeypatch):
     """The storage drivers' probes (slow under TCG) run in a thread beside ext4's load; the var
     stage ends only once both are done, so no probe runs on into PID 1's graph."""
-    times = {}
+    ext4_loading = threading.Event()
+    done = []
 
     def storage(sys_bus):
-        times["storage"] = time.monotonic()
-        time.sleep(0.5)
-        times["storage done"] = time.monotonic()
+        # Loaded one after the other, ext4 would never start while this waits: it times out.
+        assert ext4_loading.wait(10), "ext4 did not load beside the storage drivers"
+        done.append("storage")
         return ["pci:storage"]
 
     def load(names):
-        times["ext4"] = time.monotonic()
+        ext4_loading.set()
         return dict.fromkeys(names, "loaded")
 
     monkeypatch.setattr(drivers, "load_storage_drivers", storage)
@@ -98,17 +100,20 @@ def test_ext4_loads_while_the_storage_drivers_probe_and_var_waits_for_both(tmp_p
     report = preload.boot_stages((), str(tmp_path))[0][1]()
     assert report == {"storage": ["pci:storage"],
                       "modules": {"ext4": "loaded", "overlay": "loaded"}}
-    assert times["ext4"] < times["storage done"]  # beside the probes, not after them
+    assert done == ["storage"]
 
 
 def test_a_failing_ext4_load_still_waits_for_the_probes(tmp_path, monkeypatch):
+    ext4_failed = threading.Event()
     done = []
 
     def storage(sys_bus):
-        time.sleep(0.3)
+        ext4_failed.wait(10)
+        time.sleep(0.2)  # a probe still running after ext4's load failed
         done.append("storage")
 
     def load(names):
+        ext4_failed.set()
         raise OSError(2, "No such file or directory", "ext4.ko")
 
     monkeypatch.setattr(drivers, "load_storage_drivers", storage)
@@ -116,7 +121,7 @@ def test_a_failing_ext4_load_still_waits_for_the_probes(tmp_path, monkeypatch):
     stage = preload.boot_stages((), str(tmp_path))[0][1]
     with pytest.raises(OSError, match="ext4.ko"):
         stage()
-    assert done == ["storage"]
+    assert done == ["storage"]  # joined before the error left the stage
 
 
 def test_a_hanging_driver_costs_only_the_deadline(tmp_path, loopdisk, layout, monkeypatch):
