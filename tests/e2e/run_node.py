@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
-    print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
+    # `make image` has just built it and stamped its inputs: reused, not built again.
+    print(f"run: image in {args.build} (built only when its inputs changed)", flush=True)
     ensure_built(args.build, quiet=False)
     pki = args.pki or args.build / "run-node"
     body, osctlconfig = config_for_node(args.config.read_bytes(), pki)
