@@ -22,7 +22,7 @@ _g = lambda key: (lambda r: r.get(key))  # noqa: E731
 COLUMNS: dict[str, list[Column]] = {
     "services": [("ID", _g("id")), ("STATE", _g("state")), ("HEALTH", _g("health")),
                  ("PID", _g("pid")), ("UPTIME", lambda r: human_duration(r.get("uptime"))),
-                 ("RESTARTS", _g("restarts")), ("REASON", _g("reason"))],
+                 ("RESTARTS", _g("restarts")), ("REASON", lambda r: _service_reason(r))],
     "ps": [("PID", _g("pid")), ("PPID", _g("ppid")), ("USER", _g("user")), ("STATE", _g("state")),
            ("CPU%", lambda r: f"{r['cpu_percent']:.1f}" if r.get("cpu_percent") is not None else None),
            ("CPU-TIME", _g("cpu_time")), ("RSS", lambda r: human_bytes(r.get("rss"))),
@@ -62,6 +62,13 @@ COLUMNS: dict[str, list[Column]] = {
                      ("FORMAT", _g("format")), ("LAYERS", _g("layers")),
                      ("SIZE", lambda r: human_bytes(r.get("size")))],
 }
+
+def _service_reason(r: dict[str, Any]) -> Any:
+    """A failing probe is the news; otherwise why the service is in its state."""
+    if r.get("health") == "failing":
+        return f"probe failing for {human_duration(r.get('health_for'))}: {r.get('health_message')}"
+    return r.get("reason")
+
 
 def _short(digest: Any) -> str | None:
     return digest[:19] if isinstance(digest, str) else None  # sha256: + 12 hex, as docker shows
