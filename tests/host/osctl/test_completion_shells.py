@@ -1,5 +1,6 @@
 """`osctl completion bash|zsh` scripts, loaded and run in real shells, complete every verb."""
 
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,8 @@ CASES = [  # words typed, then what TAB offers
 
 
 def complete(shell: str, tmp_path, cases: list[list[str]]) -> list[str]:
+    if shutil.which(shell) is None:
+        pytest.fail(f"{shell} is not installed (tools/apt-packages.txt lists it)")
     script = tmp_path / f"osctl.{shell}"
     r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "completion", shell],
                        capture_output=True, text=True, check=True)
