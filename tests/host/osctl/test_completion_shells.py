@@ -13,8 +13,7 @@ from talos_init.osctl.__main__ import build_parser
 # call _osctl, print one line of candidates. zsh's completion builtins only work inside the line
 # editor, so they are stood in for by functions printing what they were given.
 BASH = """source "$1"
-t() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); _osctl
-      echo "${COMPREPLY[*]}"; }
+t() { COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=(); _osctl; echo "${COMPREPLY[*]}"; }
 """
 ZSH = """offer() { print -r -- "${(M)@:#${PREFIX}*}"; }  # zsh keeps the candidates matching PREFIX
 compadd() { [[ $1 == -- ]] && shift; offer "$@"; }
@@ -33,6 +32,8 @@ CASES = [  # words typed, then what TAB offers
     (["osctl", "completion", ""], "bash zsh"),
     (["osctl", "logs", "-"], "-h --help -k --kubernetes -f --follow --tail"),
 ]
+# bash replaces only what follows the last ':' of the word (COMP_WORDBREAKS); zsh the word.
+COLON = {"bash": "reader", "zsh": "os:reader"}
 
 
 def complete(shell: str, tmp_path, cases: list[list[str]]) -> list[str]:
@@ -62,5 +63,6 @@ def test_every_command_completes_its_own_verbs(shell, tmp_path):
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_options_values_and_choices_complete(shell, tmp_path):
     """Option values, positional choices and option names, past options that take a value."""
-    got = complete(shell, tmp_path, [words for words, _ in CASES])
-    assert got == [want for _, want in CASES]
+    got = complete(shell, tmp_path, [words for words, _ in CASES]
+                   + [["osctl", "-e", "127.0.0.1:50000", "gen", "cert", "a", "--role", "os:r"]])
+    assert got == [want for _, want in CASES] + [COLON[shell]]
