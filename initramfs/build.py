@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from initramfs import cpio, elf, kernel, policy, squashfs, stdlib
 from initramfs.tree import Tree
+from talos_init import atomicfile
 from talos_init.service.definition import InvalidDefinitions, compile_directory
 
 HERE = Path(__file__).resolve().parent
@@ -528,12 +529,7 @@ def _write_stamp(out: Path, digest: str | None) -> None:
     if digest is None:
         stamp.unlink(missing_ok=True)
         return
-    tmp = out / f".{STAMP}.tmp"
-    with open(tmp, "w") as f:
-        f.write(digest)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, stamp)
+    atomicfile.write_atomic(stamp, digest.encode())
 
 
 def ensure_built(out: Path, quiet: bool = True, kubelet: Path | None = None) -> Path:

@@ -17,7 +17,6 @@ reach this node as pasted.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 from initramfs.build import ensure_built
 from tests.e2e.conftest import UserdataServer, _serve
 from tests.e2e.nodeapi import gen_cluster
+from talos_init import atomicfile
 from tests.e2e.qemu import VM, VMSpec, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,13 +60,7 @@ def point_osctlconfig(path: Path, endpoint: str) -> None:
 
     doc = yaml.safe_load(path.read_text())
     doc["contexts"][doc["context"]]["endpoints"] = [endpoint]
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump(doc, sort_keys=False))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomicfile.write_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
 
 
 def _shown(path: Path) -> str:
