@@ -86,7 +86,34 @@ def cluster_dns(config: Mapping[str, Any]) -> list[str]:
     return out
 
 
+# Fields of the KubeletConfiguration extraConfig may not change (Talos:
+# pkg/machinery/kubelet ProtectedConfigurationFields; the validator refuses them).
+PROTECTED_CONFIG = ("apiVersion", "authentication", "authorization", "cgroupRoot", "kind",
+                    "kubeletCgroups", "port", "protectKernelDefaults", "resolvConf",
+                    "rotateCertificates", "systemCgroups", "staticPodPath")
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def kubelet_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    """Ours, with machine.kubelet.extraConfig (KubeletConfig.config) merged over it."""
+    extra = ((config.get("machine") or {}).get("kubelet") or {}).get("extraConfig") or {}
+    bad = sorted(k for k in extra if k in PROTECTED_CONFIG)
+    if bad:
+        raise KubeletPrepError("machine.kubelet.extraConfig: " + ", ".join(bad)
+                               + " cannot be overridden")
+    return _deep_merge(_our_configuration(config, layout), extra)
+
+
+def _our_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     cnet = (config.get("cluster") or {}).get("network") or {}
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from talos_init.kubelet.pods import all_problems
+from talos_init.kubelet.prep import PROTECTED_CONFIG
 from talos_init.userdata.spec import INVALID, WARNING, Path, Walk
 
 Rule = Callable[[dict[str, Any], Walk], None]
@@ -239,7 +240,21 @@ def rule_pods(doc: dict[str, Any], walk: Walk) -> None:
         _report(walk, ("machine", "pods", *path), message)
 
 
+def check_kubelet_config(extra: Any, base: Path, walk: Walk) -> None:
+    """Talos' KubeletConfig validation (v1alpha1_validation.go, k8s/kubelet.go) refuses
+    ProtectedConfigurationFields in extraConfig / KubeletConfig.config."""
+    for key in _dict(extra):
+        if key in PROTECTED_CONFIG:
+            _report(walk, base + (key,), f"kubelet configuration field {key!r} can't be overridden")
+
+
+def rule_kubelet_extra_config(doc: dict[str, Any], walk: Walk) -> None:
+    extra = _get(doc, "machine", "kubelet", "extraConfig")
+    check_kubelet_config(extra, ("machine", "kubelet", "extraConfig"), walk)
+
+
 RULES: list[Rule] = [
+    rule_kubelet_extra_config,
     rule_interfaces,
     rule_keys_for_role,
     rule_cluster_network,

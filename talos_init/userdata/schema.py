@@ -39,6 +39,7 @@ from talos_init.userdata.spec import (
     Spec,
     Str,
     Struct,
+    UNSUPPORTED,
     U,
     check_pem,
     host_or_ip,
@@ -335,7 +336,7 @@ KUBELET_FIELDS: dict[str, Field] = {
     "nodeIP": F(Struct("nodeIP", {"validSubnets": F(ListOf(SUBNET_FILTER))})),
     "clusterDNS": F(ListOf(IP)),
     "image": U(STR, why="the kubelet binary is built into the image"),
-    "extraConfig": U(ANY),
+    "extraConfig": F(ANY),  # merged into /etc/kubernetes/kubelet.yaml
     "credentialProviderConfig": U(ANY),
     "defaultRuntimeSeccompProfileEnabled": U(BOOL),
     "registerWithFQDN": U(BOOL),
@@ -915,7 +916,12 @@ KIND_DOCS: dict[str, Struct] = {
         "KubeletConfig",
         {
             # Talos k8s/kubelet.go Validate: "kubelet image cannot be empty".
-            "image": U(Str(nonempty=True), why="the kubelet binary is built into the image"),
+            "image": Field(
+                Str(nonempty=True),
+                support=UNSUPPORTED,
+                required=True,
+                why="the kubelet binary is built into the image",
+            ),
             "config": F(ANY),  # merged into /etc/kubernetes/kubelet.yaml (extraConfig)
             "extraArgs": F(ARGS),
             "clusterDNS": F(ListOf(IP)),

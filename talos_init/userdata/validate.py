@@ -210,6 +210,8 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
         if not acted:
             walk.notice_unsupported(prefix, kind_node)
         value = spec.check(node, prefix, walk, acted)
+        if isinstance(value, dict) and kind == "KubeletConfig":
+            rules.check_kubelet_config(value.get("config"), prefix + ("config",), walk)
         if isinstance(value, dict):
             kinds.append(fold.Doc(kind, name, prefix, value, walk.mark(kind_node)))
         elif value is not INVALID:

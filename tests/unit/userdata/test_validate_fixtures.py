@@ -67,7 +67,6 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
         [
             "debug",
             "machine.install.image",  # dhcpOptions.routeMetric is acted on (networkd) since issue 6
-            "machine.kubelet.extraConfig",
             "machine.time.bootTimeout",
             "machine.features",
             "cluster.id",
