@@ -252,11 +252,9 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     labels = machine.get("nodeLabels") or {}
     if labels:
         ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    try:
-        static_pods = pods.manifests(machine.get("pods"))
-    except ValueError as exc:
-        raise KubeletPrepError(str(exc)) from None
+    static_pods, pod_notes = pods.runnable(machine.get("pods") or [])
     flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
+    notes += pod_notes
     for i, m in enumerate(kub.get("extraMounts") or []):
         # Talos bind-mounts these into its kubelet container; ours runs in the node's own
         # mount namespace, where every host path is already visible as itself.

@@ -232,12 +232,13 @@ def rule_files(doc: dict[str, Any], walk: Walk) -> None:
 
 
 def rule_pods(doc: dict[str, Any], walk: Walk) -> None:
-    """Static pods the kubelet could not run (talos_init.kubelet.pods has the checks)."""
+    """Static pods the kubelet could not run (talos_init.kubelet.pods has the checks):
+    warnings, as Talos does not check machine.pods; the kubelet preparation skips them."""
     pods = _get(doc, "machine", "pods")
     if pods is None:
         return
     for path, message in all_problems(pods):
-        _report(walk, ("machine", "pods", *path), message)
+        _report(walk, ("machine", "pods", *path), message, WARNING)
 
 
 def check_kubelet_config(extra: Any, base: Path, walk: Walk) -> None:

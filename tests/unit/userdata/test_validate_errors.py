@@ -379,6 +379,7 @@ CASES = [
         path="machine.pods[0].metadata.name",
         message="a static pod needs a name",
         marker="apiVersion: v1",
+        severity="warning",
     ),
     Case(
         "static pod without containers",
@@ -387,6 +388,7 @@ CASES = [
         path="machine.pods[1].spec.containers",
         message="a pod needs at least one container",
         marker="{apiVersion: v1, kind: Pod, metadata: {name: empty}",
+        severity="warning",
     ),
     Case(
         "static pod container without an image",
@@ -395,6 +397,7 @@ CASES = [
         path="machine.pods[0].spec.containers[0].image",
         message="a container needs an image",
         marker="{apiVersion: v1",
+        severity="warning",
     ),
 ]
 
