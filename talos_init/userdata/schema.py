@@ -444,11 +444,22 @@ COMPONENT = {
     "resources": F(RESOURCES),
 }
 
+class LazyTalos(Spec):
+    """A type of the generated table, built when first used (the builder is defined below)."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        self.expect = f"a mapping ({type_name})"
+
+    def check(self, node, path, walk, acted):  # type: ignore[no-untyped-def]
+        return talos_spec(self.type_name).check(node, path, walk, acted)
+
+
 ENCRYPTION = Struct(
     "encryption",
     {
         "provider": F(STR),
-        "keys": F(ListOf(ANY)),
+        "keys": F(ListOf(LazyTalos("v1alpha1.EncryptionKey"))),  # static keys: secret
         "cipher": F(STR),
         "keySize": F(UINT32),
         "blockSize": F(Int(0, 2**63 - 1)),
