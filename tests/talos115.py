@@ -4,7 +4,8 @@ Shared by the host test that compares what the node derives from each, and the e
 of the multi-document form. Both start from an `osctl gen config --talos-version 1.13`
 worker (for its PKI and tokens). The multi-document form has no v1alpha1 network
 section: eth0 by LinkConfig + DHCPv4Config, a static address on a second NIC by
-LinkConfig, the hostname by HostnameConfig, a sysctl by SysctlConfig, a registry mirror
+LinkConfig, the hostname by HostnameConfig, a sysctl by SysctlConfig, a kernel module by
+KernelModuleConfig, a registry mirror
 by RegistryMirrorConfig, kubelet flags and config file by KubeletConfig, the cluster by
 KubeClusterConfig, KubeNetworkConfig and KubeAPIServerCAConfig.
 """
@@ -25,6 +26,7 @@ MIRROR = ("docker.io", "http://10.0.2.2:5000")
 KUBELET_ARGS = {"v": "3", "node-labels": "talos115.example.org/layout=multidoc"}
 KUBELET_CONFIG = {"maxPods": 42, "serverTLSBootstrap": True}
 KUBELET_IMAGE = "ghcr.io/siderolabs/kubelet:v1.34.0"
+MODULE = {"name": "bonding", "parameters": ["max_bonds=0"]}  # loads, makes no bond0
 CLUSTER_NAME = "talos115"
 DNS_DOMAIN = "cluster.talos115"
 SERVICE_SUBNET = "10.112.0.0/12"
@@ -57,6 +59,7 @@ def multi_document(gen_worker: dict[str, Any]) -> str:
         doc("LinkConfig", name=SECOND_NIC, addresses=[{"address": SECOND_ADDRESS}], mtu=1400),
         doc("HostnameConfig", hostname=HOSTNAME),
         doc("SysctlConfig", params={SYSCTL[0]: SYSCTL[1]}),
+        doc("KernelModuleConfig", **MODULE),
         doc("RegistryMirrorConfig", name=MIRROR[0], endpoints=[{"url": MIRROR[1]}]),
         doc("KubeletConfig", image=KUBELET_IMAGE, extraArgs=KUBELET_ARGS, config=KUBELET_CONFIG),
         doc("KubeClusterConfig", clusterName=CLUSTER_NAME, endpoint=endpoint),
@@ -79,6 +82,7 @@ def single_document(gen_worker: dict[str, Any]) -> str:
         ],
     }
     m["sysctls"] = {SYSCTL[0]: SYSCTL[1]}
+    m["kernel"] = {"modules": [MODULE]}
     m["registries"] = {"mirrors": {MIRROR[0]: {"endpoints": [MIRROR[1]]}}}
     m["kubelet"] = {"image": KUBELET_IMAGE, "extraArgs": KUBELET_ARGS,
                     "extraConfig": KUBELET_CONFIG}

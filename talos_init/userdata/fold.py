@@ -305,6 +305,10 @@ class _Folder:
     def fold_SysctlConfig(self, d: dict[str, Any]) -> None:  # noqa: N802
         self.machine.setdefault("sysctls", {}).update(d.get("params", {}))
 
+    def fold_KernelModuleConfig(self, d: dict[str, Any]) -> None:  # noqa: N802
+        module = {"name": d["name"], "parameters": d.get("parameters", [])}
+        self.machine.setdefault("kernel", {}).setdefault("modules", []).append(module)
+
     def fold_EnvironmentConfig(self, d: dict[str, Any]) -> None:  # noqa: N802
         self.machine.setdefault("env", {}).update(d.get("variables", {}))
 

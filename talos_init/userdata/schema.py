@@ -581,7 +581,7 @@ MACHINE = Struct(
                 },
             )
         ),
-        "kernel": U(
+        "kernel": F(  # machine-setup loads the modules (modprobe NAME PARAMETERS...)
             Struct(
                 "kernel",
                 {
@@ -1026,6 +1026,10 @@ KIND_DOCS: dict[str, Struct] = {
         "RegistryAuthConfig", {"name": F(Str(nonempty=True), required=True)}
     ),
     "SysctlConfig": kind_doc("SysctlConfig", {"params": F(MapOf(STR, key=_sysctl_name))}),
+    "KernelModuleConfig": kind_doc(
+        "KernelModuleConfig",
+        {"name": F(Str(nonempty=True), required=True), "parameters": F(STRS)},
+    ),
     "EnvironmentConfig": kind_doc(
         "EnvironmentConfig", {"variables": F(MapOf(STR, key=_env_name))}
     ),

@@ -4,7 +4,8 @@ One boot of the kubelet stand-in image with a second NIC. The config
 (tests/talos115.py) has no v1alpha1 network, kubelet or cluster-network section:
 eth0 comes from LinkConfig + DHCPv4Config, a static address on eth1 from LinkConfig,
 the hostname from HostnameConfig, a sysctl from SysctlConfig, a registry mirror from
-RegistryMirrorConfig, kubelet flags and its config file from KubeletConfig, and the
+RegistryMirrorConfig, a kernel module with a parameter from KernelModuleConfig,
+kubelet flags and its config file from KubeletConfig, and the
 cluster from KubeClusterConfig, KubeNetworkConfig and KubeAPIServerCAConfig. Every
 check is from outside: osctl (interfaces, read, version) and the stand-in kubelet's
 record of the flags and files it was started with.
@@ -91,14 +92,20 @@ def test_links_from_link_and_dhcp_documents(node, cluster):
         ("eth0", "10.0.2.15/24")], status
 
 
-def test_hostname_sysctl_and_mirror(node, cluster):
-    """HostnameConfig, SysctlConfig and RegistryMirrorConfig hold on the running node."""
+def test_hostname_sysctl_module_and_mirror(node, cluster):
+    """HostnameConfig, SysctlConfig, KernelModuleConfig and RegistryMirrorConfig hold on the
+    running node."""
     wait_until("the hostname", lambda: json.loads(call(cluster, node, "-o", "json", "version"))
                ["hostname"] == talos115.HOSTNAME, 180)
     assert call(cluster, node, "read", "/etc/hostname") == talos115.HOSTNAME + "\n"
     nodeapi.wait_state(cluster / "osctlconfig", node.spec.api_port, "containerd", {"ready"}, 300)
     name, value = talos115.SYSCTL
     assert call(cluster, node, "read", "/proc/sys/" + name.replace(".", "/")).strip() == value
+    nodeapi.wait_state(cluster / "osctlconfig", node.spec.api_port, "machine-setup",
+                       {"finished"}, 300)
+    module, param = talos115.MODULE["name"], talos115.MODULE["parameters"][0].split("=")
+    got = call(cluster, node, "read", f"/sys/module/{module}/parameters/{param[0]}").strip()
+    assert got == param[1], got
     hosts = call(cluster, node, "read", f"/etc/containerd/certs.d/{talos115.MIRROR[0]}/hosts.toml")
     assert f'[host."{talos115.MIRROR[1]}"]' in hosts, hosts
 

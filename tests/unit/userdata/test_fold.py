@@ -107,11 +107,15 @@ def test_network_documents_fold():
 
 
 def test_runtime_and_registry_documents_fold():
-    """SysctlConfig, EnvironmentConfig, RegistryMirrorConfig, RegistryTLSConfig, RegistryAuthConfig."""
+    """SysctlConfig, EnvironmentConfig, KernelModuleConfig, RegistryMirrorConfig,
+    RegistryTLSConfig, RegistryAuthConfig."""
     eff = parse_ok(
         V1
         + "---\napiVersion: v1alpha1\nkind: SysctlConfig\nparams: {net.core.somaxconn: '4096'}\n"
         "---\napiVersion: v1alpha1\nkind: EnvironmentConfig\nvariables: {HTTP_PROXY: http://p:3128}\n"
+        "---\napiVersion: v1alpha1\nkind: KernelModuleConfig\nname: bonding\n"
+        "parameters: [max_bonds=0]\n"
+        "---\napiVersion: v1alpha1\nkind: KernelModuleConfig\nname: veth\n"
         "---\napiVersion: v1alpha1\nkind: RegistryMirrorConfig\nname: docker.io\n"
         "endpoints: [{url: 'http://10.0.2.2:5000', overridePath: true}]\n"
         "---\napiVersion: v1alpha1\nkind: RegistryTLSConfig\nname: 10.0.2.2:5000\n"
@@ -122,6 +126,10 @@ def test_runtime_and_registry_documents_fold():
     m = eff["machine"]
     assert m["sysctls"] == {"net.core.somaxconn": "4096"}
     assert m["env"] == {"HTTP_PROXY": "http://p:3128"}
+    assert m["kernel"]["modules"] == [
+        {"name": "bonding", "parameters": ["max_bonds=0"]},
+        {"name": "veth", "parameters": []},
+    ]
     assert m["registries"]["mirrors"] == {
         "docker.io": {"endpoints": ["http://10.0.2.2:5000"], "overridePath": True}
     }

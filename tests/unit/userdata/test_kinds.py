@@ -34,6 +34,7 @@ REQUIRED = {
     "RegistryMirrorConfig": {"name": "docker.io"},
     "RegistryTLSConfig": {"name": "r.example.org"},
     "RegistryAuthConfig": {"name": "r.example.org"},
+    "KernelModuleConfig": {"name": "veth"},
 }
 # Two kinds carry what V1 sets already: they are shown beside V1_BARE, together.
 CONFLICTING = {
