@@ -12,10 +12,11 @@ by ``conflicts``, naming both places.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from talos_init.userdata.spec import Path, Walk
+from talos_init.userdata.spec import WARNING, Path, Walk
 
 
 @dataclass
@@ -153,9 +154,34 @@ def _link_parts(doc: dict[str, Any], target: dict[str, Any]) -> None:
         target["mtu"] = doc["mtu"]
 
 
+# The CEL forms of Talos' LinkAliasConfig examples, per condition (joined by &&):
+# mac(link.permanent_addr) == "..", glob("..", mac(link.hardware_addr)), link.driver == "..".
+_LINK_FIELDS = {"permanent_addr": "permanentAddr", "hardware_addr": "hardwareAddr",
+                "driver": "driver", "bus_path": "busPath", "pci_id": "pciID"}
+_SUBJECT = r'(?:mac\(\s*link\.(?P<m>\w+)\s*\)|link\.(?P<f>\w+))'
+_EQUALS = re.compile(rf'{_SUBJECT}\s*==\s*"(?P<v>[^"*?]*)"')
+_GLOB = re.compile(rf'glob\(\s*"(?P<v>[^"]*)"\s*,\s*{_SUBJECT}\s*\)')
+
+
+def alias_selector(match: str) -> dict[str, str] | None:
+    """A deviceSelector for a LinkAliasConfig CEL expression, or None when it has another form."""
+    selector: dict[str, str] = {}
+    for cond in match.split("&&"):
+        found = _EQUALS.fullmatch(cond.strip()) or _GLOB.fullmatch(cond.strip())
+        if not found:
+            return None
+        field = found["m"] or found["f"]
+        is_mac = found["m"] is not None
+        if field not in _LINK_FIELDS or is_mac != field.endswith("_addr"):
+            return None
+        selector[_LINK_FIELDS[field]] = found["v"].lower() if is_mac else found["v"]
+    return selector
+
+
 class _Folder:
     def __init__(self, eff: dict[str, Any]) -> None:
         self.eff = eff
+        self.aliases: dict[str, dict[str, str]] = {}  # LinkAliasConfig name -> deviceSelector
         self.machine = eff.setdefault("machine", {})
         self.cluster = eff.setdefault("cluster", {})
         self.network = self.machine.setdefault("network", {})
@@ -163,15 +189,23 @@ class _Folder:
 
     def iface(self, name: str) -> dict[str, Any]:
         interfaces = self.network.setdefault("interfaces", [])
+        selector = self.aliases.get(name)
         for entry in interfaces:
-            if entry.get("interface") == name:
+            if selector is None and entry.get("interface") == name:
                 return entry
-        entry = {"interface": name}
+            if selector is not None and entry.get("deviceSelector") == selector:
+                return entry
+        entry = {"interface": name} if selector is None else {"deviceSelector": dict(selector)}
         interfaces.append(entry)
         return entry
 
     def fold(self, doc: Doc) -> None:
         getattr(self, "fold_" + doc.kind, lambda d: None)(doc.value)
+
+    def fold_LinkAliasConfig(self, d: dict[str, Any]) -> None:  # noqa: N802
+        selector = alias_selector(d["selector"]["match"])
+        if selector is not None and "%" not in d["name"]:
+            self.aliases[d["name"]] = selector
 
     def fold_HostnameConfig(self, d: dict[str, Any]) -> None:  # noqa: N802
         if "hostname" in d:
@@ -313,14 +347,26 @@ class _Folder:
         self.machine.setdefault("env", {}).update(d.get("variables", {}))
 
 
-# Links before the VLANs on them, VLANs before the DHCP that names them.
-_ORDER = {"LinkConfig": 0, "BondConfig": 0, "VLANConfig": 1, "DHCPv4Config": 2}
+# Aliases first, links before the VLANs on them, VLANs before the DHCP that names them.
+_ORDER = {"LinkAliasConfig": -2, "LinkConfig": 0, "BondConfig": 0, "VLANConfig": 1,
+          "DHCPv4Config": 2}
 
 
-def fold(effective: dict[str, Any], docs: list[Doc]) -> None:
+def fold(effective: dict[str, Any], docs: list[Doc], walk: Walk | None = None) -> None:
     folder = _Folder(effective)
     for doc in sorted(docs, key=lambda d: _ORDER.get(d.kind, -1)):
         folder.fold(doc)
+        unread = doc.kind == "LinkAliasConfig" and doc.value["name"] not in folder.aliases
+        if unread and walk is not None:
+            path = doc.prefix + ("selector", "match")
+            walk.error(
+                path,
+                _mark(walk, path),
+                "not applied: talos-init reads only selectors of the forms "
+                'mac(link.permanent_addr) == "..", glob("..", mac(link.hardware_addr)), '
+                'link.driver == ".." (joined by &&), and fixed alias names',
+                WARNING,
+            )
 
 
 # Effective fields the node cannot run without, and where the operator may set them.

@@ -995,6 +995,16 @@ KIND_DOCS: dict[str, Struct] = {
         "BondConfig",
         {**LINK_COMMON, **{name: F(spec) for name, spec in _BOND_TYPES.items()}},
     ),
+    # The selector's CEL expression is translated to a deviceSelector when it has one of
+    # the forms fold.alias_selector reads; other expressions are warned about, not applied.
+    "LinkAliasConfig": kind_doc(
+        "LinkAliasConfig",
+        {
+            "name": F(Str(nonempty=True), required=True),
+            "selector": F(Struct("selector", {"match": F(Str(nonempty=True), required=True)}),
+                          required=True),
+        },
+    ),
     "StaticHostConfig": kind_doc(
         "StaticHostConfig",
         {"name": F(IP, required=True), "hostnames": F(ListOf(HOSTNAME))},

@@ -238,7 +238,7 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
             walk.error((), (1, 1), "invalid config")
         return Result(None, sorted(walk.problems))
     effective = copy.deepcopy(main)
-    fold.fold(effective, [d for d in kinds if d.kind in KIND_DOCS])
+    fold.fold(effective, [d for d in kinds if d.kind in KIND_DOCS], walk)
     fold.require(effective, walk)
     if any(p.severity == ERROR for p in walk.problems):
         return Result(None, sorted(walk.problems))

@@ -218,3 +218,27 @@ def test_missing_endpoint_names_both_places_to_set_it():
     assert messages == [
         "required: set cluster.controlPlane.endpoint or KubeClusterConfig.endpoint"
     ]
+
+
+def test_link_alias_becomes_a_device_selector():
+    """LinkAliasConfig's CEL selector (Talos' example forms) is the deviceSelector of the
+    links, VLANs and DHCP documents that name the alias; other forms are a warning."""
+    text = (
+        V1
+        + "---\napiVersion: v1alpha1\nkind: LinkAliasConfig\nname: net0\nselector:\n"
+        '    match: mac(link.permanent_addr) == "52:54:00:AA:BB:01"\n'
+        "---\napiVersion: v1alpha1\nkind: LinkConfig\nname: net0\n"
+        "addresses: [{address: 192.168.60.2/24}]\n"
+        "---\napiVersion: v1alpha1\nkind: DHCPv4Config\nname: net0\n"
+        "---\napiVersion: v1alpha1\nkind: LinkAliasConfig\nname: net1\nselector:\n"
+        "    match: link.type == 1\n"
+    )
+    result = validate.parse(text)
+    assert result.errors == [], [p.format() for p in result.errors]
+    (entry,) = result.config.effective["machine"]["network"]["interfaces"]
+    assert entry["deviceSelector"] == {"permanentAddr": "52:54:00:aa:bb:01"}
+    assert entry["addresses"] == ["192.168.60.2/24"] and entry["dhcp"] is True
+    (warning,) = result.warnings
+    assert warning.path == "LinkAliasConfig(net1).selector.match"
+    assert "not applied" in warning.message
+    assert (warning.line, warning.column) == _pos(text, "match: link.type")

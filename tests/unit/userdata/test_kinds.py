@@ -35,6 +35,7 @@ REQUIRED = {
     "RegistryTLSConfig": {"name": "r.example.org"},
     "RegistryAuthConfig": {"name": "r.example.org"},
     "KernelModuleConfig": {"name": "veth"},
+    "LinkAliasConfig": {"name": "net0", "selector": {"match": 'link.driver == "e1000"'}},
 }
 # Two kinds carry what V1 sets already: they are shown beside V1_BARE, together.
 CONFLICTING = {
