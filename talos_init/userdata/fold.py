@@ -40,7 +40,8 @@ def _present(doc: Any, dotted: str, truthy: bool) -> bool:
 
 # kind -> (v1alpha1 path, whether only a non-empty value conflicts, the kind's own field).
 # From each kind's V1Alpha1ConflictValidate in Talos (k8s/*.go, network/*.go, cri/*.go,
-# cluster/*.go, runtime/unattended_install.go). A None field means "the document itself".
+# cluster/*.go, runtime/unattended_install.go). Talos refuses whatever the document sets;
+# the error points at the kind's own field when the document has it, else at the document.
 CONFLICTS: dict[str, list[tuple[str, bool, str | None]]] = {
     "HostnameConfig": [
         ("machine.network.hostname", True, "hostname"),  # network/hostname.go
@@ -50,7 +51,7 @@ CONFLICTS: dict[str, list[tuple[str, bool, str | None]]] = {
         ("machine.network.searchDomains", False, "searchDomains"),
         ("machine.network.nameservers", False, "nameservers"),
         ("machine.network.disableSearchDomain", True, "searchDomains"),
-        ("machine.features.hostDNS", False, "hostDNS"),
+        ("machine.features.hostDNS", False, "hostDNS"),  # only if the document sets it
     ],
     "TimeSyncConfig": [  # network/time_sync.go
         ("machine.time.disabled", True, None),
@@ -93,9 +94,9 @@ CONFLICTS: dict[str, list[tuple[str, bool, str | None]]] = {
         ("machine.kubelet.skipNodeRegistration", False, "skipNodeRegistration"),
         ("machine.kubelet.registerWithFQDN", False, "registerWithFQDN"),
         ("machine.kubelet.nodeIP", False, "nodeIP"),
-        ("machine.nodeLabels", True, "labels"),
-        ("machine.nodeAnnotations", True, "annotations"),
-        ("machine.nodeTaints", True, "taints"),
+        ("machine.nodeLabels", False, "labels"),
+        ("machine.nodeAnnotations", False, "annotations"),
+        ("machine.nodeTaints", False, "taints"),
     ],
     "KubeSpanConfig": [("machine.network.kubespan", False, None)],  # network/kubespan.go
     "DiscoveryServiceConfig": [("cluster.discovery", False, None)],  # cluster/*.go
@@ -116,11 +117,12 @@ def conflicts(main: dict[str, Any], docs: list[Doc], walk: Walk) -> None:
     """A field set in v1alpha1 and in its new document: refused, as Talos does."""
     for doc in docs:
         for v1path, truthy, own in CONFLICTS.get(doc.kind, []):
-            if own is not None and own not in doc.value:
+            if v1path == "machine.features.hostDNS" and not doc.value.get("hostDNS"):
                 continue
             if not _present(main, v1path, truthy):
                 continue
             line, col = _mark(walk, tuple(v1path.split(".")))
+            own = own if own in doc.value else None
             here = doc.prefix + ((own,) if own else ())
             walk.error(
                 here,

@@ -212,10 +212,8 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
         value = spec.check(node, prefix, walk, acted)
         if isinstance(value, dict) and kind == "KubeletConfig":
             rules.check_kubelet_config(value.get("config"), prefix + ("config",), walk)
-        if isinstance(value, dict):
+        if isinstance(value, dict):  # else INVALID, already reported
             kinds.append(fold.Doc(kind, name, prefix, value, walk.mark(kind_node)))
-        elif value is not INVALID:
-            walk.error(prefix, kind_node, f"{where}: expected a mapping")
     if walk.too_big:
         walk.error((), (1, 1), "the document expands to too many nodes (YAML alias expansion?)")
     if main is None and not any(p.severity == ERROR for p in walk.problems):

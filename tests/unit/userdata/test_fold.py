@@ -171,6 +171,14 @@ def _pos(text: str, marker: str) -> tuple[int, int]:
             "servers: [10.0.0.1]",
             "TimeSyncConfig",
         ),
+        (  # Talos refuses it whatever the document sets (k8s/node.go)
+            "    kubelet:\n        nodeIP: {validSubnets: [10.0.0.0/8]}\n",
+            "kind: KubeNodeConfig\nlabels: {a: b}\n",
+            "KubeNodeConfig",
+            "machine.kubelet.nodeIP",
+            "nodeIP:",
+            "KubeNodeConfig",
+        ),
         (
             "",
             "kind: KubeClusterConfig\nclusterName: c\nendpoint: https://10.0.2.15:6443\n",
