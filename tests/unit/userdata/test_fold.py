@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from talos_init.userdata import validate
 from tests.unit.userdata.pki import CLUSTER_CA, fill
@@ -250,3 +253,45 @@ def test_link_alias_becomes_a_device_selector():
     assert warning.path == "LinkAliasConfig(net1).selector.match"
     assert "not applied" in warning.message
     assert (warning.line, warning.column) == _pos(text, "match: link.type")
+
+
+_names = st.from_regex(r"eth[0-9]|enp0s[0-9]", fullmatch=True)
+_v4 = st.builds(lambda a, b, p: f"10.{a}.{b}.1/{p}", st.integers(0, 255), st.integers(0, 255),
+                st.integers(8, 30))
+_sysctl = st.from_regex(r"(net|vm|kernel)\.[a-z_]{1,12}", fullmatch=True)
+_env = st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True)
+_text = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    links=st.dictionaries(_names, st.tuples(st.lists(_v4, max_size=3, unique=True),
+                                            st.none() | st.integers(1280, 9000),
+                                            st.booleans()), max_size=3),
+    sysctls=st.dictionaries(_sysctl, _text, max_size=4),
+    env=st.dictionaries(_env, _text, max_size=3),
+)
+def test_documents_and_v1alpha1_fold_alike(links, sysctls, env):
+    """Property: LinkConfig/DHCPv4Config/SysctlConfig/EnvironmentConfig documents give the
+    effective config of the v1alpha1 fields they stand for."""
+    docs, interfaces = [], []
+    for name, (addresses, mtu, dhcp) in links.items():
+        link = {"apiVersion": "v1alpha1", "kind": "LinkConfig", "name": name,
+                "addresses": [{"address": a} for a in addresses]}
+        iface = {"interface": name, "addresses": addresses}
+        if mtu is not None:
+            link["mtu"] = iface["mtu"] = mtu
+        docs.append(link)
+        if dhcp:
+            docs.append({"apiVersion": "v1alpha1", "kind": "DHCPv4Config", "name": name})
+            iface["dhcp"] = True
+        interfaces.append(iface)
+    if sysctls:
+        docs.append({"apiVersion": "v1alpha1", "kind": "SysctlConfig", "params": sysctls})
+    if env:
+        docs.append({"apiVersion": "v1alpha1", "kind": "EnvironmentConfig", "variables": env})
+    multi = parse_ok(V1 + "".join("---\n" + yaml.safe_dump(d) for d in docs))
+    v1 = yaml.safe_load(V1)
+    v1["machine"].update({"network": {"interfaces": interfaces}, "sysctls": sysctls, "env": env})
+    single = parse_ok(yaml.safe_dump(v1))
+    assert multi == single
