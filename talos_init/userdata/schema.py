@@ -775,12 +775,18 @@ KEY_PEM = _pem_text(KEY_LABELS, "private key")
 CERTS_PEM = Str(nonempty=True)  # TrustedRootsConfig: a bundle, possibly with comments
 
 # Fields of the generated table (talos_types) that hold secrets: redaction walks by them.
+# What each kind's Redact() blanks in Talos (config/types/*/: SecretDocument), by name,
+# plus two fields that are secret as a whole (etcd encryption keys; the join token in
+# SideroLink's URL).
 SECRET_NAMES = frozenset(
     {
         "key", "password", "auth", "identityToken", "privateKey", "presharedKey",
-        "secret", "token", "apiToken", "passphrase", "clusterSecret",
+        "secret", "token", "apiToken", "passphrase", "clusterSecret", "uniqueToken",
         "aescbcEncryptionSecret", "secretboxEncryptionSecret", "bootstrapToken",
     }
+)
+SECRET_FIELDS = frozenset(
+    {("k8s.KubeEtcdEncryptionConfigV1Alpha1", "config"), ("siderolink.ConfigV1Alpha1", "apiUrl")}
 )
 _GENERATED: dict[str, Struct] = {}
 
@@ -810,7 +816,8 @@ def talos_spec(code: object) -> Spec:
         _GENERATED[code] = struct  # before the fields: types may refer to themselves
         struct.fields.update(
             {
-                name: U(talos_spec(sub), secret=name in SECRET_NAMES)
+                name: U(talos_spec(sub),
+                        secret=name in SECRET_NAMES or (code, name) in SECRET_FIELDS)
                 for name, sub in talos_types.TYPES[code].items()
             }
         )

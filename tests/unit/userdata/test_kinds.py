@@ -158,3 +158,35 @@ def test_well_typed_documents_of_other_kinds_are_accepted(kind_and_fields):
     result = validate.parse(V1 + "---\n" + _doc(kind, fields))
     assert result.errors == [], [p.format() for p in result.errors]
     assert any(p.path.startswith(kind) for p in result.unsupported)
+
+
+def test_secret_fields_of_the_kinds_are_marked():
+    """The fields Talos' Redact() blanks carry secret=True (redaction walks the schema by it)."""
+    def field(kind: str, *path: str):
+        spec = (KIND_DOCS.get(kind) or OTHER_KINDS[kind])
+        for name in path[:-1]:
+            spec = spec.fields[name].spec
+            while hasattr(spec, "item"):
+                spec = spec.item
+        return spec.fields[path[-1]]
+
+    for kind, path in [
+        ("KubeAPIServerCAConfig", ("issuingCA", "key")),
+        ("KubeAggregatorCAConfig", ("issuingCA", "key")),
+        ("KubeServiceAccountConfig", ("issuer", "privateKey")),
+        ("KubeEtcdEncryptionConfig", ("config",)),
+        ("DiscoveryIdentityConfig", ("clusterSecret",)),
+        ("RegistryAuthConfig", ("password",)),
+        ("RegistryAuthConfig", ("auth",)),
+        ("RegistryAuthConfig", ("identityToken",)),
+        ("RegistryTLSConfig", ("clientIdentity", "key")),
+        ("HCloudVIPConfig", ("apiToken",)),
+        ("WireguardConfig", ("privateKey",)),
+        ("WireguardConfig", ("peers", "presharedKey")),
+        ("SideroLinkConfig", ("apiUrl",)),
+        ("SideroLinkConfig", ("uniqueToken",)),
+        ("UserVolumeConfig", ("encryption", "keys", "static", "passphrase")),
+    ]:
+        assert field(kind, *path).secret, (kind, path)
+    assert not field("RegistryAuthConfig", "username").secret
+    assert not field("KubeAPIServerCAConfig", "issuingCA", "cert").secret
