@@ -124,14 +124,19 @@ def test_unknown_field_in_kind(kind):
     assert found[0].line == text.count("\n", 0, text.index(f"\n{typo}: ")) + 2
 
 
-def _values(code: object, depth: int = 0) -> st.SearchStrategy:
+# Texts the acted-on fields' own types accept, so documents get past them into folding.
+REALISTIC = st.sampled_from(["eth0", "eth1", "eth0.7", "10.0.0.1", "10.0.0.0/24", "fd00::1/64",
+                             "https://10.0.2.15:6443", "http://10.0.2.2:5000", "node-a", "1"])
+
+
+def _values(code: object, depth: int = 0, real: bool = False) -> st.SearchStrategy:
     if isinstance(code, list):
-        return st.lists(_values(code[0], depth + 1), max_size=2)
+        return st.lists(_values(code[0], depth + 1, real), max_size=2)
     if isinstance(code, dict):
-        keys = st.text("abc.", min_size=1, max_size=4)
-        return st.dictionaries(keys, _values(code["*"], depth + 1), max_size=2)
+        keys = st.from_regex(r"[a-z]{1,3}(\.[a-z]{1,3})?", fullmatch=True)
+        return st.dictionaries(keys, _values(code["*"], depth + 1, real), max_size=2)
     simple = {
-        "s": st.text(max_size=8),
+        "s": REALISTIC if real else st.text(max_size=8),
         "i": st.integers(0, 10**6),
         "n": st.one_of(st.integers(0, 99), st.floats(0, 9, allow_nan=False)),
         "b": st.booleans(),
@@ -144,7 +149,7 @@ def _values(code: object, depth: int = 0) -> st.SearchStrategy:
         return st.just({})
     fields = talos_types.TYPES[code]
     return st.fixed_dictionaries(
-        {}, optional={f: _values(c, depth + 1) for f, c in fields.items()
+        {}, optional={f: _values(c, depth + 1, real) for f, c in fields.items()
                       if f not in ("apiVersion", "kind")}
     )
 
@@ -190,3 +195,19 @@ def test_secret_fields_of_the_kinds_are_marked():
         assert field(kind, *path).secret, (kind, path)
     assert not field("RegistryAuthConfig", "username").secret
     assert not field("KubeAPIServerCAConfig", "issuingCA", "cert").secret
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(sorted(KIND_DOCS)).flatmap(
+    lambda k: st.tuples(st.just(k), _values(talos_types.KINDS[k], real=True))), max_size=4))
+def test_acted_kinds_never_crash_the_validator(docs):
+    """Any mix of acted-on documents with Talos-typed values gives a config or problems:
+    folding never raises, and a config's effective form loads as the consumers load it."""
+    text = V1 + "".join("---\n" + _doc(kind, {**REQUIRED.get(kind, {}), **fields})
+                        for kind, fields in docs)
+    result = validate.parse(text)
+    assert (result.config is None) == bool(result.errors)
+    if result.config is not None:
+        from talos_init.networkd.model import from_config
+
+        from_config(result.config.effective)
