@@ -12,7 +12,6 @@ import base64
 import re
 
 from talos_init.userdata import talos_types
-
 from talos_init.userdata.spec import (
     ACTED,
     ADDRESS,
@@ -25,6 +24,7 @@ from talos_init.userdata.spec import (
     KEY_LABELS,
     PEM,
     SUBNET_FILTER,
+    UNSUPPORTED,
     URL,
     Bool,
     Duration,
@@ -34,12 +34,11 @@ from talos_init.userdata.spec import (
     FileMode,
     Int,
     ListOf,
-    Number,
     MapOf,
+    Number,
     Spec,
     Str,
     Struct,
-    UNSUPPORTED,
     U,
     check_pem,
     host_or_ip,
@@ -444,6 +443,7 @@ COMPONENT = {
     "resources": F(RESOURCES),
 }
 
+
 class LazyTalos(Spec):
     """A type of the generated table, built when first used (the builder is defined below)."""
 
@@ -459,7 +459,7 @@ ENCRYPTION = Struct(
     "encryption",
     {
         "provider": F(STR),
-        "keys": F(ListOf(LazyTalos("v1alpha1.EncryptionKey"))),  # static keys: secret
+        "keys": F(ListOf(LazyTalos("v1alpha1.EncryptionKey"))),
         "cipher": F(STR),
         "keySize": F(UINT32),
         "blockSize": F(Int(0, 2**63 - 1)),
@@ -772,7 +772,7 @@ def _pem_text(labels: tuple[str, ...], what: str):  # type: ignore[no-untyped-de
 
 CERT_PEM = _pem_text(CERT_LABELS, "certificate")
 KEY_PEM = _pem_text(KEY_LABELS, "private key")
-CERTS_PEM = Str(nonempty=True)  # TrustedRootsConfig: a bundle, possibly with comments
+CERTS_PEM = Str(nonempty=True)  # a CA bundle (RegistryTLSConfig.ca), possibly with comments
 
 # Fields of the generated table (talos_types) that hold secrets: redaction walks by them.
 # What each kind's Redact() blanks in Talos (config/types/*/: SecretDocument), by name,
@@ -824,20 +824,15 @@ def talos_spec(code: object) -> Spec:
     return _GENERATED[code]
 
 
-def talos_fields(type_name: str) -> dict[str, Field]:
-    spec = talos_spec(type_name)
-    assert isinstance(spec, Struct)
-    return {name: Field(f.spec, support=ACTED, secret=f.secret) for name, f in spec.fields.items()}
-
-
 def kind_doc(kind: str, acted: dict[str, Field] | None = None) -> Struct:
     """A document kind from the generated table; ``acted`` overrides fields with ours.
 
     Fields not in ``acted`` are accepted, type-checked and reported unsupported. An
     ``acted`` field Talos does not have is a mistake here (tests check it never happens).
     """
-    fields = {name: U(f.spec, secret=f.secret) for name, f in
-              talos_fields(talos_types.KINDS[kind]).items()}
+    generated = talos_spec(talos_types.KINDS[kind])
+    assert isinstance(generated, Struct)
+    fields = dict(generated.fields)  # each U(...), secret where Talos redacts
     fields["apiVersion"] = F(Enum("v1alpha1"), required=True)
     fields["kind"] = F(STR, required=True)
     for name, fld in (acted or {}).items():
