@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("endpoint", help="Kubernetes API endpoint, e.g. https://192.168.1.10:6443")
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
+    s.add_argument("--talos-version", default="1.15", metavar="VERSION",
+                   help="write the layout of this Talos release's gen config: 1.14 and later "
+                        "multi-document, e.g. --talos-version 1.11 for one v1alpha1 document")
     s = example(gensub.add_parser("cert", help="a client certificate signed by the machine CA"),
                 "osctl gen cert alice --role os:reader --pki my-cluster/pki")
     s.add_argument("name", help="common name; files NAME.crt and NAME.key")
@@ -355,9 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                 paths = genconfig.client_cert(args.name, args.roles, args.pki, args.output_dir,
                                               days=args.days, force=args.force)
             else:
-                paths = genconfig.generate(args.cluster, args.endpoint, args.output_dir,
-                                           force=args.force,
-                                           context_endpoints=_split(args.endpoints) or None)
+                paths = genconfig.generate(
+                    args.cluster, args.endpoint, args.output_dir, force=args.force,
+                    context_endpoints=_split(args.endpoints) or None,
+                    talos_version=genconfig.parse_version(args.talos_version))
             for path in paths:
                 print(f"wrote {path}")
             return 0
