@@ -16,8 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "talos_init"
 
 # Cycles left on purpose, each as the set of modules in it.
 KNOWN_CYCLES = {
-    # the definition loader calls graph.check: the loader gets its own module next
-    frozenset({"talos_init.service.definition", "talos_init.service.graph"}),
     # broken in the regroup, after #19/#20 merge (both edit disk/)
     frozenset({"talos_init.disk.install", "talos_init.disk.var"}),
 }
