@@ -12,7 +12,7 @@ def alive_at(init, t: float) -> dict:
     while True:
         seen = len(init.lines)
         init.proc.send_signal(signal.SIGHUP)
-        line = init.wait_for(lambda e: e.get("event") == "signal_ignored"
+        line = init.wait_for(lambda e, seen=seen: e.get("event") == "signal_ignored"
                              and init.lines.index(e) >= seen)
         if line["t"] >= t:
             return line
