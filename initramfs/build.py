@@ -33,7 +33,8 @@ from pathlib import Path, PurePosixPath
 from initramfs import cpio, elf, kernel, policy, squashfs, stdlib
 from initramfs.tree import Tree
 from talos_init import atomicfile
-from talos_init.service.definition import InvalidDefinitions, compile_directory
+from talos_init.service.definition import InvalidDefinitions
+from talos_init.service.loader import compile_directory
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -69,9 +69,6 @@ class Reaper:
         """
         self._watchers[pid] = callback
 
-    def unwatch(self, pid: int) -> None:
-        self._watchers.pop(pid, None)
-
     def _on_sigchld(self, signum: int) -> None:
         self.reap()
 

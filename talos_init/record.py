@@ -6,6 +6,7 @@ about half of PID 1's import time (docs/for-devs/performance.md). ``record``
 gives the same ``__init__``, ``__repr__`` and ``__eq__`` (with ``frozen``:
 ``__hash__`` and no assignment), built from the class annotations with no
 ``exec``; ``field(default_factory=...)`` and ``replace`` work as there.
+A class with ``__post_init__`` is refused: it would never be called.
 Type checkers treat it as a dataclass (``dataclass_transform``).
 """
 
@@ -63,6 +64,9 @@ def _is_classvar(annotation: Any) -> bool:
 
 
 def _build(cls: Any, frozen: bool) -> Any:
+    if hasattr(cls, "__post_init__"):  # dataclasses would call it; our __init__ would not
+        raise TypeError(f"{cls.__name__}: record does not call __post_init__; "
+                        "use a dataclass, or a classmethod that builds it")
     defaults: dict[str, Any] = {}
     names: list[str] = []
     for name, annotation in cls.__dict__.get("__annotations__", {}).items():  # noqa: RUF063 - not inspect

@@ -37,7 +37,3 @@ def ready(status: str | None = None) -> bool:
 
 def status(text: str) -> bool:
     return notify(f"STATUS={text}")
-
-
-def stopping() -> bool:
-    return notify("STOPPING=1")

@@ -25,7 +25,7 @@ Interface for PID 1 (init.py) and the control socket::
     sup.set_log_dir(Path("/var/log")) # also write /var/log/<id>.log from now on
     sup.close()                       # tests: release the socket, timers and fds
 
-``definitions`` come from ``definition.load_directory(paths.services)``, which
+``definitions`` come from ``loader.load_directory(paths.services)``, which
 raises ``InvalidDefinitions`` (every file, field, unknown edge and cycle)
 before anything starts; the constructor checks the graph again. Unknown ids
 raise ``UnknownService``. Everything runs on the Loop; nothing here blocks
@@ -458,7 +458,8 @@ def create(ctx: Any) -> Supervisor:
     ``InvalidDefinitions``: nothing starts, and PID 1's phase failure policy
     decides what happens next.
     """
-    from talos_init.service.definition import InvalidDefinitions, load_directory
+    from talos_init.service.definition import InvalidDefinitions
+    from talos_init.service.loader import load_directory
 
     paths: Paths = ctx.paths
     if not paths.services.is_dir():

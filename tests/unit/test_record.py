@@ -91,3 +91,24 @@ def test_a_field_without_default_after_one_with_is_refused():
             a: int = 1
             b: int
 
+
+
+def test_post_init_is_refused_naming_the_class():
+    """dataclasses would run __post_init__ and record would not: a class that has one, its own
+    or inherited, is refused at decoration instead of silently skipped."""
+    with pytest.raises(TypeError, match="Checked: record does not call __post_init__"):
+        @record
+        class Checked:
+            a: int
+
+            def __post_init__(self) -> None:
+                raise AssertionError("never called")
+
+    class Base:
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="Child: record does not call __post_init__"):
+        @record(frozen=True)
+        class Child(Base):
+            a: int

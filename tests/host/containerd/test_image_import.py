@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -10,7 +11,7 @@ import pytest
 
 from talos_init.containerd import grpc
 from talos_init.containerd.grpc import decode, field, get_map, get_str
-from talos_init.containerd.images import NAMESPACE, ImageError, Importer, chain_ids
+from talos_init.containerd.images import NAMESPACE, ImageError, Importer, _Content, chain_ids
 from tests.ociimage import HELLO_C, compile_static, members, sha256, tar_bytes
 
 
@@ -33,6 +34,21 @@ def content_labels(client: grpc.Client, digest: str) -> dict[str, str]:
     info = decode(decode(client.call("/containerd.services.content.v1.Content/Info",
                                      field(1, digest), NAMESPACE))[1][-1])
     return get_map(info, 5)
+
+
+def wait_collected(client: grpc.Client, digest: str, timeout: float = 30) -> None:
+    """Until containerd's GC has removed ``digest`` from the content store."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            content_labels(client, digest)
+        except grpc.GrpcError as e:
+            if e.status == grpc.NOT_FOUND:
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{digest} still in the content store {timeout} s after the GC")
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("fmt,compress", [("oci", True), ("oci", False), ("docker", False),
@@ -72,11 +88,17 @@ def test_reimport_is_idempotent_and_gc_keeps_the_image(containerd, binary):
     second = imp.import_archive(io.BytesIO(archive))
     assert first == second and first[0]["name"] == "docker.io/library/hello:latest"
     assert [r["name"] for r in imp.list()] == ["docker.io/library/hello:latest"]
-    # A lease-less GC: if our labels were wrong, content and snapshots would be collected now.
+    # A GC pass: if our labels were wrong, content and snapshots would be collected now. A blob
+    # held only by the deleted lease is the proof that the pass ran.
+    orphan = b"held only by the gc-trigger lease"
+    orphan_digest = "sha256:" + hashlib.sha256(orphan).hexdigest()
     imp.client.call("/containerd.services.leases.v1.Leases/Create", field(1, "gc-trigger"), NAMESPACE)
+    with imp.client.connect() as conn:
+        _Content(conn, NAMESPACE, {"containerd-lease": "gc-trigger"}, "gc-trigger").put_bytes(orphan)
+    assert content_labels(imp.client, orphan_digest) == {}  # there before the pass
     imp.client.call("/containerd.services.leases.v1.Leases/Delete",
-                    field(1, "gc-trigger") + field(2, 1), NAMESPACE)
-    time.sleep(0.5)
+                    field(1, "gc-trigger") + field(2, 1), NAMESPACE)  # sync: GC before replying
+    wait_collected(imp.client, orphan_digest)
     assert snapshot(imp.client, first[0]["snapshot"])["kind"] == 3
     assert content_labels(imp.client, first[0]["config"])
 

@@ -94,6 +94,24 @@ def images(containerd, tmp_path):
             importer.import_archive(f)
 
 
+def read_pass(record) -> tuple[dict, int]:
+    """The stand-in's pod record and which pass wrote it: each pass replaces the file (write
+    new, rename), so a new inode is a new pass."""
+    with open(record) as f:
+        return json.load(f), os.fstat(f.fileno()).st_ino
+
+
+def wait_next_pass(record, seen: int, timeout: float = 30) -> dict:
+    """The record of the first pass that started after the one that wrote inode ``seen``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state, written = read_pass(record)
+        if written != seen:
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"no sync pass in {timeout} s after the pod ran")
+
+
 def pod(name: str, host_network: bool, data: str) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"hostNetwork": host_network, "containers": [{
@@ -124,11 +142,11 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
                              "--hostname-override=Node1"],
                             env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline, state = time.monotonic() + 120, {}
+        deadline, state, written = time.monotonic() + 120, {}, None
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            state = json.loads(record.read_text()) if record.exists() else {}
+            state, written = read_pass(record) if record.exists() else ({}, None)
             if (state.get("web-node1") or {}).get("containers") and (data / "out").exists():
                 break
             if "runc create failed" in str(state):
@@ -174,9 +192,8 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
             calls.logs({"id": cid, "kubernetes": True, "tail": 0, "follow": True}), log=log))
         assert [m["line"] for m in followed] == ["appended one", "appended two"], followed
 
-        # A second pass finds the pod running and leaves it alone.
-        time.sleep(2.5)
-        again = json.loads(record.read_text())
+        # A later pass finds the pod running and leaves it alone.
+        again = wait_next_pass(record, written)
         assert again["web-node1"]["containers"]["app"] == cid, again
         # The manifest goes: the stand-in stops the pod.
         (manifests / "talos-web.yaml").unlink()

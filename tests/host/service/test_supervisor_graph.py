@@ -5,7 +5,8 @@ import socket
 import pytest
 
 from talos_init.record import replace
-from talos_init.service.definition import InvalidDefinitions, load_directory
+from talos_init.service.definition import InvalidDefinitions
+from talos_init.service.loader import load_directory
 from talos_init.service.supervisor import Supervisor
 
 NOTIFY_AFTER = """

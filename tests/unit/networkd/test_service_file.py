@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from talos_init.service.definition import CAPABILITIES, load_file
+from talos_init.service.definition import CAPABILITIES
+from talos_init.service.loader import load_file
 
 SERVICE = Path(__file__).resolve().parents[3] / "services/networkd.yaml"
 

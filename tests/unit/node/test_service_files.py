@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from talos_init.service.definition import load_file
+from talos_init.service.loader import load_file
 
 SERVICES = Path(__file__).resolve().parents[3] / "services"
 
@@ -45,7 +45,7 @@ def test_one_shots_and_ordering():
 def test_whole_graph_is_valid_and_containerd_never_waits_for_the_config():
     """The shipped directory loads (no unknown dependency, no cycle), and nothing containerd
     transitively depends on is userdata, networkd or udevd."""
-    from talos_init.service.definition import load_directory
+    from talos_init.service.loader import load_directory
 
     defs = {d.id: d for d in load_directory(SERVICES)}
     seen, todo = set(), ["containerd"]

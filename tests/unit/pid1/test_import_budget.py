@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from talos_init.service.definition import compile_directory
+from talos_init.service.loader import compile_directory
 
 REPO = Path(__file__).resolve().parents[3]
 # dataclasses imports inspect (ast, dis, tokenize) and compiles source per class: PID 1's
@@ -23,7 +23,7 @@ import json, sys
 from pathlib import Path
 import talos_init.init, talos_init.service.supervisor, talos_init.service.control
 import talos_init.disk.early, talos_init.hardening  # imported by their boot phases
-from talos_init.service.definition import load_directory
+from talos_init.service.loader import load_directory
 load_directory(Path(sys.argv[1]))
 print(json.dumps(sorted(sys.modules)))
 """

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from talos_init.service.definition import InvalidDefinitions, compile_directory, load_directory
+from talos_init.service.definition import InvalidDefinitions
+from talos_init.service.loader import compile_directory, load_directory
 
 REPO = Path(__file__).resolve().parents[3]
 

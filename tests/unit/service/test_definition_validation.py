@@ -4,7 +4,8 @@ import signal
 
 import pytest
 
-from talos_init.service.definition import CAPABILITIES, InvalidDefinitions, load_directory, parse
+from talos_init.service.definition import CAPABILITIES, InvalidDefinitions, parse
+from talos_init.service.loader import load_directory
 
 
 def errors_of(data, source="<memory>"):
