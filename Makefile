@@ -4,7 +4,7 @@ IMAGE   := build/initramfs.img
 KERNEL  := build/vmlinuz
 PYTEST_ARGS ?=
 
-.PHONY: run test unit host e2e setup image clean
+.PHONY: run test unit host e2e lint setup image clean
 
 setup:
 	@tools/setup
@@ -23,6 +23,10 @@ unit: setup
 
 host: setup
 	$(PY) -m pytest tests/host $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check talos_init initramfs benchmarks tests tools
+	.venv/bin/mypy
 
 e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
