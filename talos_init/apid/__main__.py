@@ -1,7 +1,8 @@
 """``python3.11 -I -m talos_init.apid``: the node's API over mutual TLS on port 50000.
 
 Checklist: read the effective config, sign a serving certificate with the
-machine CA, listen, tell PID 1 we are ready, serve until SIGTERM.
+machine CA (or, without its key, have trustd sign one and renew it at
+half-life), listen, tell PID 1 we are ready, serve until SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from talos_init.apid import node_pki
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
 from talos_init.apid.server import ApiServer, Limits, server_context
+from talos_init.apid.worker_cert import WorkerCert, trustd_targets
 from talos_init.control.client import ControlClient
 from talos_init.log import get_logger
 from talos_init.pki import PkiError
@@ -34,16 +36,26 @@ def parse_listen(value: str) -> tuple[str | None, int]:
 
 async def run(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
+    worker: WorkerCert | None = None
     try:
         config = node_pki.load_config(config_path)
-        ca = node_pki.machine_ca(config, str(config_path))
-        with tempfile.TemporaryDirectory(prefix="apid-", dir=args.state_dir) as tmp:
-            # The files only live until the context has read them.
-            crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
-            ctx = server_context(crt, key, ca.crt_pem.decode())
-    except (PkiError, OSError) as e:
+        ca_pem = node_pki.machine_ca_cert(config, str(config_path))
+        if node_pki.has_ca_key(config):
+            ca = node_pki.machine_ca(config, str(config_path))
+            with tempfile.TemporaryDirectory(prefix="apid-", dir=args.state_dir) as tmp:
+                # The files only live until the context has read them.
+                crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
+                ctx = server_context(crt, key, ca_pem.decode())
+        else:
+            worker = WorkerCert(config, ca_pem, Path(args.state_dir),
+                                trustd_targets(config, args.trustd))
+    except (PkiError, OSError, ValueError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
+    if worker is not None:
+        # No CA key: trustd signs our certificate; we serve nothing until it has.
+        ctx = await worker.context(lambda crt, key: server_context(crt, key, ca_pem.decode()))
+        renewal = asyncio.ensure_future(worker.renew_forever(ctx))
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
                   containerd_socket=Path(args.containerd_socket))
     server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload))
@@ -58,6 +70,8 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("apid_stopping")
+    if worker is not None:
+        renewal.cancel()
     await server.close()
     return 0
 
@@ -71,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
     p.add_argument("--max-upload", type=int, default=Limits.max_upload, metavar="BYTES",
                    help="largest image archive `image import` accepts")
+    p.add_argument("--trustd", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a trustd to ask when the config has no machine.ca.key (after the "
+                        "controlplane endpoint's host)")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
     args = p.parse_args(argv)
     talos_log.configure()  # one line per event on stderr, which the supervisor captures

@@ -47,7 +47,7 @@ def config_for_node(config: bytes, pki: Path) -> tuple[bytes, Path | None]:
     if not isinstance(doc, dict) or ca.get("key"):
         return config, None
     generated_pki(pki)
-    doc["machine"]["ca"] = yaml.safe_load((pki / "worker.yaml").read_bytes())["machine"]["ca"]
+    doc["machine"]["ca"] = yaml.safe_load((pki / "controlplane.yaml").read_bytes())["machine"]["ca"]
     return yaml.safe_dump(doc, sort_keys=False).encode(), pki / "osctlconfig"
 
 

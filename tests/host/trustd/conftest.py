@@ -8,12 +8,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives import serialization
 
 from talos_init import pki
@@ -100,3 +102,74 @@ def trustd(tmp_path: Path, machine_ca: tuple[Any, Any]) -> Iterator[Trustd]:
     t = start_trustd(tmp_path, *machine_ca, "--burst", "50")
     yield t
     stop(t.process)
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 60.0, after: int = 0) -> int:
+    """Wait until ``text`` appears in the log at ``path`` past offset ``after``; its offset."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = path.read_text(errors="replace").find(text, after)
+        if found >= 0:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {path} within {timeout:g}s:\n{path.read_text()}")
+
+
+@dataclass
+class Worker:
+    """A real apid without machine.ca.key in front of a fake PID 1 (the apid tests' one)."""
+    tmp: Path
+    config: Path
+    control: Any
+    supervisor: Any
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / "apid.log"
+
+    def start(self, trustd_port: int, *, wait_ready: bool = True) -> None:
+        args = [sys.executable, "-I", "-m", "talos_init.apid", "--listen", "127.0.0.1:0",
+                "--config", str(self.config), "--control-socket", str(self.control),
+                "--state-dir", str(self.tmp / "state"), "--trustd", f"127.0.0.1:{trustd_port}"]
+        if wait_ready:
+            self.process, self.port = start_notified(args[3], self.tmp, "apid", args[4:])
+        else:
+            with open(self.log, "wb") as log:
+                self.process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def osctlconfig(self, ca: Any, ca_key: Any, roles: list[str]) -> Path:
+        cert, key = pki.new_client_cert(ca, ca_key, "tester", roles)
+        path = self.tmp / "osctlconfig"
+        path.write_text(yaml.safe_dump({"context": "t", "contexts": {"t": {
+            "endpoints": [f"127.0.0.1:{self.port}"], "ca": pki.encode_field(pki.cert_pem(ca)),
+            "crt": pki.encode_field(pki.cert_pem(cert)), "key": pki.encode_field(pki.key_pem(key))}}}))
+        return path
+
+
+@pytest.fixture
+def worker(tmp_path: Path, machine_ca: tuple[Any, Any]) -> Iterator[Worker]:
+    from talos_init.control.server import ControlServer
+    from tests.host.apid.conftest import FakeSupervisor
+    from tests.host.control.conftest import LoopThread
+
+    lt = LoopThread()
+    lt.thread.start()
+    supervisor = FakeSupervisor(lt)
+    supervisor.logs = {"containerd": ["first line"]}
+    server = ControlServer(lt.loop, tmp_path / "run" / "init.sock")
+    supervisor.register(server)
+    lt.run(server.start)
+    wdir = tmp_path / "worker"
+    wdir.mkdir()
+    config = wdir / "config.json"
+    config.write_text(json.dumps(node_config(*machine_ca, kind="worker", with_key=False)))
+    w = Worker(wdir, config, server.path, supervisor)
+    try:
+        yield w
+    finally:
+        if w.process is not None:
+            stop(w.process)
+        lt.run(server.close)
+        lt.stop()
