@@ -15,9 +15,11 @@ import tempfile
 from pathlib import Path
 
 from talos_init import log as talos_log
+from talos_init import pki
 from talos_init import sdnotify
 from talos_init.apid import node_pki
 from talos_init.apid.calls import Calls
+from talos_init.apid.proxy import Forwarder
 from talos_init.apid.protocol import DEFAULT_PORT
 from talos_init.apid.server import ApiServer, Limits, server_context
 from talos_init.apid.worker_cert import WorkerCert, trustd_targets
@@ -37,6 +39,7 @@ def parse_listen(value: str) -> tuple[str | None, int]:
 async def run(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     worker: WorkerCert | None = None
+    forwarder: Forwarder | None = None
     try:
         config = node_pki.load_config(config_path)
         ca_pem = node_pki.machine_ca_cert(config, str(config_path))
@@ -46,6 +49,9 @@ async def run(args: argparse.Namespace) -> int:
                 # The files only live until the context has read them.
                 crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
                 ctx = server_context(crt, key, ca_pem.decode())
+            # Holding the CA key, this node may forward calls to others (osctl -e THIS -n OTHER).
+            forwarder = Forwarder(pki.load_cert(ca.crt_pem, "machine.ca.crt"), ca.key, ca_pem,
+                                  Path(args.state_dir))
         else:
             worker = WorkerCert(config, ca_pem, Path(args.state_dir),
                                 trustd_targets(config, args.trustd))
@@ -58,7 +64,7 @@ async def run(args: argparse.Namespace) -> int:
         renewal = asyncio.ensure_future(worker.renew_forever(ctx))
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
                   containerd_socket=Path(args.containerd_socket))
-    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload))
+    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload), forwarder=forwarder)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)

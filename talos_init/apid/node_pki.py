@@ -45,11 +45,12 @@ def machine_ca_cert(config: dict[str, Any], where: str) -> bytes:
 
 
 def machine_ca(config: dict[str, Any], where: str) -> MachineCA:
-    key = ((config.get("machine") or {}).get("ca") or {}).get("key")
-    crt_pem = machine_ca_cert(config, where)
-    if not isinstance(key, str) or not key:
+    ca = (config.get("machine") or {}).get("ca") or {}
+    if ca.get("crt") and not (isinstance(ca.get("key"), str) and ca["key"]):
         raise pki.PkiError(f"{where}: machine.ca.key is missing: this node cannot sign "
                            "certificates itself")
+    crt_pem = machine_ca_cert(config, where)
+    key = ca["key"]
     cert = pki.load_cert(crt_pem, f"{where}: machine.ca.crt")
     ca_key = pki.load_key(pki.decode_field(key, f"{where}: machine.ca.key"), f"{where}: machine.ca.key")
     pki.check_pair(cert, ca_key, f"{where}: machine.ca")
