@@ -10,6 +10,12 @@ configs/worker.yaml does not ship. When the config has no machine CA key, a
 PKI and osctl client config are generated once with ``osctl gen config``
 (cached in build/run-node/) and that machine CA is put into the config served,
 so the osctlconfig printed at start works against this node.
+
+``--nodes 2`` (``make run NODES=2``) boots a controlplane and a worker on a
+private network between the guests (``tests/e2e/twonode.py``) from a
+generated cluster (build/run-node-2/): the worker has no CA key and gets its
+API certificate from the controlplane's trustd. The controlplane's console
+is shown here, the worker's is in its serial.log.
 """
 
 from __future__ import annotations
@@ -61,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pki", type=Path, default=None,
                         help="where the generated PKI and osctlconfig are kept "
                              "(default: BUILD/run-node)")
+    parser.add_argument("--nodes", type=int, choices=(1, 2), default=1,
+                        help="2: a controlplane and a worker on a private network (--config unused)")
     args = parser.parse_args(argv)
+    if args.nodes == 2:
+        return run_two(args)
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
@@ -99,6 +109,53 @@ def main(argv: list[str] | None = None) -> int:
         vm.close()
         server.shutdown()
         server.server_close()
+
+
+def run_two(args: argparse.Namespace) -> int:
+    from tests.e2e import twonode
+
+    print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
+    ensure_built(args.build, quiet=False)
+    cluster = args.pki or args.build / "run-node-2"
+    if not (cluster / "osctlconfig").exists():
+        twonode.gen_two_node_cluster(cluster, "talos-init-pair")
+    p = twonode.plan(cluster)
+    servers, vms = [], []
+    try:
+        for name, body, peer, extra in (
+                ("controlplane", p.controlplane, p.cp_peer, ((p.trustd_port, twonode.TRUSTD_PORT),)),
+                ("worker", p.worker, p.worker_peer, ())):
+            state = UserdataServer(body=body)
+            servers.append(_serve(state))
+            api_port = args.api_port + len(vms) if args.api_port else free_port()
+            workdir = Path(tempfile.mkdtemp(prefix=f"talos-{name}-"))
+            vm = VM(VMSpec(args.build / "vmlinuz", args.build / "initramfs.img", workdir,
+                           cmdline=[f"talos.config={state.guest_url}", *args.cmdline.split()],
+                           memory_mb=args.memory, config_port=state.port, api_port=api_port,
+                           echo=not vms, peer_nic=peer, forwards=extra))
+            vms.append(vm)
+            print(f"run: {name}: API on 127.0.0.1:{api_port}, console log {workdir / 'serial.log'}",
+                  flush=True)
+        osctl = f"{sys.executable} -m talos_init.osctl --osctlconfig {cluster / 'osctlconfig'}"
+        print(f"run: e.g. {osctl} -e 127.0.0.1:{vms[0].spec.api_port} -n {twonode.WORKER_ADDR} "
+              f"services   (through the controlplane)", flush=True)
+        for vm in vms:
+            vm.start()
+        try:
+            return vms[0].wait_exit(timeout=10**9)
+        except KeyboardInterrupt:
+            print("\nrun: power button pressed on both (Ctrl-C again to kill QEMU)", flush=True)
+            for vm in vms:
+                vm.powerdown()
+            return vms[0].wait_exit(timeout=120)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for vm in vms:
+            vm.close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 if __name__ == "__main__":
