@@ -58,9 +58,23 @@ async def run(args: argparse.Namespace) -> int:
     except (PkiError, OSError, ValueError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    renewal: asyncio.Future[None] | None = None
     if worker is not None:
-        # No CA key: trustd signs our certificate; we serve nothing until it has.
-        ctx = await worker.context(lambda crt, key: server_context(crt, key, ca_pem.decode()))
+        # No CA key: trustd signs our certificate; we serve nothing until it has (or a stop).
+        signed = asyncio.ensure_future(worker.context(
+            lambda crt, key: server_context(crt, key, ca_pem.decode())))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({signed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not signed.done():
+            signed.cancel()
+            log.info("apid_stopping", reason="stopped before trustd signed")
+            return 0
+        stopping.cancel()
+        ctx = signed.result()
         renewal = asyncio.ensure_future(worker.renew_forever(ctx))
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
                   containerd_socket=Path(args.containerd_socket))
@@ -70,13 +84,9 @@ async def run(args: argparse.Namespace) -> int:
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
     log.info("apid_listening", addresses=where)
     sdnotify.try_notify(f"READY=1\nSTATUS=listening on {where}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("apid_stopping")
-    if worker is not None:
+    if renewal is not None:
         renewal.cancel()
     await server.close()
     return 0

@@ -97,7 +97,8 @@ class WorkerCert:
         self.not_before: datetime.datetime | None = None
         self.not_after: datetime.datetime | None = None
 
-    async def _once(self) -> tuple[bytes, pki.PrivateKey, str]:
+    async def _once(self) -> tuple[bytes, pki.PrivateKey, str,
+                                   tuple[datetime.datetime, datetime.datetime]]:
         """Signed PEM, its key and who signed, or raise with every trustd's reason."""
         reasons = []
         cn = socket.gethostname() or "talos-node"
@@ -107,7 +108,7 @@ class WorkerCert:
                 crt = await trustd_client.request_certificate(
                     host, port, self.client_ctx, self.token, key, cn,
                     lambda local: csr_names(self.config, local), timeout=self.timeout)
-                return crt, key, f"{host}:{port}"
+                return crt, key, f"{host}:{port}", _validity(crt)
             except ApiError as e:
                 reasons.append(f"trustd {host}:{port} refused: {e.message}")
             except ssl.SSLCertVerificationError as e:
@@ -115,6 +116,8 @@ class WorkerCert:
             except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
                 reasons.append(f"trustd {host}:{port} unreachable: "
                                f"{getattr(e, 'strerror', None) or e or type(e).__name__}")
+            except ValueError as e:  # a reply or certificate we cannot read: try the next
+                reasons.append(f"trustd {host}:{port}: unreadable answer ({e})")
         raise _NotSigned("; ".join(reasons))
 
     async def _signed(self, event: str) -> tuple[bytes, pki.PrivateKey]:
@@ -124,7 +127,7 @@ class WorkerCert:
         while True:
             attempt += 1
             try:
-                crt, key, by = await self._once()
+                crt, key, by, validity = await self._once()
             except _NotSigned as e:
                 wait = delay * random.uniform(0.8, 1.2)
                 log.warning(f"{event}_pending", attempt=attempt, retry_in=f"{wait:.1f}s",
@@ -132,7 +135,7 @@ class WorkerCert:
                 await asyncio.sleep(wait)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
-            self.not_before, self.not_after = _validity(crt)
+            self.not_before, self.not_after = validity
             log.info(event, trustd=by, not_after=self.not_after.isoformat())
             return crt, key
 

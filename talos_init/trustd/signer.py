@@ -51,7 +51,8 @@ def requester_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ip
 
 
-def check_csr(csr_pem: bytes, requester: str) -> tuple[x509.CertificateSigningRequest, list[x509.GeneralName]]:
+def check_csr(csr_pem: bytes, requester: str,
+              ) -> tuple[x509.CertificateSigningRequest, list[x509.GeneralName]]:
     """The CSR and the SANs to sign, or Refused naming the rule broken."""
     try:
         csr = x509.load_pem_x509_csr(csr_pem)

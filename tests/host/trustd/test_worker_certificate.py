@@ -98,3 +98,14 @@ def test_renewal_at_half_life_keeps_open_connections(tmp_path, machine_ca, worke
         assert lifetime.total_seconds() < 10
     finally:
         stop(t.process)
+
+
+def test_stop_while_waiting_for_trustd_exits_cleanly(tmp_path, machine_ca, worker):
+    """SIGTERM before any trustd signed: apid says so and exits 0 (PID 1's stop, not a kill)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        worker.start(s.getsockname()[1], wait_ready=False)
+        wait_for_text(worker.log, "apid_certificate_signed_pending")
+        worker.process.terminate()
+        assert worker.process.wait(timeout=30) == 0
+    assert "stopped before trustd signed" in worker.log.read_text()
