@@ -6,8 +6,9 @@
              {"v": 1, "error": {"code": "permission_denied", "message": "..."}}
 
 Order of the checks: connection slots, the rate limit of the peer's address
-(so guessing the token is slow), the token (constant-time compare), then
-the CSR against the policy in ``signer``. Every refusal and every signature
+(every request counts, so guessing the token is slow), the request's size,
+the token (constant-time compare), then the CSR against the policy in
+``signer``. Every refusal and every signature
 is logged with the peer's address.
 """
 
@@ -120,6 +121,9 @@ class TrustServer:
             writer.close()
 
     async def _answer(self, tls: TlsConnection, address: str) -> bytes:
+        # Every request counts, good or not, so neither the token nor our limits can be probed
+        # fast. The request is still read (bounded) so the client sees the refusal, not a reset.
+        allowed = self.rate.allow(address)
         try:
             line = await asyncio.wait_for(tls.readline(self.limits.max_request),
                                           self.limits.request_timeout)
@@ -127,24 +131,28 @@ class TrustServer:
             return self._refuse(address, protocol.TIMEOUT,
                                 f"no request within {self.limits.request_timeout:g}s")
         except ValueError:
-            reply = self._refuse(address, protocol.TOO_LARGE,
-                                 f"request larger than {self.limits.max_request} bytes")
+            reply = (self._overloaded(address) if not allowed else self._refuse(
+                address, protocol.TOO_LARGE, f"request larger than {self.limits.max_request} bytes"))
             await tls.write(reply)
             await discard(tls, self.limits.drain_timeout)
             return b""
+        if not allowed:
+            return self._overloaded(address)
         try:
             return protocol.encode({"result": self.handle(line, address)})
         except ApiError as e:
             return self._refuse(address, e.code, e.message)
+
+    def _overloaded(self, address: str) -> bytes:
+        return self._refuse(address, protocol.OVERLOADED,
+                            f"too many requests from {address}; try again later")
 
     def _refuse(self, address: str, code: str, message: str) -> bytes:
         log.warning("trustd_refused", peer=address, code=code, reason=message)
         return protocol.error(code, message)
 
     def handle(self, line: bytes, address: str) -> dict[str, Any]:
-        """One request line from ``address``: the signed certificate, or ApiError."""
-        if not self.rate.allow(address):
-            raise ApiError(protocol.OVERLOADED, f"too many requests from {address}; try again later")
+        """One request line from ``address`` (within its rate): the signed certificate, or ApiError."""
         try:
             obj = json.loads(line)
         except (ValueError, UnicodeDecodeError) as e:

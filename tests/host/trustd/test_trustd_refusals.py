@@ -104,3 +104,16 @@ def test_too_many_requests_are_refused(tmp_path, machine_ca):
         assert e.code == "overloaded" and "too many requests from 127.0.0.1" in e.message
     finally:
         stop(t.process)
+
+
+def test_refused_requests_use_up_the_burst_too(tmp_path, machine_ca):
+    """Wrong tokens count: after the burst even the right token is refused (no fast guessing)."""
+    t = start_trustd(tmp_path, *machine_ca, "--burst", "2", "--per-second", "0.001")
+    try:
+        for _ in range(2):
+            assert _refusal(t, {"token": "guess00.0000000000000000",
+                                "csr": t.csr(["127.0.0.1"])}).code == "permission_denied"
+        e = _refusal(t, {"token": TOKEN, "csr": t.csr(["127.0.0.1"])})
+        assert e.code == "overloaded"
+    finally:
+        stop(t.process)
