@@ -54,7 +54,7 @@ async def run(args: argparse.Namespace) -> int:
                                   Path(args.state_dir))
         else:
             worker = WorkerCert(config, ca_pem, Path(args.state_dir),
-                                trustd_targets(config, args.trustd))
+                                trustd_targets(config, args.trustd), console=Path(args.kmsg))
     except (PkiError, OSError, ValueError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2

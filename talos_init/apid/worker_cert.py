@@ -77,6 +77,7 @@ def _validity(crt_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
 class WorkerCert:
     def __init__(self, config: dict[str, Any], ca_pem: bytes, state_dir: Path,
                  targets: list[tuple[str, int]], *, timeout: float = 10.0,
+                 console: Path | None = None,
                  clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
                      datetime.timezone.utc)):
         token = (config.get("machine") or {}).get("token")
@@ -92,6 +93,7 @@ class WorkerCert:
         self.state_dir = state_dir
         self.targets = targets
         self.timeout = timeout
+        self.console = console  # /dev/kmsg: why we do not serve yet, for whoever reads the console
         self.clock = clock
         self.client_ctx = trustd_client.client_context(ca_pem.decode())
         self.not_before: datetime.datetime | None = None
@@ -132,12 +134,23 @@ class WorkerCert:
                 wait = delay * random.uniform(0.8, 1.2)
                 log.warning(f"{event}_pending", attempt=attempt, retry_in=f"{wait:.1f}s",
                             reason=str(e))
+                self._say(f"apid: no API certificate from trustd yet (attempt {attempt}, next in "
+                          f"{wait:.0f}s): {e}")
                 await asyncio.sleep(wait)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
             self.not_before, self.not_after = validity
             log.info(event, trustd=by, not_after=self.not_after.isoformat())
             return crt, key
+
+    def _say(self, line: str) -> None:
+        if self.console is None:
+            return
+        try:
+            with self.console.open("a") as f:
+                f.write(f"<4>{line[:900]}\n")
+        except OSError:
+            pass  # best effort: the service log has it already
 
     @contextlib.contextmanager
     def _files(self, crt: bytes, key: pki.PrivateKey) -> Iterator[tuple[str, str]]:

@@ -165,7 +165,8 @@ def test_wrong_token_is_refused_and_the_worker_keeps_retrying(pair, tmp_path):
         proc = subprocess.Popen([sys.executable, "-I", "-m", "talos_init.apid", "--listen",
                                  "127.0.0.1:0", "--config", str(tmp_path / "config.json"),
                                  "--control-socket", str(tmp_path / "none.sock"), "--state-dir",
-                                 str(tmp_path / "state"), "--trustd", f"127.0.0.1:{pair.trustd_port}"],
+                                 str(tmp_path / "state"), "--trustd", f"127.0.0.1:{pair.trustd_port}",
+                                 "--kmsg", str(tmp_path / "console")],  # not the host's kmsg
                                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -175,6 +176,7 @@ def test_wrong_token_is_refused_and_the_worker_keeps_retrying(pair, tmp_path):
             time.sleep(0.2)
         assert "attempt=2" in text and "wrong machine token" in text, text
         assert proc.poll() is None and "apid_listening" not in text
+        assert "wrong machine token" in (tmp_path / "console").read_text()  # the node's console
     finally:
         proc.terminate()
         proc.wait(timeout=30)

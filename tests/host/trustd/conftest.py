@@ -129,10 +129,15 @@ class Worker:
     def log(self) -> Path:
         return self.tmp / "apid.log"
 
+    @property
+    def console(self) -> Path:  # apid's --kmsg: a plain file here, /dev/kmsg on a node
+        return self.tmp / "kmsg"
+
     def start(self, trustd_port: int, *, wait_ready: bool = True) -> None:
         args = [sys.executable, "-I", "-m", "talos_init.apid", "--listen", "127.0.0.1:0",
                 "--config", str(self.config), "--control-socket", str(self.control),
-                "--state-dir", str(self.tmp / "state"), "--trustd", f"127.0.0.1:{trustd_port}"]
+                "--state-dir", str(self.tmp / "state"), "--trustd", f"127.0.0.1:{trustd_port}",
+                "--kmsg", str(self.console)]
         if wait_ready:
             self.process, self.port = start_notified(args[3], self.tmp, "apid", args[4:])
         else:

@@ -56,6 +56,8 @@ def test_wrong_token_keeps_the_worker_retrying_and_saying_why(tmp_path, machine_
         first = wait_for_text(worker.log, "wrong machine token")
         wait_for_text(worker.log, "attempt=2", after=first)
         assert worker.process.poll() is None
+        wait_for_text(worker.console, "<4>apid: no API certificate from trustd yet (attempt 1")
+        assert "wrong machine token" in worker.console.read_text()
         assert "apid_listening" not in worker.log.read_text()
     finally:
         stop(t.process)
