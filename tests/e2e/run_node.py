@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_two(args: argparse.Namespace) -> int:
     from tests.e2e import twonode
 
-    print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
+    print(f"run: image in {args.build} (built only when its inputs changed)", flush=True)
     ensure_built(args.build, quiet=False)
     cluster = args.pki or args.build / "run-node-2"
     if not (cluster / "osctlconfig").exists():
@@ -166,9 +166,14 @@ def run_two(args: argparse.Namespace) -> int:
             vms.append(vm)
             print(f"run: {name}: API on 127.0.0.1:{api_port}, console log {workdir / 'serial.log'}",
                   flush=True)
-        osctl = f"{sys.executable} -m talos_init.osctl --osctlconfig {cluster / 'osctlconfig'}"
-        print(f"run: e.g. {osctl} -e 127.0.0.1:{vms[0].spec.api_port} -n {twonode.WORKER_ADDR} "
-              f"services   (through the controlplane)", flush=True)
+        cp_at = f"127.0.0.1:{vms[0].spec.api_port}"
+        point_osctlconfig(cluster / "osctlconfig", cp_at)
+        first, second = osctl_hint(cluster / "osctlconfig", vms[0].spec.api_port)
+        print("run: to reach the nodes, in another terminal here:\n"
+              f"    {first}\n"
+              f"    {second}                      # the controlplane\n"
+              f"    {second.rsplit(' ', 1)[0]} -e {cp_at} -n {twonode.WORKER_ADDR} services"
+              "   # the worker, through the controlplane", flush=True)
         for vm in vms:
             vm.start()
         try:
