@@ -3,6 +3,7 @@ PY      := .venv/bin/python
 IMAGE   := build/initramfs.img
 KERNEL  := build/vmlinuz
 PYTEST_ARGS ?=
+NODES   ?= 1
 
 .PHONY: run test unit host e2e lint setup image clean
 
@@ -13,7 +14,7 @@ image: setup
 	$(PY) -m initramfs.build --out build
 
 run: image
-	$(PY) -m tests.e2e.run_node --config configs/worker.yaml
+	$(PY) -m tests.e2e.run_node --config configs/worker.yaml --nodes $(NODES)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -122,7 +122,14 @@ def _leaf(ca_cert: x509.Certificate, ca_key: PrivateKey, subject: x509.Name,
           not_before: datetime.datetime, not_after: datetime.datetime,
           ) -> tuple[x509.Certificate, PrivateKey]:
     key = new_key()
-    builder = (_builder(subject, ca_cert.subject, key.public_key(), not_before, not_after)
+    return _leaf_cert(ca_cert, ca_key, subject, key.public_key(), usage, sans,
+                      not_before, not_after), key
+
+
+def _leaf_cert(ca_cert: x509.Certificate, ca_key: PrivateKey, subject: x509.Name, public_key: object,
+               usage: x509.ObjectIdentifier, sans: list[x509.GeneralName],
+               not_before: datetime.datetime, not_after: datetime.datetime) -> x509.Certificate:
+    builder = (_builder(subject, ca_cert.subject, public_key, not_before, not_after)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=False, crl_sign=False,
                                             content_commitment=False, key_encipherment=False,
@@ -131,7 +138,40 @@ def _leaf(ca_cert: x509.Certificate, ca_key: PrivateKey, subject: x509.Name,
                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return _sign(builder, ca_key), key
+    return _sign(builder, ca_key)
+
+
+def sign_server_csr(ca_cert: x509.Certificate, ca_key: PrivateKey, subject: x509.Name,
+                    public_key: object, sans: list[x509.GeneralName],
+                    not_before: datetime.datetime, not_after: datetime.datetime) -> x509.Certificate:
+    """A server-auth certificate for someone else's key (trustd signing a node's CSR)."""
+    return _leaf_cert(ca_cert, ca_key, subject, public_key, ExtendedKeyUsageOID.SERVER_AUTH, sans,
+                      not_before, not_after)
+
+
+def server_csr(key: PrivateKey, cn: str, names: Iterable[str]) -> x509.CertificateSigningRequest:
+    """A CSR for a serving certificate: common name and SANs only, nothing else to ask for."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(_name(cn))
+    sans = _sans(names)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    algorithm = None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) \
+        else hashes.SHA256()
+    return builder.sign(key, algorithm)  # type: ignore[arg-type]
+
+
+def _sans(names: Iterable[str]) -> list[x509.GeneralName]:
+    sans: list[x509.GeneralName] = []
+    seen: set[str] = set()
+    for name in names:
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(name.split("%")[0])))
+        except ValueError:
+            sans.append(x509.DNSName(name))
+    return sans
 
 
 def new_client_cert(ca_cert: x509.Certificate, ca_key: PrivateKey, name: str, roles: Iterable[str],

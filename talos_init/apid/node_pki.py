@@ -1,10 +1,10 @@
 """The node's serving certificate, made at start-up from the machine CA in the effective config.
 
-Like Talos: the config carries ``machine.ca.crt`` and ``machine.ca.key``
-(base64 PEM); apid signs a fresh serving certificate for the node's names
-and addresses each time it starts, so it never has to be stored. A config
-without ``machine.ca.key`` cannot serve (Talos workers fetch theirs from
-trustd, which this node does not have): apid says so and exits.
+Like Talos: the config carries ``machine.ca.crt`` and, on controlplane
+nodes, ``machine.ca.key`` (base64 PEM); apid signs a fresh serving
+certificate for the node's names and addresses each time it starts, so it
+never has to be stored. A config without ``machine.ca.key`` (a worker) gets
+its certificate from trustd instead (``worker_cert``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,28 @@ class MachineCA:
     key: pki.PrivateKey
 
 
-def machine_ca(config: dict[str, Any], where: str) -> MachineCA:
-    ca = (config.get("machine") or {}).get("ca") or {}
-    crt, key = ca.get("crt"), ca.get("key")
+def has_ca_key(config: dict[str, Any]) -> bool:
+    key = ((config.get("machine") or {}).get("ca") or {}).get("key")
+    return isinstance(key, str) and bool(key.strip())
+
+
+def machine_ca_cert(config: dict[str, Any], where: str) -> bytes:
+    """The machine CA certificate (PEM), which every node needs to verify its clients."""
+    crt = ((config.get("machine") or {}).get("ca") or {}).get("crt")
     if not isinstance(crt, str) or not crt:
         raise pki.PkiError(f"{where}: machine.ca.crt is missing: apid cannot verify clients")
-    if not isinstance(key, str) or not key:
-        raise pki.PkiError(f"{where}: machine.ca.key is missing: apid cannot sign its serving "
-                           "certificate (this node has no trustd to ask for one)")
     crt_pem = pki.decode_field(crt, f"{where}: machine.ca.crt")
+    pki.load_cert(crt_pem, f"{where}: machine.ca.crt")
+    return crt_pem
+
+
+def machine_ca(config: dict[str, Any], where: str) -> MachineCA:
+    ca = (config.get("machine") or {}).get("ca") or {}
+    if ca.get("crt") and not (isinstance(ca.get("key"), str) and ca["key"]):
+        raise pki.PkiError(f"{where}: machine.ca.key is missing: this node cannot sign "
+                           "certificates itself")
+    crt_pem = machine_ca_cert(config, where)
+    key = ca["key"]
     cert = pki.load_cert(crt_pem, f"{where}: machine.ca.crt")
     ca_key = pki.load_key(pki.decode_field(key, f"{where}: machine.ca.key"), f"{where}: machine.ca.key")
     pki.check_pair(cert, ca_key, f"{where}: machine.ca")

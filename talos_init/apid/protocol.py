@@ -98,8 +98,9 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps({"v": VERSION, **message}, separators=(",", ":"), default=str).encode() + b"\n"
 
 
-def request(method: str, params: dict[str, Any] | None = None) -> bytes:
-    return encode({"method": method, "params": params or {}})
+def request(method: str, params: dict[str, Any] | None = None, node: str | None = None) -> bytes:
+    """A request line; ``node``: the endpoint forwards the call there (see apid/proxy.py)."""
+    return encode({"method": method, "params": params or {}, **({"node": node} if node else {})})
 
 
 def error(code: str, message: str) -> bytes:

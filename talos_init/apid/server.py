@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from talos_init.apid import protocol
+from talos_init.apid import protocol, proxy
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
@@ -70,8 +70,10 @@ def common_name(peercert: dict[str, Any] | None) -> str:
 
 
 class ApiServer:
-    def __init__(self, calls: Calls, ctx: ssl.SSLContext, limits: Limits = Limits()):
+    def __init__(self, calls: Calls, ctx: ssl.SSLContext, limits: Limits = Limits(),
+                 forwarder: proxy.Forwarder | None = None):
         self.calls = calls
+        self.forwarder = forwarder  # None: this node forwards nothing (no machine CA key)
         self.ctx = ctx
         self.limits = limits
         self.connections = 0
@@ -143,6 +145,10 @@ class ApiServer:
             method, params = protocol.parse_request(line)
             upload = protocol.METHODS[method].upload
             roles = roles_of(peercert)
+            route = proxy.route_of(line)
+            caller = who
+            if route.as_roles is not None:  # forwarded by another node's apid
+                roles, who = self._forwarded_roles(route, peercert, who)
             allowed = protocol.roles_allowed(method)
             if not roles & allowed:
                 have = ", ".join(sorted(roles)) or "no os:* role"
@@ -150,7 +156,9 @@ class ApiServer:
                 raise ApiError(protocol.PERMISSION_DENIED,
                                f"{method} needs role {need}; your certificate ({who}) has {have}")
             log.info("api_call", peer=peer, client=who, method=method)
-            if protocol.METHODS[method].upload:
+            if route.node is not None:
+                await self._forward(tls, method, params, route.node, roles, caller)
+            elif protocol.METHODS[method].upload:
                 await self._upload(tls, method, params)
             elif protocol.METHODS[method].stream:
                 await self._stream(tls, method, params)
@@ -166,6 +174,25 @@ class ApiServer:
                 await discard(tls, self.limits.drain_timeout)
         except asyncio.TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
+
+    @staticmethod
+    def _forwarded_roles(route: proxy.Route, peercert: dict[str, Any] | None,
+                         who: str) -> tuple[set[str], str]:
+        """The caller's roles a forwarding node vouches for; only a node's certificate may."""
+        if not proxy.is_impersonator(peercert):
+            raise ApiError(protocol.PERMISSION_DENIED, f"your certificate ({who}) may not forward "
+                           f"roles: only a controlplane's apid ({proxy.IMPERSONATOR}) may")
+        if route.node is not None:
+            raise ApiError(protocol.BAD_REQUEST, "a forwarded call cannot be forwarded again")
+        return set(route.as_roles or ()) & set(protocol.ROLES), f"{route.as_client or '?'} via {who}"
+
+    async def _forward(self, tls: TlsConnection, method: str, params: dict[str, Any], node: str,
+                       roles: set[str], caller: str) -> None:
+        if self.forwarder is None:
+            raise ApiError(protocol.FAILED_PRECONDITION, "this node cannot forward calls to other "
+                           "nodes (it has no machine CA key): use a controlplane as endpoint")
+        log.info("api_forward", node=node, client=caller, method=method)
+        await self.forwarder.forward(tls, node, proxy.forwarded_request(method, params, roles, caller))
 
     async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
         if self._streams >= self.limits.max_streams:

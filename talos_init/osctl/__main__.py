@@ -201,6 +201,18 @@ def targets(args: argparse.Namespace, ctx: Context) -> list[str]:
     return found
 
 
+def proxy_endpoint(args: argparse.Namespace) -> str | None:
+    """With both -e and -n, calls go to the (first) endpoint, which forwards them to each node."""
+    endpoints = _split(args.endpoints)
+    return endpoints[0] if endpoints and _split(args.nodes) else None
+
+
+def _via(args: argparse.Namespace, node: str) -> tuple[str, dict[str, Any]]:
+    """Where to connect for ``node`` and the client keywords that make it forwarded."""
+    endpoint = proxy_endpoint(args)
+    return (endpoint, {"node": node}) if endpoint else (node, {})
+
+
 def run_import(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     if args.file == "-" and len(nodes) > 1:
         raise OsctlError("standard input can go to one node only (-n NODE)")
@@ -212,7 +224,9 @@ def run_import(args: argparse.Namespace, client: Client, nodes: list[str]) -> in
             except OSError as e:
                 raise OsctlError(f"{args.file}: {e.strerror or e}") from None
             with f:
-                result = client.upload(node, "image.import", {}, iter(lambda: f.read(1 << 20), b""))
+                target, via = _via(args, node)
+                result = client.upload(target, "image.import", {},
+                                       iter(lambda: f.read(1 << 20), b""), **via)
             if args.output != "table":
                 output.structured({"node": node, "result": result} if len(nodes) > 1 else result,
                                   args.output)
@@ -258,10 +272,11 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     failed = 0
     for node in nodes:
         try:
+            target, via = _via(args, node)
             if stream:
-                show_stream(args, node, client.stream(node, method, params), len(nodes) > 1)
+                show_stream(args, node, client.stream(target, method, params, **via), len(nodes) > 1)
             else:
-                show(args, node, client.call(node, method, params), len(nodes) > 1)
+                show(args, node, client.call(target, method, params, **via), len(nodes) > 1)
         except OsctlError as e:
             print(f"osctl: {e}", file=sys.stderr)
             failed += 1
@@ -276,9 +291,14 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
     if fmt != "table":
         output.structured({"node": node, "result": result} if many else result, fmt)
         return
-    if many:
-        print(f"NODE {node}")
+
+    def table(rows: list[dict[str, Any]], columns: list[Column]) -> None:
+        # Several nodes: every row starts with its node, as talosctl prints them.
+        output.table(rows, [("NODE", lambda r: node), *columns] if many else columns)
+
     if c == "get":
+        if many:
+            print(f"NODE {node}")
         output.structured(result, "yaml")
     elif c in ("reboot", "shutdown", "service"):
         what = {"reboot": "rebooting", "shutdown": "shutting down"}.get(c)
@@ -288,18 +308,18 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
             state = result.get("state") if isinstance(result, dict) else None
             print(f"{node}: service {args.id} {args.action}: {state or 'requested'}")
     elif c == "version":
-        output.table(_kv_rows(result), _KV)
+        table(_kv_rows(result), _KV)
     elif c == "memory":
-        output.table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
+        table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
     elif c == "containers" and args.kubernetes:
         rows = sorted(result, key=lambda r: (
             r.get("pod") or "", r["labels"].get("io.cri-containerd.kind") != "sandbox",
             r["labels"].get("io.kubernetes.container.name") or ""))
-        output.table(rows, COLUMNS["containers-k"])
+        table(rows, COLUMNS["containers-k"])
     elif c == "image":
-        output.table(result, COLUMNS["image list"])
+        table(result, COLUMNS["image list"])
     elif c in COLUMNS:
-        output.table(result, COLUMNS[c])
+        table(result, COLUMNS[c])
     else:
         output.structured(result, "yaml")
 

@@ -203,7 +203,7 @@ class Client:
         return f"TLS with node {target} failed: {reason or e}"
 
     @contextlib.contextmanager
-    def _session(self, target: str) -> Iterator[ssl.SSLSocket]:
+    def _session(self, target: str, node: str | None = None) -> Iterator[ssl.SSLSocket]:
         """A connection to ``target`` whose failures become OsctlErrors naming the node."""
         sock = self._connect(target)
         try:
@@ -216,13 +216,14 @@ class Client:
         except socket.timeout:
             raise OsctlError(f"node {target} did not answer within the timeout") from None
         except ApiError as e:
-            raise OsctlError(describe(target, e)) from None
+            raise OsctlError(describe(f"{node} (via {target})" if node else target, e)) from None
         finally:
             sock.close()
 
-    def _lines(self, target: str, method: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        with self._session(target) as sock:
-            sock.sendall(protocol.request(method, params))
+    def _lines(self, target: str, method: str, params: dict[str, Any],
+               node: str | None = None) -> Iterator[dict[str, Any]]:
+        with self._session(target, node) as sock:
+            sock.sendall(protocol.request(method, params, node))
             # Following waits as long as the user does; anything else has the call timeout
             # (apid's own limit is 60 s) plus a margin.
             sock.settimeout(None if params.get("follow") else max(self.timeout, 70.0))
@@ -234,14 +235,15 @@ class Client:
                 yield protocol.parse_reply(line)
 
     def upload(self, target: str, method: str, params: dict[str, Any],
-               chunks: Iterable[bytes], *, reply_timeout: float = 3600.0) -> Any:
+               chunks: Iterable[bytes], *, reply_timeout: float = 3600.0,
+               node: str | None = None) -> Any:
         """Send the request, then ``chunks`` in frames; the node's one reply.
 
         The node may refuse mid-way (bad archive, size limit): we look for its reply
         between frames and stop sending as soon as it has spoken.
         """
-        with self._session(target) as sock:
-            sock.sendall(protocol.request(method, params))
+        with self._session(target, node) as sock:
+            sock.sendall(protocol.request(method, params, node))
             sock.settimeout(max(self.timeout, 120.0))
             try:
                 for chunk in chunks:
@@ -258,14 +260,17 @@ class Client:
                 raise OsctlError(f"node {target} closed the connection during the upload")
             return protocol.parse_reply(line).get("result")
 
-    def call(self, target: str, method: str, params: dict[str, Any] | None = None) -> Any:
-        for msg in self._lines(target, method, params or {}):
+    def call(self, target: str, method: str, params: dict[str, Any] | None = None,
+             node: str | None = None) -> Any:
+        """One call on ``target``, or through it on ``node`` (the endpoint forwards it)."""
+        for msg in self._lines(target, method, params or {}, node):
             if "result" in msg:
                 return msg["result"]
         raise AssertionError("unreachable")
 
-    def stream(self, target: str, method: str, params: dict[str, Any] | None = None) -> Iterator[Any]:
-        for msg in self._lines(target, method, params or {}):
+    def stream(self, target: str, method: str, params: dict[str, Any] | None = None,
+               node: str | None = None) -> Iterator[Any]:
+        for msg in self._lines(target, method, params or {}, node):
             if msg.get("end"):
                 return
             if "item" in msg:

@@ -4,10 +4,10 @@ The machine configs have the layout ``talosctl gen config`` writes for the Talos
 version asked (``--talos-version``, default the newest known): from 1.14 on, a
 v1alpha1 document with machine identity and tokens, and the cluster settings in
 their own documents (KubeClusterConfig, KubeNetworkConfig, KubeAPIServerCAConfig,
-...); before 1.14 one v1alpha1 document with base64 PEM in ``crt``/``key``. One
-difference from Talos: worker.yaml keeps ``machine.ca.key``, because this node
-signs its own API serving certificate at start (Talos workers get theirs from
-trustd, which we do not have).
+...); before 1.14 one v1alpha1 document with base64 PEM in ``crt``/``key``. As
+in Talos, worker.yaml has the machine CA certificate without its key (``key:
+""``): a worker's apid gets its serving certificate from trustd on a
+controlplane, given ``machine.token``.
 """
 
 from __future__ import annotations
@@ -155,7 +155,10 @@ def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
     cluster_id, cluster_secret = _b64(secrets.token_bytes(32)), _b64(secrets.token_bytes(32))
 
     def machine(kind: str) -> dict[str, Any]:
-        return {"type": kind, "token": machine_token, "ca": _pair(machine_ca, machine_ca_key),
+        ca = _pair(machine_ca, machine_ca_key)
+        if kind == "worker":
+            ca["key"] = ""  # whoever holds it can sign os:admin certificates for every node
+        return {"type": kind, "token": machine_token, "ca": ca,
                 "certSANs": [host], "kubelet": {}, "network": {}}
 
     common_cluster = {

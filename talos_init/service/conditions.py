@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from talos_init.paths import Paths
+from talos_init.service import configvalues
 from talos_init.service.definition import Condition, Definition
 
 TIME_SANE_AFTER = 1704067200  # 2024-01-01: a clock before this was never set
@@ -28,6 +29,7 @@ class Conditions:
             "service_ready": lambda arg: None,
             "network_up": self.network_up,
             "time_sane": self.time_sane,
+            "config_in": self.config_in,
         }
 
     def kinds(self) -> set[str]:
@@ -52,6 +54,19 @@ class Conditions:
 
     def time_sane(self, arg: Any) -> str | None:
         return None if self.wall_clock() >= TIME_SANE_AFTER else "time_sane (clock not set)"
+
+    def config_in(self, arg: Any) -> str | None:
+        """``machine.type=controlplane,init``: that value of the effective config is one of these."""
+        path, _, wanted = str(arg).partition("=")
+        try:
+            config = configvalues.load(self.paths.effective_config)
+        except configvalues.ConfigValueError as e:
+            return f"config_in {arg} ({e})"
+        value = configvalues.lookup(config, path) if config is not None else None
+        if isinstance(value, str) and value in wanted.split(","):
+            return None
+        shown = value if isinstance(value, (str, int, float, bool)) else "not set"
+        return f"config_in {arg} ({path} is {shown})"
 
     def _check(self, conds: tuple[Condition, ...]) -> str | None:
         unmet = [r for c in conds if (r := self.checks[c.kind](c.arg))]

@@ -258,6 +258,11 @@ class _Checker:
                 arg = self.string(arg, _join(p, kind))
                 if arg and not arg.startswith("/"):
                     self.error(_join(p, kind), "must be an absolute path")
+            elif kind == "config_in":
+                arg = self.string(arg, _join(p, kind))
+                if arg and not CONFIG_IN_RE.match(arg):
+                    self.error(_join(p, kind), "must be PATH=VALUE[,VALUE...], e.g. "
+                                               f"machine.type=controlplane,init, got {arg!r}")
             elif not isinstance(arg, (str, bool, int)):
                 self.error(_join(p, kind), f"must be a string, got {_kind(arg)}")
                 continue
@@ -279,7 +284,9 @@ def _kind(value: Any) -> str:
 TOP = {"id", "description", "argv", "environment", "working_directory", "depends_on",
        "conditions", "skip_unless", "done_if", "readiness", "restart", "backoff", "stop", "logs",
        "args_from", "confinement"}
-DEFAULT_CONDITION_KINDS = {"file_exists", "service_ready", "network_up", "time_sane"}
+DEFAULT_CONDITION_KINDS = {"file_exists", "service_ready", "network_up", "time_sane", "config_in"}
+# config_in: a dotted path of the effective config, then the values it may have.
+CONFIG_IN_RE = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*=[^,=\s]+(,[^,=\s]+)*$")
 
 
 def parse(data: Any, source: str = "<memory>",

@@ -254,6 +254,16 @@ def rule_kubelet_extra_config(doc: dict[str, Any], walk: Walk) -> None:
     check_kubelet_config(extra, ("machine", "kubelet", "extraConfig"), walk)
 
 
+def rule_worker_ca_key(doc: dict[str, Any], walk: Walk) -> None:
+    """A worker holding machine.ca.key lets anyone who reads its config mint os:admin certificates."""
+    if _get(doc, "machine", "type") != "worker" or not _get(doc, "machine", "ca", "key"):
+        return
+    _report(walk, ("machine", "ca", "key"),
+            "a worker does not need the machine CA key, and whoever reads this config can sign "
+            "os:admin certificates for every node with it; remove it (trustd on the "
+            "controlplane signs this node's API certificate)", WARNING)
+
+
 RULES: list[Rule] = [
     rule_kubelet_extra_config,
     rule_interfaces,
@@ -262,6 +272,7 @@ RULES: list[Rule] = [
     rule_node_ip,
     rule_files,
     rule_pods,
+    rule_worker_ca_key,
 ]
 
 

@@ -15,13 +15,25 @@ REPO = Path(__file__).resolve().parents[2]
 BOOT_TIMEOUT = 600  # TCG on two shared cores
 
 
-def gen_cluster(out: Path, name: str, endpoint: str = "https://10.0.2.15:6443") -> Path:
-    """`osctl gen config` into ``out``: worker.yaml (with machine.ca.key, so apid starts) and
-    osctlconfig. The single-document layout (Talos 1.13), which these tests edit as one mapping."""
+def gen_cluster(out: Path, name: str, endpoint: str = "https://10.0.2.15:6443", *,
+                lone: bool = True) -> Path:
+    """`osctl gen config` into ``out``: controlplane.yaml, worker.yaml and osctlconfig, in the
+    single-document layout (Talos 1.13), which these tests edit as one mapping.
+
+    ``lone``: a worker booted without a controlplane has no trustd, so its worker.yaml
+    gets the machine CA key back from controlplane.yaml and its apid signs its own
+    certificate (the validator warns about it). Two-node tests pass ``lone=False``.
+    """
     r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", name, endpoint,
                         "--output-dir", str(out), "--force", "--talos-version", "1.13"],
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0, r.stderr
+    if lone:
+        import yaml
+
+        worker = yaml.safe_load((out / "worker.yaml").read_text())
+        worker["machine"]["ca"] = yaml.safe_load((out / "controlplane.yaml").read_text())["machine"]["ca"]
+        (out / "worker.yaml").write_text(yaml.safe_dump(worker, sort_keys=False))
     return out
 
 

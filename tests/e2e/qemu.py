@@ -54,6 +54,10 @@ class VMSpec:
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
     # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
     extra_nics: tuple[str, ...] = ()
+    # A NIC on a private network between guests: (mac, local UDP port, peer's UDP port), a QEMU
+    # socket netdev over 127.0.0.1 (each guest sends to the other's port; no host address).
+    peer_nic: tuple[str, int, int] | None = None
+    forwards: tuple[tuple[int, int], ...] = ()  # more (host 127.0.0.1 port, guest port) forwards
     accel: str = field(default_factory=lambda: os.environ.get("TALOS_QEMU_ACCEL", "tcg"))
     # TCG's default CPU model lacks RDRAND, which every x86 server since 2012 has: without it
     # the guest's RNG is not ready until jitter entropy is gathered, and PID 1's interpreter
@@ -99,6 +103,13 @@ class VM:
             netdev += f",guestfwd=tcp:{GUEST_CONFIG_HOST}:80-cmd:{relay}"
         if s.api_port is not None:
             netdev += f",hostfwd=tcp:127.0.0.1:{s.api_port}-:50000"
+        for host_port, guest_port in s.forwards:
+            netdev += f",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"
+        peer = []
+        if s.peer_nic is not None:
+            mac, local, remote = s.peer_nic
+            peer = ["-netdev", f"socket,id=p0,udp=127.0.0.1:{remote},localaddr=127.0.0.1:{local}",
+                    "-device", f"virtio-net-pci,netdev=p0,mac={mac}"]
         argv = [
             "qemu-system-x86_64", "-machine", f"pc,accel={s.accel}", "-m", str(s.memory_mb),
             "-smp", str(s.cpus), "-nodefaults", "-no-user-config", "-display", "none",
@@ -111,6 +122,7 @@ class VM:
             *[arg for i, mac in enumerate(s.extra_nics, 1)
               for arg in ("-netdev", f"hubport,id=h{i},hubid={i}",
                           "-device", f"virtio-net-pci,netdev=h{i},mac={mac}")],
+            *peer,
             # A panic or a reboot request ends the VM: tests see QEMU exit instead of a loop.
             "-no-reboot",
         ]

@@ -12,6 +12,12 @@ PKI and osctl client config are generated once with ``osctl gen config``
 the osctlconfig's endpoint is set to this run's forwarded port, so the lines
 printed at start (``export OSCTLCONFIG=...`` then ``.venv/bin/osctl services``)
 reach this node as pasted.
+
+``--nodes 2`` (``make run NODES=2``) boots a controlplane and a worker on a
+private network between the guests (``tests/e2e/twonode.py``) from a
+generated cluster (build/run-node-2/): the worker has no CA key and gets its
+API certificate from the controlplane's trustd. The controlplane's console
+is shown here, the worker's is in its serial.log.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def config_for_node(config: bytes, pki: Path) -> tuple[bytes, Path | None]:
     if not isinstance(doc, dict) or ca.get("key"):
         return config, None
     generated_pki(pki)
-    doc["machine"]["ca"] = yaml.safe_load((pki / "worker.yaml").read_bytes())["machine"]["ca"]
+    doc["machine"]["ca"] = yaml.safe_load((pki / "controlplane.yaml").read_bytes())["machine"]["ca"]
     return yaml.safe_dump(doc, sort_keys=False).encode(), pki / "osctlconfig"
 
 
@@ -90,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pki", type=Path, default=None,
                         help="where the generated PKI and osctlconfig are kept "
                              "(default: BUILD/run-node)")
+    parser.add_argument("--nodes", type=int, choices=(1, 2), default=1,
+                        help="2: a controlplane and a worker on a private network (--config unused)")
     args = parser.parse_args(argv)
+    if args.nodes == 2:
+        return run_two(args)
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
@@ -129,6 +139,58 @@ def main(argv: list[str] | None = None) -> int:
         vm.close()
         server.shutdown()
         server.server_close()
+
+
+def run_two(args: argparse.Namespace) -> int:
+    from tests.e2e import twonode
+
+    print(f"run: image in {args.build} (built only when its inputs changed)", flush=True)
+    ensure_built(args.build, quiet=False)
+    cluster = args.pki or args.build / "run-node-2"
+    if not (cluster / "osctlconfig").exists():
+        twonode.gen_two_node_cluster(cluster, "talos-init-pair")
+    p = twonode.plan(cluster)
+    servers, vms = [], []
+    try:
+        for name, body, peer, extra in (
+                ("controlplane", p.controlplane, p.cp_peer, ((p.trustd_port, twonode.TRUSTD_PORT),)),
+                ("worker", p.worker, p.worker_peer, ())):
+            state = UserdataServer(body=body)
+            servers.append(_serve(state))
+            api_port = args.api_port + len(vms) if args.api_port else free_port()
+            workdir = Path(tempfile.mkdtemp(prefix=f"talos-{name}-"))
+            vm = VM(VMSpec(args.build / "vmlinuz", args.build / "initramfs.img", workdir,
+                           cmdline=[f"talos.config={state.guest_url}", *args.cmdline.split()],
+                           memory_mb=args.memory, config_port=state.port, api_port=api_port,
+                           echo=not vms, peer_nic=peer, forwards=extra))
+            vms.append(vm)
+            print(f"run: {name}: API on 127.0.0.1:{api_port}, console log {workdir / 'serial.log'}",
+                  flush=True)
+        cp_at = f"127.0.0.1:{vms[0].spec.api_port}"
+        point_osctlconfig(cluster / "osctlconfig", cp_at)
+        first, second = osctl_hint(cluster / "osctlconfig", vms[0].spec.api_port)
+        print("run: to reach the nodes, in another terminal here:\n"
+              f"    {first}\n"
+              f"    {second}                      # the controlplane\n"
+              f"    {second.rsplit(' ', 1)[0]} -e {cp_at} -n {twonode.WORKER_ADDR} services"
+              "   # the worker, through the controlplane", flush=True)
+        for vm in vms:
+            vm.start()
+        try:
+            return vms[0].wait_exit(timeout=10**9)
+        except KeyboardInterrupt:
+            print("\nrun: power button pressed on both (Ctrl-C again to kill QEMU)", flush=True)
+            for vm in vms:
+                vm.powerdown()
+            return vms[0].wait_exit(timeout=120)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for vm in vms:
+            vm.close()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
 
 if __name__ == "__main__":

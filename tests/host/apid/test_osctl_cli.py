@@ -34,16 +34,18 @@ def test_gen_config_is_accepted_by_a_real_apid(node, tmp_path):
     assert worker["version"] == "v1alpha1" and worker["machine"]["type"] == "worker"
     assert controlplane["machine"]["type"] == "controlplane"
     assert controlplane["cluster"]["controlPlane"]["endpoint"] == "https://127.0.0.1:6443"
-    assert worker["machine"]["ca"] == controlplane["machine"]["ca"]
+    assert worker["machine"]["ca"]["crt"] == controlplane["machine"]["ca"]["crt"]
+    assert controlplane["machine"]["ca"]["key"] and worker["machine"]["ca"]["key"] == ""
     assert controlplane["cluster"]["ca"]["key"] and worker["cluster"]["ca"]["key"] == ""
     admin = pki.load_cert(pki.decode_field(
         yaml.safe_load((out / "osctlconfig").read_text())["contexts"]["demo"]["crt"], "crt"), "crt")
     assert [a.value for a in admin.subject if a.oid.dotted_string == "2.5.4.10"] == ["os:admin"]
 
-    # The effective config is the JSON form of the YAML: start a second apid from it.
+    # The effective config is the JSON form of the YAML: start a second apid from it
+    # (the controlplane's: a worker's apid would wait for a trustd).
     (tmp_path / "cfg").mkdir()
     config = tmp_path / "cfg" / "config.json"
-    config.write_text(json.dumps(worker))
+    config.write_text(json.dumps(controlplane))
     proc, host, port = start_apid(tmp_path / "cfg", config, tmp_path / "no-pid1.sock")
     try:
         r = osctl("--osctlconfig", str(out / "osctlconfig"), "-e", f"{host}:{port}", "version")
@@ -133,9 +135,9 @@ def test_gen_cert_makes_a_working_reader(tmp_path):
     r = osctl("gen", "cert", "alice", "--role", "os:reader", "--pki", str(out / "pki"),
               "--output-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    worker = validate.parse((out / "worker.yaml").read_bytes()).config.effective
+    controlplane = validate.parse((out / "controlplane.yaml").read_bytes()).config.effective
     (tmp_path / "cfg").mkdir()
-    (tmp_path / "cfg" / "config.json").write_text(json.dumps(worker))
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps(controlplane))
     proc, host, port = start_apid(tmp_path / "cfg", tmp_path / "cfg" / "config.json",
                                   tmp_path / "no-pid1.sock")
     try:

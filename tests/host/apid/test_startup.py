@@ -20,11 +20,12 @@ def run_apid(tmp_path, config: dict | None) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
-def test_config_without_ca_key_exits_with_the_reason(tmp_path, certs):
-    """A config with machine.ca.crt but no key makes apid exit 2 naming machine.ca.key."""
-    r = run_apid(tmp_path, {"machine": {"ca": {"crt": pki.encode_field(pki.cert_pem(certs.ca))}}})
+def test_config_without_ca_key_or_endpoint_exits_with_the_reason(tmp_path, certs):
+    """Without machine.ca.key apid needs a trustd; with no endpoint to find one it exits 2 saying so."""
+    r = run_apid(tmp_path, {"machine": {"token": "abcdef.0123456789abcdef",
+                                        "ca": {"crt": pki.encode_field(pki.cert_pem(certs.ca))}}})
     assert r.returncode == 2
-    assert "machine.ca.key is missing" in r.stderr + r.stdout
+    assert "no machine.ca.key and no cluster.controlPlane.endpoint" in r.stderr + r.stdout
 
 
 def test_missing_config_exits_with_the_reason(tmp_path):

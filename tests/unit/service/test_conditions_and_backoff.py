@@ -68,3 +68,28 @@ def test_backoff_doubles_to_the_cap_and_resets_after_stable_run():
     assert all(d <= 30.0 for d in delays) and delays[-1] >= 24.0
     assert b.crashes_after(5, run_seconds=2.0) == 6
     assert b.crashes_after(5, run_seconds=10.0) == 1
+
+
+def test_config_in_follows_the_effective_config(tmp_path):
+    """config_in holds when the config value is one listed; skipped with the value it has."""
+    import json
+
+    c = Conditions(Paths(tmp_path))
+    d = define("trustd", skip_unless=[{"config_in": "machine.type=controlplane,init"}])
+    assert "not set" in c.check_skip(d)  # no config yet
+    (tmp_path / "run/talos").mkdir(parents=True)
+    config = tmp_path / "run/talos/config.json"
+    config.write_text(json.dumps({"machine": {"type": "worker"}}))
+    assert c.check_skip(d) == ("skip_unless not met: config_in machine.type=controlplane,init "
+                               "(machine.type is worker)")
+    for kind in ("controlplane", "init"):
+        config.write_text(json.dumps({"machine": {"type": kind}}))
+        assert c.check_skip(d) is None
+
+
+def test_config_in_syntax_is_checked_at_load():
+    """A config_in without PATH=VALUES is a definition error naming the field."""
+    from talos_init.service.definition import parse
+
+    _, errors = parse({"id": "x", "argv": ["/bin/x"], "skip_unless": [{"config_in": "machine.type"}]})
+    assert any("skip_unless[0].config_in" in str(e) for e in errors), errors
