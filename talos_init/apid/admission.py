@@ -14,6 +14,11 @@ Two pools, counted apart:
 - connections: authenticated clients, identified by their certificate. A
   non-admin certificate holds at most ``connections_per_client``, and the last
   ``admin_reserve`` slots are for admins only.
+
+Follow streams (``logs -f``, ``events -f``, ``dmesg -f``) may stay open and
+idle for days, so they are counted apart again: ``follows_per_client`` per
+certificate, ``max_follows`` in all with ``follow_admin_reserve`` for admins.
+Calls that end by themselves (``read``, a log tail) never wait for a follow.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class Caps:
     max_connections: int = 64
     connections_per_client: int = 16  # non-admin certificates
     admin_reserve: int = 8  # of max_connections, for os:admin only
+    max_follows: int = 16
+    follows_per_client: int = 4
+    follow_admin_reserve: int = 4  # of max_follows
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Admission:
     _handshake_count: int = 0
     _connections: dict[str, int] = field(default_factory=dict)  # client -> open connections
     connections: int = 0
+    _follows: dict[str, int] = field(default_factory=dict)  # client -> open follows
+    follows: int = 0
     _next_id: int = 0
     _clock: int = 0
 
@@ -120,3 +130,25 @@ class Admission:
             self._connections[client] = left
         else:
             del self._connections[client]
+
+    # -- follow streams -----------------------------------------------------------------
+
+    def open_follow(self, client: str, admin: bool) -> str | None:
+        """Take a follow slot for this certificate, or say why not."""
+        shared = self.caps.max_follows - (0 if admin else self.caps.follow_admin_reserve)
+        if self.follows >= shared:
+            return (f"all {shared} follow streams open to "
+                    f"{'any client' if admin else 'non-admin clients'} are in use")
+        if self._follows.get(client, 0) >= self.caps.follows_per_client:
+            return f"your certificate already has {self.caps.follows_per_client} follow streams open"
+        self.follows += 1
+        self._follows[client] = self._follows.get(client, 0) + 1
+        return None
+
+    def close_follow(self, client: str) -> None:
+        self.follows -= 1
+        left = self._follows[client] - 1
+        if left:
+            self._follows[client] = left
+        else:
+            del self._follows[client]

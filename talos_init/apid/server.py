@@ -33,7 +33,11 @@ class Limits:
     max_connections: int = 64  # authenticated connections
     connections_per_client: int = 16  # of those, for one non-admin certificate
     admin_reserve: int = 8  # of max_connections, only admins may take these
-    max_streams: int = 16  # open follow/stream calls at once, all clients together
+    # Open follow streams (logs/events/dmesg -f), all clients together; most hold one of
+    # PID 1's 32 control connections, so this stays well below that.
+    max_follows: int = 16
+    follows_per_client: int = 4  # of those, for one certificate
+    follow_admin_reserve: int = 4  # of max_follows, only admins may take these
     max_request: int = 64 * 1024  # bytes in the request line
     handshake_timeout: float = 5.0  # a TLS 1.3 handshake is one round trip
     request_timeout: float = 10.0  # from handshake done to a complete request line
@@ -85,8 +89,9 @@ class ApiServer:
             max_handshakes=limits.max_handshakes, handshakes_per_source=limits.handshakes_per_source,
             max_connections=limits.max_connections,
             connections_per_client=limits.connections_per_client,
-            admin_reserve=limits.admin_reserve))
-        self._streams = 0
+            admin_reserve=limits.admin_reserve, max_follows=limits.max_follows,
+            follows_per_client=limits.follows_per_client,
+            follow_admin_reserve=limits.follow_admin_reserve))
         self._uploads = 0
         self._server: asyncio.Server | None = None
 
@@ -143,13 +148,13 @@ class ApiServer:
                 await tls.write(protocol.error(protocol.OVERLOADED, f"{refused}; try again later"))
                 return
             try:
-                await self._call(tls, peer)
+                await self._call(tls, peer, client, admin)
             finally:
                 self.admission.release(client)
         finally:
             await tls.close()
 
-    async def _call(self, tls: TlsConnection, peer: str) -> None:
+    async def _call(self, tls: TlsConnection, peer: str, client: str, admin: bool) -> None:
         peercert = tls.peercert()
         who = common_name(peercert)
         try:
@@ -181,7 +186,7 @@ class ApiServer:
             if protocol.METHODS[method].upload:
                 await self._upload(tls, method, params)
             elif protocol.METHODS[method].stream:
-                await self._stream(tls, method, params)
+                await self._stream(tls, method, params, client, admin)
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
                                                 self.limits.call_timeout)
@@ -195,11 +200,14 @@ class ApiServer:
         except asyncio.TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
 
-    async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
-        if self._streams >= self.limits.max_streams:
-            raise ApiError(protocol.OVERLOADED, f"more than {self.limits.max_streams} open streams "
-                                                "on this node; try again later")
-        self._streams += 1
+    async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any],
+                      client: str, admin: bool) -> None:
+        # A stream that ends by itself (read, a tail) holds only its connection slot.
+        follow = bool(params.get("follow"))
+        if follow:
+            refused = self.admission.open_follow(client, admin)
+            if refused is not None:
+                raise ApiError(protocol.OVERLOADED, f"{refused}; try again later")
         items: AsyncIterator[Any] = self.calls.streams[method](params)
         pump = asyncio.ensure_future(self._pump(tls, items))
         # The client sends nothing after its request: EOF means it left, so stop following.
@@ -209,7 +217,8 @@ class ApiServer:
             if pump in done:
                 pump.result()  # raises ApiError from the call
         finally:
-            self._streams -= 1
+            if follow:
+                self.admission.close_follow(client)
             for task in (pump, gone):
                 task.cancel()
             await asyncio.gather(pump, gone, return_exceptions=True)

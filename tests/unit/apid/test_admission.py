@@ -53,3 +53,17 @@ def test_admins_keep_their_reserve_and_one_certificate_cannot_take_all():
     for who in ("reader1", "reader1", "admin"):
         a.release(who)
     assert a.admit("reader3", False) is None
+
+
+def test_follows_per_certificate_with_a_reserve_for_admins():
+    """Follows stop at the per-certificate cap and, for non-admins, before the admins' reserve."""
+    a = Admission(Caps(max_follows=6, follows_per_client=3, follow_admin_reserve=2))
+    assert [a.open_follow("r1", False) for _ in range(3)] == [None] * 3
+    assert "already has 3 follow streams" in a.open_follow("r1", False)
+    assert a.open_follow("r2", False) is None
+    assert "non-admin clients are in use" in a.open_follow("r3", False)
+    assert a.open_follow("adm", True) is None and a.open_follow("adm", True) is None
+    assert "any client" in a.open_follow("adm2", True)
+    a.close_follow("r1")
+    a.close_follow("adm")
+    assert a.open_follow("adm2", True) is None and a.follows == 5
