@@ -95,11 +95,13 @@ CERT_AND_KEY = Struct(
     "certificate and key",
     {
         "crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True),
-        "key": F(PEM(KEY_LABELS, "key (private key)", allow_empty=True)),
+        "key": F(PEM(KEY_LABELS, "key (private key)", allow_empty=True), secret=True),
     },
 )
 CERT_ONLY = Struct("certificate", {"crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True)})
-KEY_ONLY = Struct("private key", {"key": F(PEM(KEY_LABELS, "key (private key)"), required=True)})
+KEY_ONLY = Struct(
+    "private key", {"key": F(PEM(KEY_LABELS, "key (private key)"), required=True, secret=True)}
+)
 
 ROUTE = Struct(
     "route",
@@ -138,8 +140,8 @@ VIP = Struct(
     "vip",
     {
         "ip": F(IP),
-        "equinixMetal": F(Struct("equinixMetal", {"apiToken": F(STR)})),
-        "hcloud": F(Struct("hcloud", {"apiToken": F(STR)})),
+        "equinixMetal": F(Struct("equinixMetal", {"apiToken": F(STR, secret=True)})),
+        "hcloud": F(Struct("hcloud", {"apiToken": F(STR, secret=True)})),
     },
 )
 
@@ -203,7 +205,7 @@ BRIDGE = Struct(
 WIREGUARD = Struct(
     "wireguard",
     {
-        "privateKey": F(STR),
+        "privateKey": F(STR, secret=True),
         "listenPort": F(Int(0, 65535)),
         "firewallMark": F(UINT32),
         "peers": F(
@@ -393,7 +395,7 @@ ENCRYPTION = Struct(
     "encryption",
     {
         "provider": F(STR),
-        "keys": F(ListOf(ANY)),
+        "keys": F(ListOf(ANY), secret=True),  # static passphrases, KMS endpoints
         "cipher": F(STR),
         "keySize": F(UINT32),
         "blockSize": F(Int(0, 2**63 - 1)),
@@ -434,6 +436,34 @@ FEATURES = Struct(
     },
 )
 
+# machine.registries.config.<host>, as Talos' RegistryConfig.
+REGISTRY_CONFIG = Struct(
+    "registry config",
+    {
+        "tls": F(
+            Struct(
+                "registry tls",
+                {
+                    "clientIdentity": F(CERT_AND_KEY),
+                    "ca": F(STR),
+                    "insecureSkipVerify": F(BOOL),
+                },
+            )
+        ),
+        "auth": F(
+            Struct(
+                "registry auth",
+                {
+                    "username": F(STR),
+                    "password": F(STR, secret=True),
+                    "auth": F(STR, secret=True),
+                    "identityToken": F(STR, secret=True),
+                },
+            )
+        ),
+    },
+)
+
 MACHINE = Struct(
     "machine",
     {
@@ -441,7 +471,7 @@ MACHINE = Struct(
             Enum("controlplane", "worker", aliases={"join": "worker", "init": "controlplane"}),
             required=True,
         ),
-        "token": F(Str(nonempty=True), required=True),
+        "token": F(Str(nonempty=True), required=True, secret=True),
         "ca": F(CERT_AND_KEY, required=True),
         "network": F(NETWORK),
         "install": F(INSTALL),
@@ -488,7 +518,8 @@ MACHINE = Struct(
         "registries": F(
             Struct("registries", {
                 "mirrors": F(MapOf(ANY)),
-                "config": U(MapOf(ANY), why="registry credentials are not passed to containerd yet"),
+                "config": U(MapOf(REGISTRY_CONFIG),
+                            why="registry credentials are not passed to containerd yet"),
             })
         ),
         "systemDiskEncryption": U(
@@ -583,11 +614,11 @@ CLUSTER = Struct(
         "clusterName": F(Str(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?", "a cluster name")),
         "network": F(CLUSTER_NETWORK),
         "ca": F(CERT_AND_KEY, required=True),
-        "token": F(TOKEN, required=True),
+        "token": F(TOKEN, required=True, secret=True),
         "id": U(STR),
-        "secret": U(STR),
-        "aescbcEncryptionSecret": U(STR),
-        "secretboxEncryptionSecret": U(STR),
+        "secret": U(STR, secret=True),
+        "aescbcEncryptionSecret": U(STR, secret=True),
+        "secretboxEncryptionSecret": U(STR, secret=True),
         "acceptedCAs": U(ListOf(CERT_ONLY)),
         "aggregatorCA": U(CERT_AND_KEY),
         "serviceAccount": U(KEY_ONLY),
@@ -670,9 +701,9 @@ CLUSTER = Struct(
             Struct("externalCloudProvider", {"enabled": F(BOOL), "manifests": F(STRS)})
         ),
         "extraManifests": U(ListOf(URL("http", "https"))),
-        "extraManifestHeaders": U(STRMAP),
+        "extraManifestHeaders": U(STRMAP, secret=True),  # Authorization and the like
         "inlineManifests": U(
-            ListOf(Struct("inlineManifest", {"name": F(STR, required=True), "contents": F(STR)}))
+            ListOf(Struct("inlineManifest", {"name": F(STR, required=True), "contents": F(STR, secret=True)}))
         ),
         "adminKubeconfig": U(Struct("adminKubeconfig", {"certLifetime": F(Duration())})),
         "allowSchedulingOnMasters": U(BOOL),

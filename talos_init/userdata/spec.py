@@ -552,14 +552,15 @@ class Field:
     required: bool = False
     default: Any = None  # put into the effective config when absent (None: leave out)
     why: str = ""  # shown with the unsupported notice
+    secret: bool = False  # every value under it is redacted before the config leaves the node
 
 
 def F(spec: Spec, **kw: Any) -> Field:
     return Field(spec, **kw)
 
 
-def U(spec: Spec = ANY, why: str = "") -> Field:
-    return Field(spec, support=UNSUPPORTED, why=why)
+def U(spec: Spec = ANY, why: str = "", secret: bool = False) -> Field:
+    return Field(spec, support=UNSUPPORTED, why=why, secret=secret)
 
 
 class Struct(Spec):
