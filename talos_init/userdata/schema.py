@@ -37,6 +37,7 @@ from talos_init.userdata.spec import (
     U,
     host_or_ip,
 )
+from talos_init.userdata.targets import file_path_problem, mirror_name_problem
 
 BOOL = Bool()
 STR = Str()
@@ -67,6 +68,20 @@ def _abs_path(text: str) -> str:
     if "\0" in text or any(part == ".." for part in text.split("/")):
         raise ValueError(f"{text!r} must not contain '..' or NUL")
     return text
+
+
+def _file_path(text: str) -> str:
+    why = file_path_problem(text)
+    if why:
+        raise ValueError(why)
+    return text
+
+
+def _mirror_name(key: str) -> str:
+    why = mirror_name_problem(key)
+    if why:
+        raise ValueError(why)
+    return key
 
 
 def _dev_path(text: str) -> str:
@@ -369,7 +384,7 @@ MACHINE_FILE = Struct(
     {
         "content": F(Str(), required=True),
         "permissions": F(FileMode(), required=True),
-        "path": F(ABS_PATH, required=True),
+        "path": F(Str(check=_file_path, nonempty=True), required=True),
         "op": F(Enum("create", "append", "overwrite"), required=True),
     },
 )
@@ -517,7 +532,7 @@ MACHINE = Struct(
         "sysfs": U(STRMAP),
         "registries": F(
             Struct("registries", {
-                "mirrors": F(MapOf(ANY)),
+                "mirrors": F(MapOf(ANY, key=_mirror_name)),
                 "config": U(MapOf(REGISTRY_CONFIG),
                             why="registry credentials are not passed to containerd yet"),
             })
