@@ -26,6 +26,7 @@ CHUNK = 1 << 20
 META_MAX = 4 << 20  # a JSON file bigger than this is not image metadata we keep
 META_TOTAL = 32 << 20  # all kept JSON together
 MAX_MEMBERS = 100_000
+MAX_EXTENDED_HEADER = 1 << 20  # a pax or GNU long-name header: a path and a few attributes
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -138,6 +139,22 @@ class Archive:
         return None
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a pax or GNU long-name header whole, whatever size it declares (a few
+    compressed bytes can declare gigabytes): refuse the size before anything is read."""
+
+    _EXTENDED = {tarfile.XHDTYPE: "pax", tarfile.XGLTYPE: "pax global",
+                 tarfile.SOLARIS_XHDTYPE: "pax", tarfile.GNUTYPE_LONGNAME: "GNU long-name",
+                 tarfile.GNUTYPE_LONGLINK: "GNU long-link"}
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = self._EXTENDED.get(self.type)
+        if kind is not None and self.size > MAX_EXTENDED_HEADER:
+            raise ArchiveError(f"a {kind} header of {self.size} bytes (at most "
+                               f"{MAX_EXTENDED_HEADER}): not an image archive")
+        return super()._proc_member(tarfile)  # type: ignore[misc]
+
+
 def _clean(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
@@ -162,7 +179,8 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
     kept = 0
     last = "the start"
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r|*", bufsize=256 * 1024)
+        tar = tarfile.open(fileobj=fileobj, mode="r|*", bufsize=256 * 1024,
+                           tarinfo=_BoundedTarInfo)
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, OSError) as e:
         raise ArchiveError(f"not a tar archive (nor a gzip, bzip2 or xz compressed one): {e}") from None
     with tar:
