@@ -19,6 +19,7 @@ from talos_init.apid import node_pki
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
 from talos_init.apid.server import ApiServer, Limits, server_context
+from talos_init.containerd.archive import Budget
 from talos_init.control.client import ControlClient
 from talos_init.log import get_logger
 from talos_init.pki import PkiError
@@ -44,9 +45,14 @@ async def run(args: argparse.Namespace) -> int:
     except (PkiError, OSError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
+    limits = Limits(max_upload=args.max_upload, max_upload_uncompressed=args.max_upload_uncompressed,
+                    max_upload_ratio=args.max_upload_ratio)
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
-                  containerd_socket=Path(args.containerd_socket))
-    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload))
+                  containerd_socket=Path(args.containerd_socket),
+                  containerd_root=Path(args.containerd_root) if args.containerd_root else None,
+                  budget=Budget(max_bytes=limits.max_upload_uncompressed,
+                                max_ratio=limits.max_upload_ratio))
+    server = ApiServer(calls, ctx, limits)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
@@ -70,7 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kmsg", default="/dev/kmsg")
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
     p.add_argument("--max-upload", type=int, default=Limits.max_upload, metavar="BYTES",
-                   help="largest image archive `image import` accepts")
+                   help="largest image archive `image import` accepts, as sent")
+    p.add_argument("--max-upload-uncompressed", type=int, default=Limits.max_upload_uncompressed,
+                   metavar="BYTES", help="largest image archive once decompressed")
+    p.add_argument("--max-upload-ratio", type=int, default=Limits.max_upload_ratio, metavar="N",
+                   help="refuse an archive that decompresses to over N times its size as sent")
+    p.add_argument("--containerd-root", default="/var/lib/containerd",
+                   help="containerd's root: its free space is checked before each blob ('' to skip)")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
     args = p.parse_args(argv)
     talos_log.configure()  # one line per event on stderr, which the supervisor captures

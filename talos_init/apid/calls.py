@@ -27,6 +27,7 @@ from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL
 from talos_init.apid.redact import redact
 from talos_init.apid.upload import SyncReader, UploadBody
 from talos_init.containerd import grpc, images
+from talos_init.containerd.archive import Budget
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
 
@@ -81,10 +82,14 @@ def _from_control(e: ControlError) -> ApiError:
 class Calls:
     def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
                  kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
-                 containerd_socket: Path = Path("/run/containerd/containerd.sock")):
+                 containerd_socket: Path = Path("/run/containerd/containerd.sock"),
+                 containerd_root: Path | None = Path("/var/lib/containerd"),
+                 budget: Budget = Budget()):
         self.control = control
         self.containerd = containerd.Client(str(containerd_socket))
-        self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT))
+        self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT),
+                                      store_path=str(containerd_root) if containerd_root else None)
+        self.budget = budget
         self.config_path = config
         self.kmsg = kmsg
         self.proc = proc
@@ -254,9 +259,10 @@ class Calls:
         reader = SyncReader(body, asyncio.get_running_loop())
         started = time.monotonic()
         try:
-            imported = await asyncio.to_thread(self.images.import_archive, reader)
+            imported = await asyncio.to_thread(self.images.import_archive, reader, self.budget)
         except images.ImageError as e:
-            raise ApiError(BAD_REQUEST if e.bad_input else INTERNAL, str(e)) from None
+            code = BAD_REQUEST if e.bad_input else FAILED_PRECONDITION if e.no_space else INTERNAL
+            raise ApiError(code, str(e)) from None
         except (OSError, grpc.GrpcError, ValueError) as e:
             raise _from_containerd(e, self.containerd.socket_path) from None
         finally:

@@ -44,7 +44,9 @@ class Limits:
     write_timeout: float = 30.0  # a client that stops reading is dropped after this
     call_timeout: float = 60.0  # unary calls
     max_uploads: int = 2  # image imports at once
-    max_upload: int = 4 << 30  # bytes in one upload
+    max_upload: int = 4 << 30  # bytes in one upload, as sent (compressed or not)
+    max_upload_uncompressed: int = 16 << 30  # the archive's tar bytes once decompressed
+    max_upload_ratio: int = 50  # tar bytes per byte sent, checked past the first 64 MiB
     upload_idle_timeout: float = 60.0  # an upload with no byte for this long is dropped
     upload_timeout: float = 3600.0  # the whole import, unpacking included
     drain_timeout: float = 10.0  # after a refusal, how long we read on so the client sees it
