@@ -120,3 +120,13 @@ def test_extra_mounts_are_reported_not_silently_dropped(config, tmp_path):
     notes = prepare(config, Layout(etc=tmp_path), NODE_ADDRS).notes
     assert any("extraMounts[0]: /var/mnt/a -> /var/mnt/b is not applied" in n for n in notes)
     assert not any("extraMounts[1]" in n for n in notes)
+
+
+def test_underscore_spellings_are_the_same_flags_to_the_kubelet():
+    """The kubelet's flag library reads cert_dir as cert-dir: protected either way, merged as one."""
+    with pytest.raises(KubeletPrepError, match=r"--cert-dir, --container-runtime-endpoint cannot"):
+        merge_flags({"config": "/a"}, {"cert_dir": "/x", "--container_runtime_endpoint": "unix:///x"})
+    flags, notes = merge_flags({"config": "/a", "node-ip": "10.0.2.15"}, {"node_ip": "192.168.1.5"})
+    assert flags == ["--config=/a", "--node-ip=192.168.1.5"]
+    assert notes == ["machine.kubelet.extraArgs.node_ip='192.168.1.5' overrides talos-init's "
+                     "--node-ip=10.0.2.15"]
