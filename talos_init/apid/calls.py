@@ -295,15 +295,22 @@ class Calls:
         if not os.path.isabs(path):
             raise ApiError(BAD_REQUEST, f"path {path!r} must be absolute")
         try:
-            # O_NONBLOCK: a FIFO must not hang the call; it is refused below anyway.
+            # The type first, without opening: opening a device node can act (a watchdog
+            # arms, a tape rewinds), and a FIFO would wake its writer.
+            before = os.stat(path)
+            if not stat.S_ISREG(before.st_mode):
+                raise ApiError(FAILED_PRECONDITION, f"{path}: not a regular file")
+            # O_NONBLOCK: if the path was swapped for a FIFO meanwhile, do not hang on it.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except FileNotFoundError:
             raise ApiError(NOT_FOUND, f"{path}: no such file") from None
         except OSError as e:
             raise ApiError(FAILED_PRECONDITION, f"{path}: {os.strerror(e.errno or errno.EIO)}") from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ApiError(FAILED_PRECONDITION, f"{path}: not a regular file")
+            after = os.fstat(fd)
+            if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) \
+                    or not stat.S_ISREG(after.st_mode):
+                raise ApiError(FAILED_PRECONDITION, f"{path}: changed while being opened; try again")
             total = 0
             while total < READ_LIMIT:
                 chunk = await asyncio.to_thread(os.read, fd, min(READ_CHUNK, READ_LIMIT - total))
