@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 import tempfile
@@ -25,6 +26,23 @@ from talos_init.log import get_logger
 from talos_init.pki import PkiError
 
 log = get_logger("apid")
+
+
+def parse_limit(value: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``Limits`` (docs/for-ops/apid-limits.md lists them)."""
+    name, sep, text = value.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(Limits)}
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=VALUE, NAME one of "
+                                         + ", ".join(fields))
+    kind = float if fields[name].type in ("float", float) else int
+    try:
+        number = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a number") from None
+    if number <= 0 and name != "admin_reserve" and name != "follow_admin_reserve":
+        raise argparse.ArgumentTypeError(f"{name}: must be above 0")
+    return name, number
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:
@@ -45,8 +63,9 @@ async def run(args: argparse.Namespace) -> int:
     except (PkiError, OSError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
-    limits = Limits(max_upload=args.max_upload, max_upload_uncompressed=args.max_upload_uncompressed,
-                    max_upload_ratio=args.max_upload_ratio)
+    limits = Limits(**{"max_upload": args.max_upload,
+                       "max_upload_uncompressed": args.max_upload_uncompressed,
+                       "max_upload_ratio": args.max_upload_ratio, **dict(args.limit)})
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
                   containerd_socket=Path(args.containerd_socket),
                   containerd_root=Path(args.containerd_root) if args.containerd_root else None,
@@ -81,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                    metavar="BYTES", help="largest image archive once decompressed")
     p.add_argument("--max-upload-ratio", type=int, default=Limits.max_upload_ratio, metavar="N",
                    help="refuse an archive that decompresses to over N times its size as sent")
+    p.add_argument("--limit", type=parse_limit, action="append", default=[], metavar="NAME=VALUE",
+                   help="set one of apid's limits, e.g. max_connections=128 (repeatable)")
     p.add_argument("--containerd-root", default="/var/lib/containerd",
                    help="containerd's root: its free space is checked before each blob ('' to skip)")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")

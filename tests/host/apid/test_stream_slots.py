@@ -9,8 +9,9 @@ import ssl
 from talos_init import pki
 
 
-def _raw_client(node, name: str, roles: list[str]):
+def _raw_client(node, name: str, roles: list[str], target: tuple[str, int] | None = None):
     """Connections that all present one certificate, as one osctl config would."""
+    host, port = target or (node.host, node.port)
     crt, key = node.client_files(name, roles)
     (node.tmp / f"{name}.crt").write_bytes(crt)
     (node.tmp / f"{name}.key").write_bytes(key)
@@ -19,8 +20,8 @@ def _raw_client(node, name: str, roles: list[str]):
     ctx.load_cert_chain(node.tmp / f"{name}.crt", node.tmp / f"{name}.key")
 
     def connect() -> ssl.SSLSocket:
-        sock = socket.create_connection((node.host, node.port), timeout=30)
-        return ctx.wrap_socket(sock, server_hostname=node.host)
+        sock = socket.create_connection((host, port), timeout=30)
+        return ctx.wrap_socket(sock, server_hostname=host)
     return connect
 
 
@@ -65,3 +66,27 @@ def test_reader_holding_follows_leaves_admins_and_other_readers_served(node):
     finally:
         for s in held:
             s.close()
+
+
+def test_limits_are_raised_or_lowered_with_apid_limit_flags(node, tmp_path):
+    """`apid --limit follows_per_client=1` is what the node enforces."""
+    from tests.host.apid.conftest import start_apid
+
+    second = tmp_path / "second"
+    second.mkdir()
+    proc, host, port = start_apid(second, node.tmp / "config.json", node.tmp / "run" / "init.sock",
+                                  "--limit", "follows_per_client=1")
+    held = []
+    try:
+        connect = _raw_client(node, "one", ["os:reader"], (host, port))
+        s, first = _follow(connect)
+        held.append(s)
+        assert "item" in first, first
+        s, second_reply = _follow(connect)
+        held.append(s)
+        assert "already has 1 follow streams open" in second_reply["error"]["message"]
+    finally:
+        for s in held:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=20)
