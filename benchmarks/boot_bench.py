@@ -3,14 +3,15 @@
     .venv/bin/python -m benchmarks.boot_bench [--boots 5] [--idle 600] [--out build/bench]
                                               [--no-steady] [--no-prealloc]
 
-Needs ``apt-get install busybox-static`` for the baseline (see
+The baseline needs ``busybox-static`` (tools/apt-packages.txt; see
 benchmarks/baseline/build.py). Builds both images from the same kernel,
 modules and containerd (ours with ``initramfs.build``, the baseline with
 ``benchmarks.baseline.build``), then boots them ALTERNATELY (the first image
 of each round alternates too, so drift in the shared machine's load hits
 both) in QEMU with identical settings: TCG unless TALOS_QEMU_ACCEL=kvm, the
 same memory, cpus and blank virtio disk, ``-netdev user,restrict=on`` with
-guestfwd to one loopback HTTP server serving configs/worker.yaml, and the
+guestfwd to one loopback HTTP server serving configs/worker.yaml (with the
+machine CA ``make run`` generates when the file has none, so apid starts), and the
 guest RAM preallocated (``-mem-prealloc``; ``--no-prealloc`` leaves it to be
 faulted in on the host as the guest first touches it, which under nested
 virtualization costs the guest 0.2-0.35 s of its boot, more for the image
@@ -50,11 +51,15 @@ from pathlib import Path
 
 import yaml
 
-from initramfs.build import ensure_built, load_recipe
-from talos_init.osctl import timeline_svg
-from tests.e2e.conftest import UserdataServer, _serve
-from tests.e2e.overlay import with_files
-from tests.e2e.qemu import VM, VMError, VMSpec
+# Run as a file (python benchmarks/...py) too: the repository's packages on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from initramfs.build import ensure_built, load_recipe  # noqa: E402
+from talos_init.osctl import timeline_svg  # noqa: E402
+from tests.e2e.conftest import UserdataServer, _serve  # noqa: E402
+from tests.e2e.overlay import with_files  # noqa: E402
+from tests.e2e.qemu import VM, VMError, VMSpec  # noqa: E402
+from tests.e2e.run_node import config_for_node  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -441,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
                       manifest_bytes(args.build / "manifest.txt")),
              "baseline": ((args.build / "baseline" / "initramfs.img").stat().st_size,
                           manifest_bytes(args.build / "baseline" / "manifest.txt"))}
-    config = args.config.read_bytes()
+    # A healthy node is measured: a config without a machine CA key gets the PKI `make run`
+    # generates (cached in BUILD/run-node), else apid would crash-loop in every boot.
+    config, _ = config_for_node(args.config.read_bytes(), args.build / "run-node")
     runs = []
     kinds = ["ours", STEADY, "baseline"] if args.steady else ["ours", "baseline"]
     installed = None

@@ -26,7 +26,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from initramfs.build import ensure_built, load_recipe
+# Run as a file (python benchmarks/...py) too: the repository's packages on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from initramfs.build import ensure_built, load_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TS = r"^\[\s*(\d+\.\d+)\]"

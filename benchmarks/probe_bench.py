@@ -23,8 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.overlay import with_files
-from tests.e2e.qemu import VM, VMError, VMSpec
+# Run as a file (python benchmarks/...py) too: the repository's packages on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.overlay import with_files  # noqa: E402
+from tests.e2e.qemu import VM, VMError, VMSpec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "e2e" / "probe" / "init"

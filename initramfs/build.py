@@ -32,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from initramfs import cpio, elf, kernel, policy, squashfs, stdlib
 from initramfs.tree import Tree
+from talos_init import atomicfile
 from talos_init.service.definition import InvalidDefinitions, compile_directory
 
 HERE = Path(__file__).resolve().parent
@@ -519,10 +520,26 @@ class Builder:
         return "\n".join(rows)
 
 
+STAMP = "input-digest"  # in --out: the input_digest() the image there was built from
+
+
+def _write_stamp(out: Path, digest: str | None) -> None:
+    """Record (or with None, forget) what the image in ``out`` was built from; crash-safe."""
+    stamp = out / STAMP
+    if digest is None:
+        stamp.unlink(missing_ok=True)
+        return
+    atomicfile.write_atomic(stamp, digest.encode())
+
+
 def ensure_built(out: Path, quiet: bool = True, kubelet: Path | None = None) -> Path:
-    """Build into ``out`` unless it already holds an image from the same inputs; return the image."""
+    """Build into ``out`` unless it already holds an image from the same inputs; return the image.
+
+    ``python -m initramfs.build`` (``make image``) writes the same stamp, so an image it built is
+    reused here rather than built again.
+    """
     digest = input_digest(extra=[kubelet] if kubelet else [])
-    stamp = out / "input-digest"
+    stamp = out / STAMP
     image = out / "initramfs.img"
     if stamp.exists() and stamp.read_text() == digest and image.exists():
         return image
@@ -531,7 +548,6 @@ def ensure_built(out: Path, quiet: bool = True, kubelet: Path | None = None) -> 
     proc = subprocess.run(argv, cwd=REPO, capture_output=quiet, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
-    stamp.write_text(digest)
     return image
 
 
@@ -555,6 +571,11 @@ def main(argv: list[str] | None = None) -> int:
                      f"({load_recipe(args.recipe)['image']['interpreter']}, e.g. .venv/bin/python): "
                      f"its .pyc files and extension modules must match")
     args.out.mkdir(parents=True, exist_ok=True)
+    # Only a build ensure_built() would make is stamped as one; any other leaves no stamp,
+    # and a failed or interrupted build leaves none either (the stamp goes first).
+    plain = args.recipe.resolve() == RECIPE and not args.extra_rootfs and args.kernel_deb is None
+    digest = input_digest(extra=[args.kubelet] if args.kubelet else []) if plain else None
+    _write_stamp(args.out, None)
     log = Progress(args.quiet)
     builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb, args.extra_rootfs,
                       args.kubelet)
@@ -563,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     except (policy.PolicyError, RuntimeError, InvalidDefinitions) as exc:
         print(f"build failed: {exc}", file=sys.stderr)
         return 1
+    _write_stamp(args.out, digest)
     print(builder.size_report())
     return 0
 

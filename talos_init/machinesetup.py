@@ -1,7 +1,8 @@
 """``python3.11 -I -m talos_init.machinesetup``: the one-shot ``machine-setup`` service.
 
-After userdata, /var and kernel-modules: Kubernetes sysctls, machine.sysctls,
-machine.files, then containerd's registry hosts from machine.registries.
+After userdata, /var and kernel-modules: machine.kernel.modules (modprobe, before the
+sysctls a module may bring), Kubernetes sysctls, machine.sysctls, machine.files, then
+containerd's registry hosts from machine.registries.
 containerd is already running by then: it reads hosts.toml at every pull, but
 a CRI customization (machine.files' /etc/cri/conf.d/20-customization.part) is
 read only at its start, so writing one restarts containerd through PID 1.
@@ -34,6 +35,27 @@ def restart_containerd(control_socket: Path) -> None:
     log.info("containerd_restarted", reason=f"{CUSTOMIZATION} written", state=reply.get("state"))
 
 
+def load_modules(modules: list[dict], modprobe: str) -> bool:
+    """machine.kernel.modules (KernelModuleConfig): ``modprobe NAME PARAM=VALUE...`` each."""
+    import subprocess  # only on this path: most configs load no module
+
+    ok = True
+    for m in modules:
+        argv = [modprobe, "--", m["name"], *m.get("parameters", [])]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            r = subprocess.CompletedProcess(argv, -1, "", str(exc))
+        if r.returncode == 0:
+            log.info("kernel_module_loaded", module=m["name"],
+                     parameters=" ".join(m.get("parameters", [])))
+        else:
+            log.error("kernel_module_failed", module=m["name"], status=r.returncode,
+                      error=(r.stderr or r.stdout).strip()[-300:])
+            ok = False
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="talos_init.machinesetup")  # the options exist for tests
     p.add_argument("config", nargs="?", type=Path, default=Path("/run/talos/config.json"))
@@ -41,14 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=Path("/"))
     p.add_argument("--hosts-dir", type=Path, default=Layout.hosts_dir)
     p.add_argument("--control-socket", type=Path, default=Paths().control_socket)
+    p.add_argument("--modprobe", default="/usr/sbin/modprobe")
     args = p.parse_args(argv)
     try:
         config = json.loads(args.config.read_text())
     except (OSError, ValueError) as exc:
         log.error("config_unreadable", path=str(args.config), error=str(exc))
         return 1
+    modules = ((config.get("machine") or {}).get("kernel") or {}).get("modules") or []
+    modules_ok = load_modules(modules, args.modprobe)
     report = apply_machine(config, args.proc_sys, args.root)
-    ok = report.ok
+    ok = report.ok and modules_ok
     try:
         for note in write_hosts(config, args.hosts_dir):
             log.info("registry_hosts_note", note=note)

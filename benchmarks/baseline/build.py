@@ -2,8 +2,8 @@
 
     .venv/bin/python -m benchmarks.baseline.build --out build/baseline
 
-Needs Debian's static busybox on the build host (``apt-get install
-busybox-static``; not in tools/apt-packages.txt because no test runs this).
+Needs Debian's static busybox on the build host (``busybox-static``, in
+tools/apt-packages.txt so ``tools/setup`` installs it for the benchmark).
 The image reuses the product builder's steps through its API
 (``initramfs.build.Builder``: layout, binaries, kernel modules, shared
 library resolution, depmod/ldconfig staging, the reproducible cpio and zstd
@@ -20,7 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from initramfs.build import Builder, Progress, load_recipe
+# Run as a file (python benchmarks/...py) too: the repository's packages on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from initramfs.build import Builder, Progress, load_recipe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 BUSYBOX = Path("/bin/busybox")

@@ -135,7 +135,7 @@ def wait_quiet(timeout=180.0):
         try:
             busy = {s["id"]: s["state"] for s in control("services.list")
                     if s["id"] != "bench-probe" and s["state"] in TRANSIENT
-                    and not (s["state"] == "running" and s.get("health") == "healthy")}
+                    and not (s["state"] == "running" and s.get("health") == "ok")}
         except (OSError, ValueError, RuntimeError) as e:
             say("warn", "services.list", repr(e))
         if not busy:

@@ -58,6 +58,8 @@ def _by_name(value: Any) -> Any:
 
 def redact(value: Any, spec: Spec = schema.V1ALPHA1) -> Any:
     """A copy of ``value`` (shaped as ``spec``) with every secret replaced by REDACTED."""
+    if isinstance(spec, schema.LazyTalos):  # a type of the generated Talos table
+        spec = schema.talos_spec(spec.type_name)
     if isinstance(spec, Struct) and isinstance(value, dict):
         out = {}
         for key, v in value.items():
@@ -83,5 +85,6 @@ def redact(value: Any, spec: Spec = schema.V1ALPHA1) -> Any:
 def redact_document(doc: Any) -> Any:
     """One document of a multi-document config: its kind's table, else names and URLs."""
     kind = doc.get("kind") if isinstance(doc, dict) else None
-    spec = schema.KIND_DOCS.get(kind) if isinstance(kind, str) else schema.V1ALPHA1
+    kinds = {**schema.OTHER_KINDS, **schema.KIND_DOCS}
+    spec = kinds.get(kind) if isinstance(kind, str) else schema.V1ALPHA1
     return redact(doc, spec) if spec is not None else _by_name(doc)

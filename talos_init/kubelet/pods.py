@@ -93,6 +93,18 @@ def all_problems(pods: Any) -> list[Problem]:
     return out
 
 
+def runnable(pods: Any) -> tuple[dict[str, bytes], list[str]]:
+    """The files of the pods the kubelet can run, and a note per pod left out: Talos writes
+    machine.pods without checking them, so a bad pod must not hold back the good ones."""
+    if not isinstance(pods, list):
+        return {}, [f"{show(())}: must be a list of pod manifests"]
+    problems = all_problems(pods)
+    bad = {path[0] for path, _ in problems if path}
+    notes = [f"{show(path)}: {msg}; the pod is not written" for path, msg in problems]
+    good = [pod for i, pod in enumerate(pods) if i not in bad]
+    return manifests(good), notes
+
+
 def show(path: tuple[str | int, ...]) -> str:
     text = "machine.pods"
     for seg in path:

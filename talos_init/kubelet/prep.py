@@ -86,7 +86,34 @@ def cluster_dns(config: Mapping[str, Any]) -> list[str]:
     return out
 
 
+# Fields of the KubeletConfiguration extraConfig may not change (Talos:
+# pkg/machinery/kubelet ProtectedConfigurationFields; the validator refuses them).
+PROTECTED_CONFIG = ("apiVersion", "authentication", "authorization", "cgroupRoot", "kind",
+                    "kubeletCgroups", "port", "protectKernelDefaults", "resolvConf",
+                    "rotateCertificates", "systemCgroups", "staticPodPath")
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def kubelet_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    """Ours, with machine.kubelet.extraConfig (KubeletConfig.config) merged over it."""
+    extra = ((config.get("machine") or {}).get("kubelet") or {}).get("extraConfig") or {}
+    bad = sorted(k for k in extra if k in PROTECTED_CONFIG)
+    if bad:
+        raise KubeletPrepError("machine.kubelet.extraConfig: " + ", ".join(bad)
+                               + " cannot be overridden")
+    return _deep_merge(_our_configuration(config, layout), extra)
+
+
+def _our_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
     cnet = (config.get("cluster") or {}).get("network") or {}
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -230,11 +257,9 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     labels = machine.get("nodeLabels") or {}
     if labels:
         ours["node-labels"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    try:
-        static_pods = pods.manifests(machine.get("pods"))
-    except ValueError as exc:
-        raise KubeletPrepError(str(exc)) from None
+    static_pods, pod_notes = pods.runnable(machine.get("pods") or [])
     flags, notes = merge_flags(ours, kub.get("extraArgs") or {})
+    notes += pod_notes
     for i, m in enumerate(kub.get("extraMounts") or []):
         # Talos bind-mounts these into its kubelet container; ours runs in the node's own
         # mount namespace, where every host path is already visible as itself.

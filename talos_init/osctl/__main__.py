@@ -22,7 +22,7 @@ _g = lambda key: (lambda r: r.get(key))  # noqa: E731
 COLUMNS: dict[str, list[Column]] = {
     "services": [("ID", _g("id")), ("STATE", _g("state")), ("HEALTH", _g("health")),
                  ("PID", _g("pid")), ("UPTIME", lambda r: human_duration(r.get("uptime"))),
-                 ("RESTARTS", _g("restarts")), ("REASON", _g("reason"))],
+                 ("RESTARTS", _g("restarts")), ("REASON", lambda r: _service_reason(r))],
     "ps": [("PID", _g("pid")), ("PPID", _g("ppid")), ("USER", _g("user")), ("STATE", _g("state")),
            ("CPU%", lambda r: f"{r['cpu_percent']:.1f}" if r.get("cpu_percent") is not None else None),
            ("CPU-TIME", _g("cpu_time")), ("RSS", lambda r: human_bytes(r.get("rss"))),
@@ -63,6 +63,13 @@ COLUMNS: dict[str, list[Column]] = {
                      ("SIZE", lambda r: human_bytes(r.get("size")))],
 }
 
+def _service_reason(r: dict[str, Any]) -> Any:
+    """A failing probe is the news; otherwise why the service is in its state."""
+    if r.get("health") == "failing":
+        return f"probe failing for {human_duration(r.get('health_for'))}: {r.get('health_message')}"
+    return r.get("reason")
+
+
 def _short(digest: Any) -> str | None:
     return digest[:19] if isinstance(digest, str) else None  # sha256: + 12 hex, as docker shows
 
@@ -81,6 +88,13 @@ _KV: list[Column] = [("FIELD", _g("k")), ("VALUE", _g("v"))]
 
 # -- the command line -----------------------------------------------------------------------
 
+def example(parser: argparse.ArgumentParser, *lines: str) -> argparse.ArgumentParser:
+    """Give a command's --help its example lines (every verb has one: tests/unit/osctl)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "example:\n" + "".join(f"  {line}\n" for line in lines) if lines else None
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="osctl", description=__doc__)
     p.add_argument("--osctlconfig", help="client config (default $OSCTLCONFIG or ~/.osctl/config)")
@@ -93,69 +107,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="connect timeout, seconds")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def cmd(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help)
+    def cmd(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+        return example(sub.add_parser(name, help=help, description=help), *examples)
 
-    cmd("version", "versions of the node's software")
-    cmd("services", "services with state, health, uptime and restarts")
-    s = cmd("service", "start, stop or restart a service")
+    cmd("version", "versions of the node's software", "osctl -n 192.168.1.10 version")
+    cmd("services", "services with state, health, uptime and restarts",
+        "osctl services", "osctl -o json services")
+    s = cmd("service", "start, stop or restart a service", "osctl service restart kubelet")
     s.add_argument("action", choices=("start", "stop", "restart"))
     s.add_argument("id")
-    s = cmd("logs", "a service's output, or a Kubernetes container's with -k")
+    s = cmd("logs", "a service's output, or a Kubernetes container's with -k",
+            "osctl logs containerd -f --tail 50", "osctl logs -k kube-system/coredns-abc/coredns")
     s.add_argument("id", help="service id; with -k a container id, its unique prefix, or POD/NAME")
     s.add_argument("-k", "--kubernetes", action="store_true",
                    help="a container of the k8s.io namespace (its CRI log file)")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     s.add_argument("--tail", type=int, default=None, help="only the last N lines")
-    s = cmd("events", "service state changes and boot phases")
+    s = cmd("events", "service state changes and boot phases", "osctl events -f --tail 20")
     s.add_argument("-f", "--follow", action="store_true")
     s.add_argument("--tail", type=int, default=None)
-    s = cmd("dmesg", "the kernel log")
+    s = cmd("dmesg", "the kernel log", "osctl dmesg -f")
     s.add_argument("-f", "--follow", action="store_true")
-    cmd("ps", "processes with cpu and memory")
-    s = cmd("containers", "containerd containers")
+    cmd("ps", "processes with cpu and memory", "osctl ps")
+    s = cmd("containers", "containerd containers", "osctl containers -k")
     s.add_argument("-k", "--kubernetes", action="store_true", help="the k8s.io namespace")
-    s = cmd("image", "images in the node's containerd (k8s.io, where the kubelet looks)")
+    s = cmd("image", "images in the node's containerd (k8s.io, where the kubelet looks)",
+            "osctl image list", "osctl image import app.tar")
     isub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    x = isub.add_parser("import", help="stream an OCI or docker image archive to the node (admin)",
-                        description="stream an OCI image layout or `docker save` archive (tar, "
-                                    "optionally gzip-compressed) into the node's containerd")
+    x = example(isub.add_parser("import", help="stream an OCI or docker image archive to the node (admin)",
+                                description="stream an OCI image layout or `docker save` archive (tar, "
+                                            "optionally gzip-compressed) into the node's containerd"),
+                "osctl image import app.tar", "docker save app:1 | osctl -n 10.0.0.5 image import -")
     x.add_argument("file", help="the archive, or - for standard input")
-    isub.add_parser("list", help="images with digest, size and platforms")
-    cmd("stats", "cpu and memory per service")
-    cmd("memory", "memory use (/proc/meminfo)")
-    cmd("mounts", "mounted filesystems")
-    cmd("interfaces", "network interfaces and addresses")
-    cmd("routes", "routing table")
-    s = cmd("ls", "list a directory (admin)")
+    example(isub.add_parser("list", help="images with digest, size and platforms"), "osctl image list")
+    cmd("stats", "cpu and memory per service", "osctl stats")
+    cmd("memory", "memory use (/proc/meminfo)", "osctl memory")
+    cmd("mounts", "mounted filesystems", "osctl mounts")
+    cmd("interfaces", "network interfaces and addresses", "osctl interfaces")
+    cmd("routes", "routing table", "osctl routes")
+    s = cmd("ls", "list a directory (admin)", "osctl ls -d 2 /var/log")
     s.add_argument("path")
     s.add_argument("-d", "--depth", type=int, default=1)
-    s = cmd("read", "print a file (admin)")
+    s = cmd("read", "print a file (admin)", "osctl read /etc/resolv.conf")
     s.add_argument("path")
-    cmd("reboot", "reboot the node")
-    cmd("shutdown", "power the node off")
-    s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)")
+    cmd("reboot", "reboot the node", "osctl -n 192.168.1.10 reboot")
+    cmd("shutdown", "power the node off", "osctl -n 192.168.1.10 shutdown")
+    s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)",
+            "osctl get config")
     s.add_argument("resource", choices=("config",))
-    s = cmd("timeline", "the boot timeline")
+    s = cmd("timeline", "the boot timeline", "osctl timeline", "osctl timeline --svg boot.svg")
     s.add_argument("--svg", type=Path, metavar="FILE",
                    help="draw it as an SVG chart into FILE (FILE-NODE.svg for several nodes)")
-    gen = cmd("gen", "generate a cluster's configs and PKI, or a client certificate")
+    gen = cmd("gen", "generate a cluster's configs and PKI, or a client certificate",
+              "osctl gen config my-cluster https://192.168.1.10:6443")
     gensub = gen.add_subparsers(dest="what", required=True, metavar="WHAT")
-    s = gensub.add_parser("config", help="PKI, controlplane.yaml, worker.yaml, osctl config")
+    s = example(gensub.add_parser("config", help="PKI, controlplane.yaml, worker.yaml, osctl config"),
+                "osctl gen config my-cluster https://192.168.1.10:6443 --output-dir my-cluster")
     s.add_argument("cluster")
     s.add_argument("endpoint", help="Kubernetes API endpoint, e.g. https://192.168.1.10:6443")
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
-    s = gensub.add_parser("cert", help="a client certificate signed by the machine CA")
+    s.add_argument("--talos-version", default="1.15", metavar="VERSION",
+                   help="write the layout of this Talos release's gen config: 1.14 and later "
+                        "multi-document, e.g. --talos-version 1.11 for one v1alpha1 document")
+    s = example(gensub.add_parser("cert", help="a client certificate signed by the machine CA"),
+                "osctl gen cert alice --role os:reader --pki my-cluster/pki")
     s.add_argument("name", help="common name; files NAME.crt and NAME.key")
     s.add_argument("--role", action="append", required=True, choices=ROLES, dest="roles")
     s.add_argument("--pki", default="pki", type=Path, help="directory with ca.crt and ca.key")
     s.add_argument("--days", type=int, default=365)
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
-    s = cmd("validate", "validate a machine config file as a node would")
+    s = cmd("validate", "validate a machine config file as a node would",
+            "osctl validate configs/worker.yaml", "osctl validate -q - < worker.yaml")
     s.add_argument("file", help="the machine config (YAML), or - for standard input")
     s.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    s = cmd("completion", "a shell completion script, generated from these commands",
+            "source <(osctl completion bash)", "osctl completion zsh > ~/.zsh/completions/_osctl")
+    s.add_argument("shell", choices=("bash", "zsh"))
     return p
 
 
@@ -318,8 +347,14 @@ def show_stream(args: argparse.Namespace, node: str, items: Iterable[Any], many:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command == "completion":
+            from talos_init.osctl import completion
+
+            sys.stdout.write(completion.script(parser, args.shell))
+            return 0
         if args.command == "gen":
             from talos_init.osctl import genconfig
 
@@ -327,9 +362,10 @@ def main(argv: list[str] | None = None) -> int:
                 paths = genconfig.client_cert(args.name, args.roles, args.pki, args.output_dir,
                                               days=args.days, force=args.force)
             else:
-                paths = genconfig.generate(args.cluster, args.endpoint, args.output_dir,
-                                           force=args.force,
-                                           context_endpoints=_split(args.endpoints) or None)
+                paths = genconfig.generate(
+                    args.cluster, args.endpoint, args.output_dir, force=args.force,
+                    context_endpoints=_split(args.endpoints) or None,
+                    talos_version=genconfig.parse_version(args.talos_version))
             for path in paths:
                 print(f"wrote {path}")
             return 0

@@ -1,9 +1,13 @@
 """``osctl gen config CLUSTER ENDPOINT``: a PKI, controlplane.yaml, worker.yaml and an osctl config.
 
-The machine configs are Talos v1alpha1 with the same secret layout Talos
-generates (base64 PEM in ``crt``/``key``). One difference: worker.yaml keeps
-``machine.ca.key``, because this node signs its own API serving certificate
-at start (Talos workers get theirs from trustd, which we do not have).
+The machine configs have the layout ``talosctl gen config`` writes for the Talos
+version asked (``--talos-version``, default the newest known): from 1.14 on, a
+v1alpha1 document with machine identity and tokens, and the cluster settings in
+their own documents (KubeClusterConfig, KubeNetworkConfig, KubeAPIServerCAConfig,
+...); before 1.14 one v1alpha1 document with base64 PEM in ``crt``/``key``. One
+difference from Talos: worker.yaml keeps ``machine.ca.key``, because this node
+signs its own API serving certificate at start (Talos workers get theirs from
+trustd, which we do not have).
 """
 
 from __future__ import annotations
@@ -23,6 +27,21 @@ from talos_init.apid.protocol import ADMIN
 from talos_init.osctl.client import OsctlError
 
 _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
+NEWEST = (1, 15)
+MULTI_DOC_FROM = (1, 14)  # the first Talos whose gen config writes the Kube* documents
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """"1.11", "v1.11" or "v1.11.2" -> (1, 11); a version Talos never had is an error."""
+    parts = text.strip().lstrip("v").split(".")
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        raise OsctlError(f"--talos-version {text!r}: expected a version such as 1.11") from None
+    if major != 1 or not 3 <= minor <= NEWEST[1]:
+        raise OsctlError(f"--talos-version {text!r}: configs of Talos 1.3 to "
+                         f"1.{NEWEST[1]} can be written")
+    return major, minor
 
 
 def bootstrap_token() -> str:
@@ -75,8 +94,46 @@ def client_cert(name: str, roles: list[str], pki_dir: Path, outdir: Path, *, day
     return files
 
 
+def _doc(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1alpha1", "kind": kind, **fields}
+
+
+def split_documents(v1: dict[str, Any]) -> list[dict[str, Any]]:
+    """A single-document config in the newer layout: what Talos 1.14+ moved out of v1alpha1."""
+    v1 = {**v1, "machine": dict(v1["machine"]), "cluster": dict(v1["cluster"])}
+    m, c = v1["machine"], v1["cluster"]
+    m.pop("kubelet", None)
+    m.pop("network", None)
+    docs: list[dict[str, Any]] = []
+    ident = {k: c.pop(k) for k in ("id", "secret") if k in c}
+    if ident:
+        docs.append(_doc("DiscoveryIdentityConfig", clusterID=ident.get("id", ""),
+                         clusterSecret=ident.get("secret", "")))
+    docs.append(_doc("KubeClusterConfig", clusterName=c.pop("clusterName"),
+                     endpoint=c.pop("controlPlane")["endpoint"]))
+    docs.append(_doc("KubeNetworkConfig", **c.pop("network")))
+    ca = c.pop("ca")
+    crt = base64.b64decode(ca["crt"]).decode()
+    if ca.get("key"):
+        docs.append(_doc("KubeAPIServerCAConfig", issuingCA={
+            "cert": crt, "key": base64.b64decode(ca["key"]).decode()}))
+    else:
+        docs.append(_doc("KubeAPIServerCAConfig", acceptedCAs=[crt]))
+    if "aggregatorCA" in c:
+        agg = c.pop("aggregatorCA")
+        docs.append(_doc("KubeAggregatorCAConfig", issuingCA={
+            "cert": base64.b64decode(agg["crt"]).decode(),
+            "key": base64.b64decode(agg["key"]).decode()}))
+    if "serviceAccount" in c:
+        sa = c.pop("serviceAccount")
+        docs.append(_doc("KubeServiceAccountConfig", issuer={
+            "privateKey": base64.b64decode(sa["key"]).decode()}))
+    return [v1, *docs]
+
+
 def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
-             context_endpoints: list[str] | None = None) -> list[Path]:
+             context_endpoints: list[str] | None = None,
+             talos_version: tuple[int, int] = NEWEST) -> list[Path]:
     if not cluster or any(c.isspace() for c in cluster):
         raise OsctlError(f"cluster name {cluster!r} must be non-empty without spaces")
     host = endpoint_host(endpoint)
@@ -132,10 +189,16 @@ def generate(cluster: str, endpoint: str, outdir: Path, *, force: bool = False,
         }},
     }
 
+    def dump(v1: dict[str, Any]) -> bytes:
+        if talos_version < MULTI_DOC_FROM:
+            return yaml.safe_dump(v1, sort_keys=False).encode()
+        docs = split_documents(v1)
+        return yaml.safe_dump_all(docs, sort_keys=False).encode()
+
     (outdir / "pki").mkdir(parents=True, exist_ok=True)
     texts: dict[str, bytes] = {
-        "controlplane.yaml": yaml.safe_dump(controlplane, sort_keys=False).encode(),
-        "worker.yaml": yaml.safe_dump(worker, sort_keys=False).encode(),
+        "controlplane.yaml": dump(controlplane),
+        "worker.yaml": dump(worker),
         "osctlconfig": yaml.safe_dump(osctlconfig, sort_keys=False).encode(),
         "pki/ca.crt": pki.cert_pem(machine_ca), "pki/ca.key": pki.key_pem(machine_ca_key),
         "pki/admin.crt": pki.cert_pem(admin), "pki/admin.key": pki.key_pem(admin_key),

@@ -71,6 +71,14 @@ class AllStopped:
     pass
 
 
+@record(frozen=True)
+class Health:
+    """What is known of a service's health, for the API: see ``Core.health``."""
+    state: str | None  # ok | failing | unknown; None: no health applies (one-shot, not running)
+    message: str = ""
+    since: float | None = None  # when this state began (the probe result's first, or READY)
+
+
 Action = Spawn | Signal | StartTimer | CancelTimer | StartProbe | StopProbe | Record | AllStopped
 Check = Callable[[Definition], "str | None"]  # None: holds; else why not
 
@@ -189,6 +197,7 @@ class Core:
         st.pid = st.session = pid
         st.started_at, st.ready_at = now, None
         st.healthy, st.health_message, st.probe_failures, st.status_text = None, "", 0, ""
+        st.probe_ok, st.health_since = None, None
         self._move(out, st, Ev.SPAWNED, f"pid {pid}", now, pid=pid)
         if d.readiness.kind == "probe":
             out.append(StartProbe(sid))
@@ -214,6 +223,8 @@ class Core:
 
     def _ready(self, out: list[Action], st: Status, how: str, now: float) -> None:
         st.ready_at = now
+        if self.defs[st.id].readiness.kind != "probe":
+            st.health_message = how  # no probe: READY=1 (or the spawn) is what is known
         self._move(out, st, Ev.READY, how, now)
         self._evaluate(now, out)
 
@@ -231,6 +242,8 @@ class Core:
         if st.state not in (State.RUNNING, State.READY) or d.readiness.probe is None:
             return out
         st.health_message = message
+        if st.probe_ok is not ok:
+            st.probe_ok, st.health_since = ok, now
         if ok:
             st.probe_failures = 0
             if st.healthy is False:
@@ -389,6 +402,19 @@ class Core:
             out.append(AllStopped())
 
     # -- views ------------------------------------------------------------------------
+
+    def health(self, sid: str) -> Health:
+        """ok after the last probe (or READY=1, with no probe) passed; failing after it failed."""
+        st, d = self.status[sid], self.defs[sid]
+        if d.one_shot or st.state not in (State.RUNNING, State.READY):
+            return Health(None)
+        if d.readiness.kind == "probe":
+            if st.probe_ok is None:
+                return Health("unknown", "no probe result yet")
+            return Health("ok" if st.probe_ok else "failing", st.health_message, st.health_since)
+        if st.state is State.READY:
+            return Health("ok", st.health_message, st.ready_at)
+        return Health("unknown", "waiting for READY=1")
 
     def service_for_session(self, sid_or_pid: int) -> str | None:
         for st in self.status.values():

@@ -126,9 +126,11 @@ class Status:
     crashes_in_row: int = 0  # reset after a stable run
     last_exit: str = ""
     last_exit_ok: bool = False
-    healthy: bool | None = None  # None: not probed
-    health_message: str = ""
+    healthy: bool | None = None  # None: not probed; False once failure_threshold probes failed
+    health_message: str = ""  # the last probe's result, or how READY=1 came (no probe)
     probe_failures: int = 0
+    probe_ok: bool | None = None  # the last probe's result
+    health_since: float | None = None  # when the last probe's result began to hold
     status_text: str = ""  # from STATUS= on NOTIFY_SOCKET
     restart_after_stop: bool = False
     history: deque[Transition] = field(default_factory=lambda: deque(maxlen=HISTORY_LIMIT))

@@ -15,7 +15,8 @@ Interface for PID 1 (init.py) and the control socket::
                                       # on_done() runs once, when all have ended, or at
                                       # ``deadline`` (absolute, on loop.clock) after SIGKILL
                                       # to whatever is left. Both arguments are optional.
-    sup.services() -> list[dict]      # id, state, want, reason, health, pid, uptime,
+    sup.services() -> list[dict]      # id, state, want, reason, health (+ _message, _since
+                                      # on the events' clock, _for seconds), pid, uptime,
                                       # restarts, last_exit, status, events (last 10)
     sup.start_service(id); sup.stop_service(id); sup.restart_service(id)
     sup.logs(id, tail=None) -> list[str]
@@ -186,11 +187,14 @@ class Supervisor:
         out = []
         for sid in self.core.order:
             st, d = self.core.status[sid], self.defs[sid]
-            health = ("unknown" if st.healthy is None else "healthy" if st.healthy else "unhealthy")
+            health = self.core.health(sid)
             out.append({
                 "id": sid, "description": d.description, "state": st.state.value,
-                "want": st.want.value, "reason": st.reason, "health": health,
-                "health_message": st.health_message, "pid": st.pid,
+                "want": st.want.value, "reason": st.reason, "health": health.state,
+                "health_message": health.message,
+                "health_since": round(health.since, 6) if health.since is not None else None,
+                "health_for": round(now - health.since, 3) if health.since is not None else None,
+                "pid": st.pid,
                 "uptime": round(now - st.started_at, 3)
                 if st.started_at is not None and st.state in ACTIVE else None,
                 "restarts": st.restarts, "crashes_in_row": st.crashes_in_row,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from talos_init.kubelet.pods import all_problems
+from talos_init.kubelet.prep import PROTECTED_CONFIG
 from talos_init.userdata.spec import INVALID, WARNING, Path, Walk
 
 Rule = Callable[[dict[str, Any], Walk], None]
@@ -77,7 +78,8 @@ def check_routes(routes: Any, base: Path, walk: Walk) -> None:
             fams["source"] = ipaddress.ip_address(source).version
         if len(set(fams.values())) > 1:
             desc = ", ".join(f"{k} is IPv{v}" for k, v in fams.items())
-            _report(walk, path, f"address families differ: {desc}")
+            # A warning: Talos' CheckDeviceRoutes does not compare families.
+            _report(walk, path, f"address families differ: {desc}", WARNING)
 
 
 def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
@@ -97,10 +99,11 @@ def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
         name = dev.get("interface")
         if isinstance(name, str):
             if name in names:
-                _report(
+                _report(  # a warning: Talos merges entries of one link, refuses none
                     walk,
                     path + ("interface",),
                     f"interface {name!r} is configured twice (also interfaces[{names[name]}])",
+                    WARNING,
                 )
             names[name] = i
         check_routes(dev.get("routes"), path + ("routes",), walk)
@@ -118,26 +121,31 @@ def rule_interfaces(doc: dict[str, Any], walk: Walk) -> None:
             vid = vlan.get("vlanId")
             if isinstance(vid, int):
                 if vid in ids:
-                    _report(
+                    _report(  # a warning: Talos does not refuse it
                         walk,
                         path + ("vlans", j, "vlanId"),
                         f"VLAN {vid} is defined twice on this interface",
+                        WARNING,
                     )
                 ids[vid] = j
             check_routes(vlan.get("routes"), path + ("vlans", j, "routes"), walk)
 
 
 def rule_keys_for_role(doc: dict[str, Any], walk: Walk) -> None:
-    """A control plane signs certificates: it needs the CA keys; a worker only the certificates."""
+    """Talos v1alpha1_validation.go: "issuing CA key is required for controlplane nodes
+    (.machine.ca.key)". It asks no cluster.ca key of a control plane."""
     if _get(doc, "machine", "type") != "controlplane":
         return
-    for section in ("machine", "cluster"):
-        ca = _get(doc, section, "ca")
-        if isinstance(ca, dict) and "crt" in ca and not ca.get("key"):
-            _report(walk, (section, "ca", "key"), "a controlplane node needs the CA private key")
+    ca = _get(doc, "machine", "ca")
+    if isinstance(ca, dict) and "crt" in ca and not ca.get("key"):
+        _report(walk, ("machine", "ca", "key"), "a controlplane node needs the CA private key")
 
 
 def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
+    """Subnet checks are warnings: Talos checks v1alpha1 subnets nowhere (only the newer
+    KubeNetworkConfig). CNI checks follow ValidateCNI (v1alpha1_validation.go): run for
+    control planes only, and 'custom' without urls is a warning there too."""
+    cp = _get(doc, "machine", "type") == "controlplane"
     net = _get(doc, "cluster", "network")
     if not isinstance(net, dict):
         return
@@ -148,9 +156,11 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
         parsed[key] = nets
         fams = [n.version for n in nets]
         if len(fams) != len(set(fams)):
-            _report(walk, base + (key,), "at most one subnet per address family (IPv4, IPv6)")
+            _report(
+                walk, base + (key,), "at most one subnet per address family (IPv4, IPv6)", WARNING
+            )
         if len(nets) > 2:
-            _report(walk, base + (key,), "at most two subnets (one IPv4, one IPv6)")
+            _report(walk, base + (key,), "at most two subnets (one IPv4, one IPv6)", WARNING)
     for pod in parsed["podSubnets"]:
         for svc in parsed["serviceSubnets"]:
             if pod.version == svc.version and pod.overlaps(svc):
@@ -158,6 +168,7 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
                     walk,
                     base + ("serviceSubnets",),
                     f"service subnet {svc} overlaps pod subnet {pod}",
+                    WARNING,
                 )
     if (
         {n.version for n in parsed["podSubnets"]} != {n.version for n in parsed["serviceSubnets"]}
@@ -168,36 +179,25 @@ def rule_cluster_network(doc: dict[str, Any], walk: Walk) -> None:
             walk,
             base + ("serviceSubnets",),
             "pod and service subnets must cover the same address families",
+            WARNING,
         )
     cni = net.get("cni")
     if isinstance(cni, dict):
         name, urls = cni.get("name"), _list(cni.get("urls"))
         if name == "custom" and not urls:
             _report(
-                walk, base + ("cni", "urls"), "cni name 'custom' needs at least one manifest URL"
+                walk,
+                base + ("cni", "urls"),
+                "cni name 'custom' needs at least one manifest URL",
+                WARNING,
             )
         if name in ("flannel", "none") and urls:
             _report(
-                walk, base + ("cni", "urls"), f"cni name {name!r} takes no urls (use name: custom)"
+                walk,
+                base + ("cni", "urls"),
+                f"cni name {name!r} takes no urls (use name: custom)",
+                "error" if cp else WARNING,
             )
-
-
-def rule_extra_mounts(doc: dict[str, Any], walk: Walk) -> None:
-    base: Path = ("machine", "kubelet", "extraMounts")
-    for i, mount in enumerate(_list(_get(doc, "machine", "kubelet", "extraMounts"))):
-        if not isinstance(mount, dict):
-            continue
-        options = mount.get("options")
-        if (
-            isinstance(options, list)
-            and not {"bind", "rbind"} & {o for o in options if isinstance(o, str)}
-        ) or ("options" not in mount):
-            _report(
-                walk, base + (i, "options"), "extraMounts options must include 'bind' or 'rbind'"
-            )
-        source = mount.get("source")
-        if not isinstance(source, str) or not source.startswith("/"):
-            _report(walk, base + (i, "source"), "a bind mount needs an absolute source path")
 
 
 def rule_node_ip(doc: dict[str, Any], walk: Walk) -> None:
@@ -226,24 +226,39 @@ def rule_files(doc: dict[str, Any], walk: Walk) -> None:
                     walk,
                     ("machine", "files", i, "path"),
                     f"{f['path']} is created twice (also files[{created[f['path']]}])",
+                    WARNING,  # Talos does not refuse it; the second write wins
                 )
             created[f["path"]] = i
 
 
 def rule_pods(doc: dict[str, Any], walk: Walk) -> None:
-    """Static pods the kubelet could not run (talos_init.kubelet.pods has the checks)."""
+    """Static pods the kubelet could not run (talos_init.kubelet.pods has the checks):
+    warnings, as Talos does not check machine.pods; the kubelet preparation skips them."""
     pods = _get(doc, "machine", "pods")
     if pods is None:
         return
     for path, message in all_problems(pods):
-        _report(walk, ("machine", "pods", *path), message)
+        _report(walk, ("machine", "pods", *path), message, WARNING)
+
+
+def check_kubelet_config(extra: Any, base: Path, walk: Walk) -> None:
+    """Talos' KubeletConfig validation (v1alpha1_validation.go, k8s/kubelet.go) refuses
+    ProtectedConfigurationFields in extraConfig / KubeletConfig.config."""
+    for key in _dict(extra):
+        if key in PROTECTED_CONFIG:
+            _report(walk, base + (key,), f"kubelet configuration field {key!r} can't be overridden")
+
+
+def rule_kubelet_extra_config(doc: dict[str, Any], walk: Walk) -> None:
+    extra = _get(doc, "machine", "kubelet", "extraConfig")
+    check_kubelet_config(extra, ("machine", "kubelet", "extraConfig"), walk)
 
 
 RULES: list[Rule] = [
+    rule_kubelet_extra_config,
     rule_interfaces,
     rule_keys_for_role,
     rule_cluster_network,
-    rule_extra_mounts,
     rule_node_ip,
     rule_files,
     rule_pods,

@@ -254,6 +254,14 @@ class Int(Scalar):
         return value
 
 
+class Number(Scalar):
+    expect = "a number"
+    tags = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+    def convert(self, node: yaml.ScalarNode) -> Any:
+        return _scalar_value(node)
+
+
 class Enum(Scalar):
     def __init__(self, *values: str, aliases: dict[str, str] | None = None) -> None:
         self.values = values
@@ -552,7 +560,7 @@ class Field:
     required: bool = False
     default: Any = None  # put into the effective config when absent (None: leave out)
     why: str = ""  # shown with the unsupported notice
-    secret: bool = False  # every value under it is redacted before the config leaves the node
+    secret: bool = False  # holds a secret: redacted wherever the config is shown
 
 
 def F(spec: Spec, **kw: Any) -> Field:

@@ -15,14 +15,15 @@ from typing import Any
 
 import yaml
 
-from talos_init.userdata import rules
+from talos_init.userdata import fold, rules
 from talos_init.userdata.model import MachineConfig
-from talos_init.userdata.schema import KIND_DOCS, UNSUPPORTED_KINDS, V1ALPHA1
+from talos_init.userdata.schema import KIND_DOCS, NAMED_KINDS, OTHER_KINDS, V1ALPHA1
 from talos_init.userdata.spec import (
     ERROR,
     INVALID,
     NOTICE,
     WARNING,
+    Path,
     Problem,
     Walk,
     describe,
@@ -88,46 +89,6 @@ def _compose(text: str, walk: Walk) -> list[yaml.Node]:
     except RecursionError:
         walk.error((), (1, 1), "not valid YAML here: nested too deeply")
     return []
-
-
-def _fold(effective: dict[str, Any], kind: str, doc: dict[str, Any], walk: Walk) -> None:
-    """Fold a newer multi-document kind into the v1alpha1 shape; both set is a conflict."""
-    machine = effective.setdefault("machine", {})
-    network = machine.setdefault("network", {})
-
-    def put(target: dict[str, Any], key: str, value: Any, src: str, dst: str) -> None:
-        if target.get(key):
-            walk.error(
-                (kind, src),
-                walk.marks.get((kind, src), (1, 1)),
-                f"conflicts with {dst}, which the v1alpha1 document also sets: keep one",
-            )
-            return
-        target[key] = value
-
-    if kind == "HostnameConfig" and "hostname" in doc:
-        put(network, "hostname", doc["hostname"], "hostname", "machine.network.hostname")
-    elif kind == "ResolverConfig":
-        if "nameservers" in doc:
-            put(
-                network,
-                "nameservers",
-                [n["address"] for n in doc["nameservers"]],
-                "nameservers",
-                "machine.network.nameservers",
-            )
-        domains = doc.get("searchDomains", {}).get("domains")
-        if domains is not None:
-            put(network, "searchDomains", domains, "searchDomains", "machine.network.searchDomains")
-    elif kind == "TimeSyncConfig":
-        servers = doc.get("ntp", {}).get("servers")
-        if servers is not None:
-            put(machine.setdefault("time", {}), "servers", servers, "ntp", "machine.time.servers")
-    elif kind == "KubeletConfig":
-        kubelet = machine.setdefault("kubelet", {})
-        for key, value in doc.items():
-            if key not in ("apiVersion", "kind"):
-                put(kubelet, key, value, key, f"machine.kubelet.{key}")
 
 
 def _default_route(gateway: str) -> str:
@@ -204,7 +165,8 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
         text = data
     docs = _compose(text, walk)
     main: Any = None
-    kinds: dict[str, Any] = {}
+    kinds: list[fold.Doc] = []
+    seen: dict[str, tuple[int, int]] = {}
     for index, node in enumerate(docs):
         if is_null(node):
             continue
@@ -222,22 +184,36 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
                 main = V1ALPHA1.check(node, (), walk, True)
             continue
         assert kind_node is not None
-        if kind in kinds:
-            walk.error(
-                (kind,), kind_node, f"{where}: a second {kind} document (only one is allowed)"
-            )
-        elif kind in KIND_DOCS:
-            kinds[kind] = KIND_DOCS[kind].check(node, (kind,), walk, True)
-        elif kind in UNSUPPORTED_KINDS:
-            kinds[kind] = None
-            walk.notice_unsupported((kind,), kind_node)
-        else:
-            known = ", ".join(sorted(KIND_DOCS))
+        spec = KIND_DOCS.get(kind) or OTHER_KINDS.get(kind)
+        if spec is None:
             walk.error(
                 (kind,),
                 kind_node,
-                f"{where}: unknown document kind {kind!r} (acted on here: {known})",
+                f"{where}: unknown document kind {kind!r} (not a kind of Talos 1.5 to 1.15)",
             )
+            continue
+        name = _doc_name(node) if kind in NAMED_KINDS else None
+        prefix: Path = (kind,) if name is None else (f"{kind}({name})",)
+        # Talos config/container: one document per kind, or per kind and name.
+        ident = kind if name is None else f"{kind} named {name!r}"
+        if ident in seen:
+            line, col = seen[ident]
+            walk.error(
+                prefix,
+                kind_node,
+                f"{where}: a second {ident} document (the first is at line {line}, "
+                f"column {col}); Talos refuses duplicate documents",
+            )
+            continue
+        seen[ident] = walk.mark(kind_node)
+        acted = kind in KIND_DOCS
+        if not acted:
+            walk.notice_unsupported(prefix, kind_node)
+        value = spec.check(node, prefix, walk, acted)
+        if isinstance(value, dict) and kind == "KubeletConfig":
+            rules.check_kubelet_config(value.get("config"), prefix + ("config",), walk)
+        if isinstance(value, dict):  # else INVALID, already reported
+            kinds.append(fold.Doc(kind, name, prefix, value, walk.mark(kind_node)))
     if walk.too_big:
         walk.error((), (1, 1), "the document expands to too many nodes (YAML alias expansion?)")
     if main is None and not any(p.severity == ERROR for p in walk.problems):
@@ -248,10 +224,11 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
         )
     if isinstance(main, dict):
         rules.run(main, walk)
+        fold.conflicts(main, kinds, walk)
     if (
         any(p.severity == ERROR for p in walk.problems)
         or _contains_invalid(main)
-        or any(_contains_invalid(v) for v in kinds.values())
+        or any(_contains_invalid(d.value) for d in kinds)
     ):
         if not any(
             p.severity == ERROR for p in walk.problems
@@ -259,13 +236,19 @@ def _parse(data: bytes | str, walk: Walk) -> Result:
             walk.error((), (1, 1), "invalid config")
         return Result(None, sorted(walk.problems))
     effective = copy.deepcopy(main)
-    for kind, doc in kinds.items():
-        if doc is not None:
-            _fold(effective, kind, doc, walk)
+    fold.fold(effective, [d for d in kinds if d.kind in KIND_DOCS], walk)
+    fold.require(effective, walk)
     if any(p.severity == ERROR for p in walk.problems):
         return Result(None, sorted(walk.problems))
     effective = _normalize(effective)
     return Result(MachineConfig.from_effective(effective), sorted(walk.problems))
+
+
+def _doc_name(node: yaml.MappingNode) -> str | None:
+    for knode, vnode in node.value:
+        if isinstance(knode, yaml.ScalarNode) and knode.value == "name":
+            return str(vnode.value) if isinstance(vnode, yaml.ScalarNode) else None
+    return None
 
 
 def format_problems(result: Result, source: str = "config") -> list[str]:

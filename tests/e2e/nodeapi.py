@@ -16,9 +16,10 @@ BOOT_TIMEOUT = 600  # TCG on two shared cores
 
 
 def gen_cluster(out: Path, name: str, endpoint: str = "https://10.0.2.15:6443") -> Path:
-    """`osctl gen config` into ``out``: worker.yaml (with machine.ca.key, so apid starts) and osctlconfig."""
+    """`osctl gen config` into ``out``: worker.yaml (with machine.ca.key, so apid starts) and
+    osctlconfig. The single-document layout (Talos 1.13), which these tests edit as one mapping."""
     r = subprocess.run([sys.executable, "-m", "talos_init.osctl", "gen", "config", name, endpoint,
-                        "--output-dir", str(out), "--force"],
+                        "--output-dir", str(out), "--force", "--talos-version", "1.13"],
                        capture_output=True, text=True, timeout=60, cwd=REPO)
     assert r.returncode == 0, r.stderr
     return out

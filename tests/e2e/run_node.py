@@ -8,8 +8,10 @@ presses the ACPI power button; a second Ctrl-C kills QEMU.
 apid signs its serving certificate with the machine CA key, which
 configs/worker.yaml does not ship. When the config has no machine CA key, a
 PKI and osctl client config are generated once with ``osctl gen config``
-(cached in build/run-node/) and that machine CA is put into the config served,
-so the osctlconfig printed at start works against this node.
+(cached in build/run-node/) and that machine CA is put into the config served;
+the osctlconfig's endpoint is set to this run's forwarded port, so the lines
+printed at start (``export OSCTLCONFIG=...`` then ``.venv/bin/osctl services``)
+reach this node as pasted.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from initramfs.build import ensure_built
 from tests.e2e.conftest import UserdataServer, _serve
 from tests.e2e.nodeapi import gen_cluster
+from talos_init import atomicfile
 from tests.e2e.qemu import VM, VMSpec, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +54,32 @@ def config_for_node(config: bytes, pki: Path) -> tuple[bytes, Path | None]:
     return yaml.safe_dump(doc, sort_keys=False).encode(), pki / "osctlconfig"
 
 
+def point_osctlconfig(path: Path, endpoint: str) -> None:
+    """Make the current context of ``path`` reach ``endpoint`` (this run's forwarded port); crash-safe."""
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    doc["contexts"][doc["context"]]["endpoints"] = [endpoint]
+    atomicfile.write_atomic(path, yaml.safe_dump(doc, sort_keys=False).encode(), 0o600)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a user in the repository types it (relative when under the working directory)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def osctl_hint(osctlconfig: Path | None, api_port: int) -> list[str]:
+    """The lines a user pastes into another terminal to reach this node with osctl."""
+    osctl = Path(sys.executable).parent / "osctl"  # the venv's console script
+    cmd = _shown(osctl) if osctl.exists() else f"{sys.executable} -m talos_init.osctl"
+    if osctlconfig is None:  # the config's own PKI: the user's own osctl config, our port
+        return [f"{cmd} -e 127.0.0.1:{api_port} services"]
+    return [f"export OSCTLCONFIG={osctlconfig.resolve()}", f"{cmd} services"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.run_node", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "worker.yaml")
@@ -65,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.config.exists():
         parser.error(f"--config {args.config}: no such file")
-    print(f"run: building the image in {args.build} (cached while the inputs are unchanged)", flush=True)
+    # `make image` has just built it and stamped its inputs: reused, not built again.
+    print(f"run: image in {args.build} (built only when its inputs changed)", flush=True)
     ensure_built(args.build, quiet=False)
     pki = args.pki or args.build / "run-node"
     body, osctlconfig = config_for_node(args.config.read_bytes(), pki)
@@ -79,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run: serving {args.config} on 127.0.0.1:{state.port} (guest: {state.guest_url}); "
           f"API on 127.0.0.1:{api_port}; console log {workdir / 'serial.log'}", flush=True)
     if osctlconfig is not None:
+        point_osctlconfig(osctlconfig, f"127.0.0.1:{api_port}")
         print(f"run: {args.config} has no machine CA key: serving it with the generated "
-              f"machine CA; "
-              f"osctl config {osctlconfig}\n"
-              f"run: e.g. {sys.executable} -m talos_init.osctl --osctlconfig {osctlconfig} "
-              f"-e 127.0.0.1:{api_port} services", flush=True)
+              f"machine CA; osctl config {osctlconfig} (endpoint 127.0.0.1:{api_port})", flush=True)
+    print("run: to reach the node, in another terminal here:\n"
+          + "".join(f"    {line}\n" for line in osctl_hint(osctlconfig, api_port)), end="", flush=True)
     vm = VM(spec)
     try:
         vm.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.nodeapi import BOOT_TIMEOUT, gen_cluster, osctl, services, wait_api, wait_state
+from tests.e2e.nodeapi import BOOT_TIMEOUT, gen_cluster, ok, osctl, services, wait_api, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +48,14 @@ def test_reads_services_logs_dmesg_mounts_and_processes(node, cluster):
     svc = wait_state(cfg, port, "containerd", {"ready"})
     assert svc["pid"]
     assert services(cfg, port)["apid"]["state"] == "ready"
+    # HEALTH as a user reads it: ok for every ready service (READY=1 or probe), - for one-shots.
+    table = ok(cfg, port, "services").splitlines()
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    ready = {sid for sid, row in rows.items() if row[1] == "ready"}
+    assert {"containerd", "apid"} <= ready, table
+    assert all(rows[sid][2] == "ok" for sid in ready), "\n".join(table)
+    assert all(row[2] == "-" for row in rows.values() if row[1] in ("finished", "skipped")), \
+        "\n".join(table)
     logs = osctl(cfg, port, "logs", "containerd", "--tail", "20")
     assert logs.returncode == 0 and "containerd" in logs.stdout, logs.stderr
     dmesg = osctl(cfg, port, "dmesg")

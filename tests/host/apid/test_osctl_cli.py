@@ -10,6 +10,7 @@ import sys
 import yaml
 
 from talos_init import pki
+from talos_init.userdata import validate
 
 from .conftest import ROOT, start_apid
 
@@ -26,8 +27,10 @@ def test_gen_config_is_accepted_by_a_real_apid(node, tmp_path):
     assert r.returncode == 0, r.stderr
     for name in ("controlplane.yaml", "worker.yaml", "osctlconfig", "pki/ca.key", "pki/admin.key"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
-    worker = yaml.safe_load((out / "worker.yaml").read_text())
-    controlplane = yaml.safe_load((out / "controlplane.yaml").read_text())
+    # The newest layout (several documents); the node's effective config folds them.
+    assert (out / "worker.yaml").read_text().count("\n---\n") >= 3
+    worker = validate.parse((out / "worker.yaml").read_bytes()).config.effective
+    controlplane = validate.parse((out / "controlplane.yaml").read_bytes()).config.effective
     assert worker["version"] == "v1alpha1" and worker["machine"]["type"] == "worker"
     assert controlplane["machine"]["type"] == "controlplane"
     assert controlplane["cluster"]["controlPlane"]["endpoint"] == "https://127.0.0.1:6443"
@@ -106,6 +109,23 @@ def test_gen_config_output_passes_validate(tmp_path):
     assert r.returncode != 0 and "invalid" in r.stdout
 
 
+def test_gen_config_older_talos_layout_is_one_document(tmp_path):
+    """--talos-version 1.11 writes the single v1alpha1 document Talos wrote then; same node."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert osctl("gen", "config", "demo", "10.0.2.15", "--output-dir", str(new)).returncode == 0
+    r = osctl("gen", "config", "demo", "10.0.2.15", "--output-dir", str(old),
+              "--talos-version", "v1.11")
+    assert r.returncode == 0, r.stderr
+    for name in ("worker.yaml", "controlplane.yaml"):
+        docs = list(yaml.safe_load_all((old / name).read_text()))
+        assert len(docs) == 1 and docs[0]["cluster"]["controlPlane"]["endpoint"]
+        assert len(list(yaml.safe_load_all((new / name).read_text()))) > 3
+        assert osctl("validate", str(old / name)).returncode == 0
+    r = osctl("gen", "config", "demo", "10.0.2.15", "--output-dir", str(old), "--force",
+              "--talos-version", "0.14")
+    assert r.returncode != 0 and "Talos 1.3 to 1.15" in r.stderr
+
+
 def test_gen_cert_makes_a_working_reader(tmp_path):
     """`gen cert --role os:reader` signs a certificate a real apid accepts as reader, and refuses reboot."""
     out = tmp_path / "gen"
@@ -113,7 +133,7 @@ def test_gen_cert_makes_a_working_reader(tmp_path):
     r = osctl("gen", "cert", "alice", "--role", "os:reader", "--pki", str(out / "pki"),
               "--output-dir", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    worker = yaml.safe_load((out / "worker.yaml").read_text())
+    worker = validate.parse((out / "worker.yaml").read_bytes()).config.effective
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "config.json").write_text(json.dumps(worker))
     proc, host, port = start_apid(tmp_path / "cfg", tmp_path / "cfg" / "config.json",

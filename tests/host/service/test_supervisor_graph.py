@@ -84,7 +84,7 @@ HTTPServer(("127.0.0.1", {port}), H).serve_forever()
     h.wait_state("web", "running")
     h.wait_state("client", "ready")
     web = next(s for s in sup.services() if s["id"] == "web")
-    assert web["health"] == "healthy" and "HTTP 200" in web["health_message"]
+    assert web["health"] == "ok" and "HTTP 200" in web["health_message"]
     (ready_at,) = h.times("web", "ready")
     assert h.times("client", "starting")[0] >= ready_at
     assert ready_at - h.times("web", "running")[0] >= 1.0  # the 503s did not count

@@ -130,3 +130,25 @@ def test_underscore_spellings_are_the_same_flags_to_the_kubelet():
     assert flags == ["--config=/a", "--node-ip=192.168.1.5"]
     assert notes == ["machine.kubelet.extraArgs.node_ip='192.168.1.5' overrides talos-init's "
                      "--node-ip=10.0.2.15"]
+
+
+def test_extra_config_is_merged_into_the_kubelet_configuration(config, tmp_path):
+    """machine.kubelet.extraConfig (KubeletConfig.config) goes over ours, nested maps merged."""
+    layout = Layout(etc=tmp_path / "etc/kubernetes", var_lib=tmp_path / "var/lib/kubelet")
+    config["machine"]["kubelet"]["extraConfig"] = {
+        "serverTLSBootstrap": True,
+        "maxPods": 42,
+        "logging": {"verbosity": 3},
+    }
+    kc = yaml.safe_load(prepare(config, layout, NODE_ADDRS).files[layout.config][0])
+    assert kc["serverTLSBootstrap"] is True and kc["maxPods"] == 42
+    assert kc["logging"] == {"format": "text", "verbosity": 3}
+    assert kc["healthzPort"] == 10248  # ours kept where extraConfig is silent
+
+
+def test_extra_config_cannot_change_protected_fields(config, tmp_path):
+    """Talos' protected KubeletConfiguration fields are refused, naming them."""
+    layout = Layout(etc=tmp_path / "etc/kubernetes", var_lib=tmp_path / "var/lib/kubelet")
+    config["machine"]["kubelet"]["extraConfig"] = {"staticPodPath": "/elsewhere"}
+    with pytest.raises(KubeletPrepError, match="staticPodPath cannot be overridden"):
+        prepare(config, layout, NODE_ADDRS)

@@ -38,6 +38,7 @@ class Case:
     path: str = ""
     message: str = ""
     marker: str = ""  # the text whose first occurrence is the reported line:column
+    severity: str = "error"  # "warning": Talos accepts it, we only point at it
 
     def text(self) -> str:
         t = (
@@ -289,6 +290,7 @@ CASES = [
         path="machine.network.interfaces[1].interface",
         message="'eth0' is configured twice (also interfaces[0])",
         marker="interface: eth0\n              mtu",
+        severity="warning",
     ),
     Case(
         "route family",
@@ -297,6 +299,7 @@ CASES = [
         path="machine.network.interfaces[0].routes[0]",
         message="network is IPv4, gateway is IPv6",
         marker="network: 10.0.0.0/8",
+        severity="warning",
     ),
     Case(
         "route empty",
@@ -321,6 +324,7 @@ CASES = [
         path="machine.network.interfaces[0].vlans[1].vlanId",
         message="VLAN 7 is defined twice",
         marker="vlanId: 7\n                    dhcp",
+        severity="warning",
     ),
     Case(
         "subnets overlap",
@@ -329,6 +333,7 @@ CASES = [
         path="cluster.network.serviceSubnets",
         message="overlaps pod subnet",
         marker="serviceSubnets",
+        severity="warning",
     ),
     Case(
         "cni custom without urls",
@@ -336,14 +341,7 @@ CASES = [
         path="cluster.network.cni.urls",
         message="needs at least one manifest URL",
         marker="cni:",
-    ),
-    Case(
-        "extra mount options",
-        machine="    kubelet:\n        extraMounts:\n            - destination: /var/a\n"
-        "              source: /var/a\n              options: [ro]\n",
-        path="machine.kubelet.extraMounts[0].options",
-        message="must include 'bind' or 'rbind'",
-        marker="options: [ro]",
+        severity="warning",
     ),
     Case(
         "controlplane key",
@@ -413,6 +411,7 @@ CASES = [
         path="machine.pods[0].metadata.name",
         message="a static pod needs a name",
         marker="apiVersion: v1",
+        severity="warning",
     ),
     Case(
         "static pod without containers",
@@ -421,6 +420,7 @@ CASES = [
         path="machine.pods[1].spec.containers",
         message="a pod needs at least one container",
         marker="{apiVersion: v1, kind: Pod, metadata: {name: empty}",
+        severity="warning",
     ),
     Case(
         "static pod container without an image",
@@ -429,6 +429,7 @@ CASES = [
         path="machine.pods[0].spec.containers[0].image",
         message="a container needs an image",
         marker="{apiVersion: v1",
+        severity="warning",
     ),
 ]
 
@@ -447,11 +448,29 @@ def test_error_names_path_and_position(case):
     """The error is reported at the path and line:column of the bad node, and no config is produced."""
     text = case.text()
     result = validate.parse(text)
-    assert result.config is None
+    assert (result.config is None) == (case.severity == "error")
     where = _locate(text, case.marker)
-    found = [p for p in result.errors if p.path == case.path and case.message in p.message]
+    found = [
+        p
+        for p in result.problems
+        if p.path == case.path and case.message in p.message and p.severity == case.severity
+    ]
     assert found, "\n".join(p.format() for p in result.problems)
     assert (found[0].line, found[0].column) == where, found[0].format()
+
+
+def test_extra_mount_without_bind_is_accepted():
+    """Talos adds the bind option itself: options without bind or rbind are not refused."""
+    text = fill(
+        BASE.replace(
+            "#MACHINE\n",
+            "    kubelet:\n        extraMounts:\n            - destination: /var/a\n"
+            "              type: bind\n              source: /var/a\n              options: [ro]\n",
+        ).replace("#CLUSTER\n", "")
+    )
+    result = validate.parse(text)
+    assert result.errors == []
+    assert result.config.machine.kubelet.extra_mounts[0].options == ("ro",)
 
 
 def test_all_errors_are_reported_together():

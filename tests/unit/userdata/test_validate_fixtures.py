@@ -67,7 +67,6 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
         [
             "debug",
             "machine.install.image",  # dhcpOptions.routeMetric is acted on (networkd) since issue 6
-            "machine.kubelet.extraConfig",
             "machine.time.bootTimeout",
             "machine.features",
             "cluster.id",
@@ -81,7 +80,8 @@ def test_unsupported_fields_are_reported_once_each(fixture_text):
 
 
 def test_multi_document_kinds_fold_into_v1alpha1(fixture_text):
-    """HostnameConfig, ResolverConfig, KubeletConfig and TimeSyncConfig land in the v1alpha1 shape."""
+    """HostnameConfig, ResolverConfig, KubeletConfig, KubeNodeConfig and TimeSyncConfig
+    land in the v1alpha1 shape."""
     result = validate.parse(fixture_text("multidoc.yaml"))
     assert result.errors == [], [p.format() for p in result.errors]
     m = result.config.effective["machine"]
@@ -94,6 +94,7 @@ def test_multi_document_kinds_fold_into_v1alpha1(fixture_text):
     assert sorted(p.path for p in result.unsupported) == [
         "HostnameConfig.auto",
         "KubeSpanConfig",
+        "KubeletConfig.image",
         "ResolverConfig.searchDomains.disableDefault",
     ]
     assert result.config.machine.network.hostname == "worker-7"
