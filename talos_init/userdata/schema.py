@@ -1031,7 +1031,7 @@ KIND_DOCS: dict[str, Struct] = {
     "RegistryMirrorConfig": kind_doc(
         "RegistryMirrorConfig",
         {
-            "name": F(Str(nonempty=True), required=True),
+            "name": F(Str(check=_mirror_name, nonempty=True), required=True),
             "endpoints": F(
                 ListOf(
                     Struct(

@@ -205,6 +205,14 @@ CASES = [
         marker="../../x",
     ),
     Case(
+        "registry mirror document name",
+        after="---\napiVersion: v1alpha1\nkind: RegistryMirrorConfig\nname: ../../x\n"
+        "endpoints:\n  - url: https://m.test\n",
+        path="RegistryMirrorConfig(../../x).name",
+        message="'../../x' is not a registry host name",
+        marker="../../x",
+    ),
+    Case(
         "required",
         machine="    files:\n        - content: x\n          permissions: 0o644\n"
         "          path: /var/x\n",
