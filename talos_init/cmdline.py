@@ -13,6 +13,7 @@ from pathlib import Path
 
 from talos_init.record import field, record
 
+# Use with fullmatch: "$" alone would let a trailing newline through.
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$", re.I)
 HEX_RE = {"sha256": re.compile(r"^[0-9a-f]{64}$"), "sha512": re.compile(r"^[0-9a-f]{128}$")}
 DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -160,7 +161,7 @@ def parse_ip(value: str) -> IpConfig:
             address = ipaddress.ip_interface(f"{ip}/{prefix}")
         except ValueError:
             raise ValueError(f"netmask {mask!r} is not a netmask or prefix length") from None
-    if hostname and not HOSTNAME_RE.match(hostname):
+    if hostname and not HOSTNAME_RE.fullmatch(hostname):
         raise ValueError(f"hostname {hostname!r} is not a valid hostname")
     if autoconf in ("off", "none", "static"):
         if address is None:
@@ -207,7 +208,7 @@ def parse(text: str) -> KernelCmdline:
             except ValueError as e:
                 bad(str(e))
         elif key == "talos.hostname":
-            if not value or not HOSTNAME_RE.match(value):
+            if not value or not HOSTNAME_RE.fullmatch(value):
                 bad("not a valid hostname (letters, digits, '-' and '.', at most 253 characters)")
                 continue
             cmd.hostname = value.lower()

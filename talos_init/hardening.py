@@ -23,6 +23,7 @@ from typing import Any
 from talos_init.atomicfile import write_atomic
 from talos_init.log import get_logger
 from talos_init.record import field, record
+from talos_init.userdata.targets import ALLOWED_FILES, ALLOWED_PREFIXES, file_path_problem
 
 log = get_logger("hardening")
 
@@ -68,9 +69,6 @@ KUBERNETES_SYSCTLS: dict[str, str] = {
 # Kernel parameters Talos requires on its command line (KSPP); missing ones are warned about.
 REQUIRED_CMDLINE = ("slab_nomerge", "pti=on")
 
-# machine.files may only write under /var/ and these /etc files (as Talos allows).
-ALLOWED_PREFIXES = ("/var/",)
-ALLOWED_FILES = frozenset({"/etc/cri/conf.d/20-customization.part", "/etc/nfsmount.conf"})
 
 
 @record
@@ -150,17 +148,9 @@ def apply_kernel_hardening(proc_sys: Path = Path("/proc/sys"),
 
 
 def check_file_path(path: str) -> str | None:
-    """Why ``path`` may not be written by machine.files, or None when it may."""
-    if not path.startswith("/"):
-        return f"machine.files path {path!r} is not absolute"
-    norm = os.path.normpath(path)
-    if norm != path.rstrip("/") or path.endswith("/"):
-        return (f"machine.files path {path!r} is not a normalized file path "
-                "(no '..', '//' or trailing '/')")
-    if norm in ALLOWED_FILES or any(norm.startswith(p) for p in ALLOWED_PREFIXES):
-        return None
-    allowed = ", ".join([*(p + "..." for p in ALLOWED_PREFIXES), *sorted(ALLOWED_FILES)])
-    return f"machine.files path {path!r} is not allowed (allowed: {allowed})"
+    """Why ``path`` may not be written by machine.files (the validator's rule), or None."""
+    why = file_path_problem(path)
+    return None if why is None else f"machine.files path {why}"
 
 
 def write_file(spec: Mapping[str, Any], root: Path) -> str:

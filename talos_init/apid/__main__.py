@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 import tempfile
@@ -23,11 +24,29 @@ from talos_init.apid.proxy import Forwarder
 from talos_init.apid.protocol import DEFAULT_PORT
 from talos_init.apid.server import ApiServer, Limits, server_context
 from talos_init.apid.worker_cert import WorkerCert, trustd_targets
+from talos_init.containerd.archive import Budget
 from talos_init.control.client import ControlClient
 from talos_init.log import get_logger
 from talos_init.pki import PkiError
 
 log = get_logger("apid")
+
+
+def parse_limit(value: str) -> tuple[str, int | float]:
+    """``NAME=VALUE`` for one field of ``Limits`` (docs/for-ops/apid-limits.md lists them)."""
+    name, sep, text = value.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(Limits)}
+    if not sep or name not in fields:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected NAME=VALUE, NAME one of "
+                                         + ", ".join(fields))
+    kind = float if fields[name].type in ("float", float) else int
+    try:
+        number = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {text!r} is not a number") from None
+    if number <= 0 and name != "admin_reserve" and name != "follow_admin_reserve":
+        raise argparse.ArgumentTypeError(f"{name}: must be above 0")
+    return name, number
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:
@@ -76,9 +95,15 @@ async def run(args: argparse.Namespace) -> int:
         stopping.cancel()
         ctx = signed.result()
         renewal = asyncio.ensure_future(worker.renew_forever(ctx))
+    limits = Limits(**{"max_upload": args.max_upload,
+                       "max_upload_uncompressed": args.max_upload_uncompressed,
+                       "max_upload_ratio": args.max_upload_ratio, **dict(args.limit)})
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
-                  containerd_socket=Path(args.containerd_socket))
-    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload), forwarder=forwarder)
+                  containerd_socket=Path(args.containerd_socket),
+                  containerd_root=Path(args.containerd_root) if args.containerd_root else None,
+                  budget=Budget(max_bytes=limits.max_upload_uncompressed,
+                                max_ratio=limits.max_upload_ratio))
+    server = ApiServer(calls, ctx, limits, forwarder=forwarder)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
@@ -100,7 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kmsg", default="/dev/kmsg")
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
     p.add_argument("--max-upload", type=int, default=Limits.max_upload, metavar="BYTES",
-                   help="largest image archive `image import` accepts")
+                   help="largest image archive `image import` accepts, as sent")
+    p.add_argument("--max-upload-uncompressed", type=int, default=Limits.max_upload_uncompressed,
+                   metavar="BYTES", help="largest image archive once decompressed")
+    p.add_argument("--max-upload-ratio", type=int, default=Limits.max_upload_ratio, metavar="N",
+                   help="refuse an archive that decompresses to over N times its size as sent")
+    p.add_argument("--limit", type=parse_limit, action="append", default=[], metavar="NAME=VALUE",
+                   help="set one of apid's limits, e.g. max_connections=128 (repeatable)")
+    p.add_argument("--containerd-root", default="/var/lib/containerd",
+                   help="containerd's root: its free space is checked before each blob ('' to skip)")
     p.add_argument("--trustd", action="append", default=[], metavar="HOST[:PORT]",
                    help="a trustd to ask when the config has no machine.ca.key (after the "
                         "controlplane endpoint's host)")

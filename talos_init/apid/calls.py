@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
 import errno
 import json
 import os
@@ -26,6 +27,7 @@ from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL
 from talos_init.apid.redact import redact
 from talos_init.apid.upload import SyncReader, UploadBody
 from talos_init.containerd import grpc, images
+from talos_init.containerd.archive import Budget
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
 
@@ -63,6 +65,15 @@ def _from_containerd(e: Exception, socket_path: str) -> ApiError:
     return ApiError(INTERNAL, f"containerd reply not understood: {e}")  # ValueError: bad bytes
 
 
+def _return_memory() -> None:
+    """Hand what an import freed back to the kernel: glibc keeps freed heap for reuse, and
+    apid's RSS would stay at an import's peak for as long as it runs."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
+
+
 def _from_control(e: ControlError) -> ApiError:
     # PID 1's codes are a subset of ours; anything else is reported as it came.
     return ApiError(e.code, e.message)
@@ -71,10 +82,14 @@ def _from_control(e: ControlError) -> ApiError:
 class Calls:
     def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
                  kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
-                 containerd_socket: Path = Path("/run/containerd/containerd.sock")):
+                 containerd_socket: Path = Path("/run/containerd/containerd.sock"),
+                 containerd_root: Path | None = Path("/var/lib/containerd"),
+                 budget: Budget = Budget()):
         self.control = control
         self.containerd = containerd.Client(str(containerd_socket))
-        self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT))
+        self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT),
+                                      store_path=str(containerd_root) if containerd_root else None)
+        self.budget = budget
         self.config_path = config
         self.kmsg = kmsg
         self.proc = proc
@@ -244,11 +259,14 @@ class Calls:
         reader = SyncReader(body, asyncio.get_running_loop())
         started = time.monotonic()
         try:
-            imported = await asyncio.to_thread(self.images.import_archive, reader)
+            imported = await asyncio.to_thread(self.images.import_archive, reader, self.budget)
         except images.ImageError as e:
-            raise ApiError(BAD_REQUEST if e.bad_input else INTERNAL, str(e)) from None
+            code = BAD_REQUEST if e.bad_input else FAILED_PRECONDITION if e.no_space else INTERNAL
+            raise ApiError(code, str(e)) from None
         except (OSError, grpc.GrpcError, ValueError) as e:
             raise _from_containerd(e, self.containerd.socket_path) from None
+        finally:
+            _return_memory()
         return {"images": imported, "bytes": body.total,
                 "seconds": round(time.monotonic() - started, 3)}
 
@@ -277,15 +295,22 @@ class Calls:
         if not os.path.isabs(path):
             raise ApiError(BAD_REQUEST, f"path {path!r} must be absolute")
         try:
-            # O_NONBLOCK: a FIFO must not hang the call; it is refused below anyway.
+            # The type first, without opening: opening a device node can act (a watchdog
+            # arms, a tape rewinds), and a FIFO would wake its writer.
+            before = os.stat(path)
+            if not stat.S_ISREG(before.st_mode):
+                raise ApiError(FAILED_PRECONDITION, f"{path}: not a regular file")
+            # O_NONBLOCK: if the path was swapped for a FIFO meanwhile, do not hang on it.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except FileNotFoundError:
             raise ApiError(NOT_FOUND, f"{path}: no such file") from None
         except OSError as e:
             raise ApiError(FAILED_PRECONDITION, f"{path}: {os.strerror(e.errno or errno.EIO)}") from None
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ApiError(FAILED_PRECONDITION, f"{path}: not a regular file")
+            after = os.fstat(fd)
+            if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) \
+                    or not stat.S_ISREG(after.st_mode):
+                raise ApiError(FAILED_PRECONDITION, f"{path}: changed while being opened; try again")
             total = 0
             while total < READ_LIMIT:
                 chunk = await asyncio.to_thread(os.read, fd, min(READ_CHUNK, READ_LIMIT - total))

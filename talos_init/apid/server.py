@@ -1,19 +1,22 @@
 """apid's TLS server: mutual TLS 1.3, one call per connection, roles from the client certificate.
 
-Every connection is counted before its handshake, so a crowd of silent
-clients fills at most ``max_connections`` slots and each one is dropped when
-its handshake or request deadline passes; the others are served meanwhile.
+A connection first holds a handshake slot (short deadline, a few per address,
+see ``admission``), then, once its certificate is verified, a connection slot
+counted per certificate with some kept for admins: silent or half-open
+connections from anywhere never keep an operator out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from talos_init.apid import protocol, proxy
+from talos_init.apid.admission import Admission, Caps
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
@@ -25,15 +28,25 @@ log = get_logger("apid")
 
 @dataclass(frozen=True)
 class Limits:
-    max_connections: int = 64
-    max_streams: int = 16  # open follow/stream calls at once, all clients together
+    max_handshakes: int = 64  # connections not yet authenticated, all addresses together
+    handshakes_per_source: int = 8  # of those, from one address
+    max_connections: int = 64  # authenticated connections
+    connections_per_client: int = 16  # of those, for one non-admin certificate
+    admin_reserve: int = 8  # of max_connections, only admins may take these
+    # Open follow streams (logs/events/dmesg -f), all clients together; most hold one of
+    # PID 1's 32 control connections, so this stays well below that.
+    max_follows: int = 16
+    follows_per_client: int = 4  # of those, for one certificate
+    follow_admin_reserve: int = 4  # of max_follows, only admins may take these
     max_request: int = 64 * 1024  # bytes in the request line
-    handshake_timeout: float = 10.0
+    handshake_timeout: float = 5.0  # a TLS 1.3 handshake is one round trip
     request_timeout: float = 10.0  # from handshake done to a complete request line
     write_timeout: float = 30.0  # a client that stops reading is dropped after this
     call_timeout: float = 60.0  # unary calls
     max_uploads: int = 2  # image imports at once
-    max_upload: int = 4 << 30  # bytes in one upload
+    max_upload: int = 4 << 30  # bytes in one upload, as sent (compressed or not)
+    max_upload_uncompressed: int = 16 << 30  # the archive's tar bytes once decompressed
+    max_upload_ratio: int = 50  # tar bytes per byte sent, checked past the first 64 MiB
     upload_idle_timeout: float = 60.0  # an upload with no byte for this long is dropped
     upload_timeout: float = 3600.0  # the whole import, unpacking included
     drain_timeout: float = 10.0  # after a refusal, how long we read on so the client sees it
@@ -76,8 +89,13 @@ class ApiServer:
         self.forwarder = forwarder  # None: this node forwards nothing (no machine CA key)
         self.ctx = ctx
         self.limits = limits
-        self.connections = 0
-        self._streams = 0
+        self.admission = Admission(Caps(
+            max_handshakes=limits.max_handshakes, handshakes_per_source=limits.handshakes_per_source,
+            max_connections=limits.max_connections,
+            connections_per_client=limits.connections_per_client,
+            admin_reserve=limits.admin_reserve, max_follows=limits.max_follows,
+            follows_per_client=limits.follows_per_client,
+            follow_admin_reserve=limits.follow_admin_reserve))
         self._uploads = 0
         self._server: asyncio.Server | None = None
 
@@ -95,35 +113,52 @@ class ApiServer:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         peer_s = f"{peer[0]}:{peer[1]}" if peer else "?"
-        if self.connections >= self.limits.max_connections:
-            log.warning("api_connection_refused", peer=peer_s, reason="too many connections")
+        source = peer[0] if peer else "?"
+
+        def evict() -> None:
+            log.info("api_handshake_evicted", peer=peer_s, reason="handshake slots full")
             writer.transport.abort()
-            return
-        self.connections += 1
+
+        ticket = self.admission.begin_handshake(source, evict)
         try:
-            await self._serve(reader, writer, peer_s)
+            await self._serve(reader, writer, peer_s, source, ticket)
         except (ConnectionError, ssl.SSLError, asyncio.TimeoutError) as e:
             log.info("api_connection_dropped", peer=peer_s, reason=_reason(e))
         except Exception:
             log.exception("api_connection_failed", peer=peer_s)
         finally:
-            self.connections -= 1
+            self.admission.end_handshake(source, ticket)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str,
+                     source: str, ticket: int) -> None:
         tls = TlsConnection(reader, writer, self.ctx, write_timeout=self.limits.write_timeout)
         try:
-            await asyncio.wait_for(tls.handshake(), self.limits.handshake_timeout)
+            await asyncio.wait_for(tls.handshake(lambda n: self.admission.touch(source, ticket, n)),
+                                   self.limits.handshake_timeout)
         except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as e:
             # Policy: a refused certificate is the client's problem; the alert said why, hang up.
             log.info("api_handshake_refused", peer=peer, reason=_reason(e))
             return
+        finally:
+            self.admission.end_handshake(source, ticket)
+        client = hashlib.sha256(tls.peercert_der()).hexdigest()
+        admin = protocol.ADMIN in roles_of(tls.peercert())
         try:
-            await self._call(tls, peer)
+            refused = self.admission.admit(client, admin)
+            if refused is not None:
+                log.warning("api_connection_refused", peer=peer, client=common_name(tls.peercert()),
+                            reason=refused)
+                await tls.write(protocol.error(protocol.OVERLOADED, f"{refused}; try again later"))
+                return
+            try:
+                await self._call(tls, peer, client, admin)
+            finally:
+                self.admission.release(client)
         finally:
             await tls.close()
 
-    async def _call(self, tls: TlsConnection, peer: str) -> None:
+    async def _call(self, tls: TlsConnection, peer: str, client: str, admin: bool) -> None:
         peercert = tls.peercert()
         who = common_name(peercert)
         try:
@@ -161,7 +196,7 @@ class ApiServer:
             elif protocol.METHODS[method].upload:
                 await self._upload(tls, method, params)
             elif protocol.METHODS[method].stream:
-                await self._stream(tls, method, params)
+                await self._stream(tls, method, params, client, admin)
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
                                                 self.limits.call_timeout)
@@ -194,11 +229,14 @@ class ApiServer:
         log.info("api_forward", node=node, client=caller, method=method)
         await self.forwarder.forward(tls, node, proxy.forwarded_request(method, params, roles, caller))
 
-    async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any]) -> None:
-        if self._streams >= self.limits.max_streams:
-            raise ApiError(protocol.OVERLOADED, f"more than {self.limits.max_streams} open streams "
-                                                "on this node; try again later")
-        self._streams += 1
+    async def _stream(self, tls: TlsConnection, method: str, params: dict[str, Any],
+                      client: str, admin: bool) -> None:
+        # A stream that ends by itself (read, a tail) holds only its connection slot.
+        follow = bool(params.get("follow"))
+        if follow:
+            refused = self.admission.open_follow(client, admin)
+            if refused is not None:
+                raise ApiError(protocol.OVERLOADED, f"{refused}; try again later")
         items: AsyncIterator[Any] = self.calls.streams[method](params)
         pump = asyncio.ensure_future(self._pump(tls, items))
         # The client sends nothing after its request: EOF means it left, so stop following.
@@ -208,7 +246,8 @@ class ApiServer:
             if pump in done:
                 pump.result()  # raises ApiError from the call
         finally:
-            self._streams -= 1
+            if follow:
+                self.admission.close_follow(client)
             for task in (pump, gone):
                 task.cancel()
             await asyncio.gather(pump, gone, return_exceptions=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 
@@ -38,15 +39,21 @@ class TlsConnection:
         else:
             self._incoming.write_eof()
 
-    async def handshake(self) -> None:
-        """Raise ssl.SSLError (after sending the alert) when the client is refused."""
+    async def handshake(self, on_progress: Callable[[int], None] = lambda progress: None) -> None:
+        """Raise ssl.SSLError (after sending the alert) when the client is refused.
+
+        ``on_progress(n)`` is called each time bytes from the client arrive:
+        1 while its ClientHello is incomplete, 2 once we have answered it."""
+        answered = False
         while True:
             try:
                 self._ssl.do_handshake()
                 break
             except ssl.SSLWantReadError:
+                answered = answered or self._outgoing.pending > 0
                 await self._flush()
                 await self._fill()
+                on_progress(2 if answered else 1)
             except ssl.SSLError:
                 try:
                     await self._flush()  # the alert tells the client why
@@ -57,6 +64,9 @@ class TlsConnection:
 
     def peercert(self) -> dict[str, Any] | None:
         return self._ssl.getpeercert()
+
+    def peercert_der(self) -> bytes:
+        return self._ssl.getpeercert(binary_form=True) or b""
 
     async def read(self, n: int = 65536) -> bytes:
         """Up to n bytes of plaintext; b"" when the client has closed."""

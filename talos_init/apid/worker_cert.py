@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from cryptography import x509
 
 from talos_init import pki
-from talos_init.apid import node_pki, trustd_client
+from talos_init.apid import trustd_client
 from talos_init.apid.protocol import ApiError
 from talos_init.log import get_logger
 

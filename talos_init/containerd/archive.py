@@ -18,7 +18,7 @@ import json
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -26,6 +26,7 @@ CHUNK = 1 << 20
 META_MAX = 4 << 20  # a JSON file bigger than this is not image metadata we keep
 META_TOTAL = 32 << 20  # all kept JSON together
 MAX_MEMBERS = 100_000
+MAX_EXTENDED_HEADER = 1 << 20  # a pax or GNU long-name header: a path and a few attributes
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -49,6 +50,28 @@ METADATA = ("oci-layout", "index.json", "manifest.json", "repositories")
 
 class ArchiveError(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What an archive may cost beyond its bytes on the wire, which compression can hide."""
+
+    max_bytes: int = 16 << 30  # the tar itself, uncompressed
+    max_ratio: int = 50  # tar bytes per compressed byte read, once past ratio_grace
+    ratio_grace: int = 64 << 20  # small archives of JSON may compress far better
+
+
+class _Counted:
+    """A file object that counts the bytes read through it (the compressed side)."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f = f
+        self.total = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.total += len(data)
+        return data
 
 
 # -- names -----------------------------------------------------------------------------------
@@ -138,11 +161,28 @@ class Archive:
         return None
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """tarfile reads a pax or GNU long-name header whole, whatever size it declares (a few
+    compressed bytes can declare gigabytes): refuse the size before anything is read."""
+
+    _EXTENDED = {tarfile.XHDTYPE: "pax", tarfile.XGLTYPE: "pax global",
+                 tarfile.SOLARIS_XHDTYPE: "pax", tarfile.GNUTYPE_LONGNAME: "GNU long-name",
+                 tarfile.GNUTYPE_LONGLINK: "GNU long-link"}
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        kind = self._EXTENDED.get(self.type)
+        if kind is not None and self.size > MAX_EXTENDED_HEADER:
+            raise ArchiveError(f"a {kind} header of {self.size} bytes (at most "
+                               f"{MAX_EXTENDED_HEADER}): not an image archive")
+        return super()._proc_member(tarfile)  # type: ignore[misc]
+
+
 def _clean(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def _chunks(f: IO[bytes], name: str, size: int) -> Iterator[bytes]:
+def _chunks(f: IO[bytes], name: str, size: int,
+            spent: Callable[[int], None] = lambda n: None) -> Iterator[bytes]:
     left = size
     while left > 0:
         try:
@@ -153,16 +193,32 @@ def _chunks(f: IO[bytes], name: str, size: int) -> Iterator[bytes]:
         if not data:
             return
         left -= len(data)
+        spent(size - left)
         yield data
 
 
-def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
-    """Walk the tar once; blobs go to ``sink`` as they come, JSON metadata is kept."""
+def read_archive(fileobj: IO[bytes], sink: Sink, budget: Budget = Budget()) -> Archive:
+    """Walk the tar once; blobs go to ``sink`` as they come, JSON metadata is kept.
+
+    The uncompressed tar is held to ``budget``: a member's declared size is checked
+    before the sink sees it, the compression ratio as its bytes come."""
     archive = Archive()
     kept = 0
     last = "the start"
+    wire = _Counted(fileobj)
+
+    def check_ratio(name: str, start: int) -> Callable[[int], None]:
+        def spent(n: int) -> None:
+            at = start + n
+            if at > budget.ratio_grace and at > budget.max_ratio * wire.total:
+                raise ArchiveError(
+                    f"{name}: the archive expands to over {budget.max_ratio} times its compressed "
+                    f"size ({at} bytes from {wire.total}); refused")
+        return spent
+
     try:
-        tar = tarfile.open(fileobj=fileobj, mode="r|*", bufsize=256 * 1024)
+        tar = tarfile.open(fileobj=wire, mode="r|*", bufsize=256 * 1024,
+                           tarinfo=_BoundedTarInfo)
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, OSError) as e:
         raise ArchiveError(f"not a tar archive (nor a gzip, bzip2 or xz compressed one): {e}") from None
     with tar:
@@ -195,10 +251,14 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
                 if len(parts) != 3 or parts[1] != "sha256" or not re.fullmatch(r"[0-9a-f]{64}", parts[2]):
                     raise ArchiveError(f"{name}: not a sha256 blob path (blobs/sha256/<64 hex>)")
                 expected = f"sha256:{parts[2]}"
+            if info.offset_data + info.size > budget.max_bytes:
+                raise ArchiveError(f"{name}: the archive unpacks to more than {budget.max_bytes} "
+                                   f"bytes (this file alone declares {info.size}); refused")
             f = tar.extractfile(info)
             assert f is not None
+            spent = check_ratio(name, info.offset_data)
             if info.size <= META_MAX:
-                data = first = b"".join(_chunks(f, name, info.size))
+                data = first = b"".join(_chunks(f, name, info.size, spent))
                 chunks: Iterator[bytes] = iter([data])
                 if data.lstrip()[:1] in (b"{", b"["):
                     kept += len(data)
@@ -209,7 +269,7 @@ def read_archive(fileobj: IO[bytes], sink: Sink) -> Archive:
                         archive.json[name] = data
             else:
                 data = b""
-                rest = _chunks(f, name, info.size)
+                rest = _chunks(f, name, info.size, spent)
                 first = next(rest, b"")  # its magic says gzip or not, even if the sink skips it
                 chunks = itertools.chain([first], rest)
             if name in METADATA:

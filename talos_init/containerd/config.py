@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from talos_init.atomicfile import write_atomic
+from talos_init.userdata.targets import mirror_name_problem
 
 CRI = 'plugins."io.containerd.grpc.v1.cri"'
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.8"
@@ -111,9 +112,9 @@ def _mirror_dir(name: str) -> str:
     """containerd's hosts directory name for a registry: '*' is the catch-all '_default'."""
     if name == "*":
         return "_default"
-    if not name or "/" in name or name in (".", "..") or any(c.isspace() for c in name):
-        raise ContainerdConfigError(
-            f"machine.registries.mirrors: {name!r} is not a registry host name")
+    why = mirror_name_problem(name)  # the validator refused it already; a stored config is old
+    if why:
+        raise ContainerdConfigError(f"machine.registries.mirrors: {why}")
     return name
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import secrets
 from dataclasses import dataclass
 from typing import IO, Any
@@ -32,6 +33,7 @@ PLATFORM = "linux/amd64"
 LEASE_EXPIRY = datetime.timedelta(hours=1)  # a crashed import's leftovers go to GC after this
 WINDOW = 4  # write messages in flight before we wait for containerd's acknowledgements
 CRI_LABEL = {"io.cri-containerd.image": "managed"}
+SPACE_RESERVE = 64 << 20  # or 5% of the filesystem, whichever is more, stays free after a blob
 
 _CONTENT = "/containerd.services.content.v1.Content/"
 _SNAPSHOTS = "/containerd.services.snapshots.v1.Snapshots/"
@@ -44,9 +46,10 @@ STAT, WRITE, COMMIT = 0, 1, 2
 class ImageError(Exception):
     """What failed, in words; ``bad_input`` when the archive (not the node) is at fault."""
 
-    def __init__(self, message: str, *, bad_input: bool = False):
+    def __init__(self, message: str, *, bad_input: bool = False, no_space: bool = False):
         super().__init__(message)
         self.bad_input = bad_input
+        self.no_space = no_space  # the node's disk, not the archive, is short
 
 
 def descriptor(d: Descriptor) -> bytes:
@@ -65,12 +68,31 @@ def chain_ids(diff_ids: list[str]) -> list[str]:
 class _Content:
     """The content store as archive.Sink: one Write stream per blob, bounded in flight."""
 
-    def __init__(self, conn: Connection, namespace: str, headers: dict[str, str], prefix: str):
+    def __init__(self, conn: Connection, namespace: str, headers: dict[str, str], prefix: str,
+                 store_path: str | None = None):
         self.conn, self.namespace, self.headers, self.prefix = conn, namespace, headers, prefix
+        self.store_path = store_path  # containerd's root: the filesystem the blobs land on
         self.written = 0  # bytes sent to containerd
         self.skipped = 0  # blobs it had already
 
+    def _check_space(self, member: Member) -> None:
+        """Policy: refuse a blob the filesystem cannot hold with room to spare, before writing
+        it; a full /var would stop the kubelet and every pod's writes."""
+        if self.store_path is None:
+            return
+        try:
+            st = os.statvfs(self.store_path)
+        except OSError:
+            return  # nothing to measure: containerd's own ENOSPC is the last word
+        free = st.f_bavail * st.f_frsize
+        reserve = max(SPACE_RESERVE, st.f_blocks * st.f_frsize // 20)
+        if member.size + reserve > free:
+            raise ImageError(f"{member.name}: not enough space on the filesystem of "
+                             f"{self.store_path} for {member.size} bytes ({free} free, "
+                             f"{reserve} kept in reserve); refused before writing", no_space=True)
+
     def put(self, member: Member) -> None:
+        self._check_space(member)
         ref = f"{self.prefix}-{member.expected or member.name}"
         call = self.conn.open(_CONTENT + "Write", self.namespace, self.headers)
         ref_f = field(2, ref)
@@ -125,16 +147,18 @@ class Importer:
     namespace: str = NAMESPACE
     snapshotter: str = SNAPSHOTTER
     platform: str = PLATFORM
+    store_path: str | None = None  # containerd's root, for the free-space check
 
-    def import_archive(self, fileobj: IO[bytes]) -> list[dict[str, Any]]:
+    def import_archive(self, fileobj: IO[bytes],
+                       budget: oci.Budget = oci.Budget()) -> list[dict[str, Any]]:
         """Import a tar (OCI layout or docker save) read sequentially from ``fileobj``."""
         with self.client.connect() as conn:
             lease = self._lease(conn)
             headers = {"containerd-lease": lease}
             try:
-                content = _Content(conn, self.namespace, headers, lease)
+                content = _Content(conn, self.namespace, headers, lease, self.store_path)
                 try:
-                    found = oci.read_archive(fileobj, content)
+                    found = oci.read_archive(fileobj, content, budget)
                     plan = oci.plan(found, self.platform)
                 except ArchiveError as e:
                     raise ImageError(str(e), bad_input=True) from None

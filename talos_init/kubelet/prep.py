@@ -194,20 +194,25 @@ def _flag_values(key: str, value: Any) -> list[str]:
     return [f"--{key}={value}"]
 
 
+def flag_name(key: str) -> str:
+    """The flag as the kubelet reads it: its flag library takes '_' for '-' (cert_dir is cert-dir)."""
+    return key.lstrip("-").replace("_", "-")
+
+
 def merge_flags(ours: dict[str, str], extra: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """Our flags merged with extraArgs; (argv flags, notes). Protected overrides raise."""
     notes = []
-    bad = sorted(k for k in extra if k.lstrip("-") in PROTECTED)
+    bad = sorted({flag_name(k) for k in extra if flag_name(k) in PROTECTED})
     if bad:
         raise KubeletPrepError(
-            "machine.kubelet.extraArgs: " + ", ".join(f"--{k.lstrip('-')}" for k in bad)
+            "machine.kubelet.extraArgs: " + ", ".join(f"--{k}" for k in bad)
             + " cannot be overridden (talos-init wires the kubelet to this node with it)")
     merged: dict[str, Any] = dict(ours)
-    for key, value in extra.items():
-        key = key.lstrip("-")
+    for given, value in extra.items():
+        key = flag_name(given)
         if key in ours and str(ours[key]) != str(value):
-            notes.append(f"machine.kubelet.extraArgs.{key}={value!r} overrides talos-init's "
-                         f"--{key}={ours[key]}")
+            notes.append(f"machine.kubelet.extraArgs.{given.lstrip('-')}={value!r} overrides "
+                         f"talos-init's --{key}={ours[key]}")
         merged[key] = value
     flags = []
     for key in merged:  # ours first, in a stable order, then the user's

@@ -281,7 +281,7 @@ class Networkd:
 
     def _lease_event(self, event: str, link: str, lease: LeaseInfo) -> None:
         if event in ("bound", "renewed", "rebound"):
-            if lease.hostname and not cmdline_mod.HOSTNAME_RE.match(lease.hostname):
+            if lease.hostname and not cmdline_mod.HOSTNAME_RE.fullmatch(lease.hostname):
                 # It would outrank the generated name and leave the node an unusable one.
                 log.warning("dhcp_hostname_ignored", link=link, hostname=lease.hostname)
                 lease = dataclasses.replace(lease, hostname=None)
@@ -563,6 +563,9 @@ class Networkd:
                 "resolv_conf_written", nameservers=[str(n) for n in nameservers], search=search
             )
         hostname = self.hostname(plan)
+        if hostname and not files.one_token(hostname):
+            log.error("hostname_refused", hostname=repr(hostname), reason="not one token")
+            hostname = None
         address = next(
             (a.address.ip for a in resolved.desired.addresses if a.address.version == 4), None
         )

@@ -31,6 +31,7 @@ from pyroute2.dhcp.enums import dhcp
 from pyroute2.dhcp.hooks import Trigger, hook
 from pyroute2.dhcp.leases import JSONFileLease, Lease
 
+from talos_init.cmdline import HOSTNAME_RE
 from talos_init.log import get_logger
 from talos_init.networkd.files import write_atomic
 
@@ -100,19 +101,89 @@ def classless_routes(
     return tuple(out)
 
 
+def dns_name(value: object) -> str | None:
+    """``value`` when it is a DNS name (letters, digits, '-', dots; labels of 1-63, 253 in all)."""
+    if not isinstance(value, str):
+        return None
+    name = value[:-1] if value.endswith(".") else value  # a fully qualified name's root dot
+    return name if HOSTNAME_RE.fullmatch(name) else None
+
+
+def domain_list(data: bytes) -> list[str]:
+    """Option 119 (RFC 3397): names in DNS wire form, compression pointers into the option.
+
+    pyroute2 hands the option over as raw octets. Labels are decoded as latin-1
+    so any byte survives to be judged (and refused) by ``dns_name``. A malformed
+    option raises ValueError: the whole option is ignored, as RFC 3397 asks."""
+    names: list[str] = []
+    i = 0
+    while i < len(data):
+        labels: list[str] = []
+        pos, resume, hops = i, None, 0
+        while True:
+            if pos >= len(data):
+                raise ValueError(f"name at octet {i} runs past the option")
+            size = data[pos]
+            if size == 0:
+                pos += 1
+                break
+            if size & 0xC0 == 0xC0:  # a pointer to an earlier name's tail
+                if pos + 1 >= len(data) or hops >= 128:
+                    raise ValueError(f"bad compression pointer at octet {pos}")
+                resume = pos + 2 if resume is None else resume
+                pos, hops = ((size & 0x3F) << 8) | data[pos + 1], hops + 1
+                continue
+            if size & 0xC0 or pos + 1 + size > len(data):
+                raise ValueError(f"bad label at octet {pos}")
+            labels.append(data[pos + 1:pos + 1 + size].decode("latin-1"))
+            if sum(len(x) + 1 for x in labels) > 255:
+                raise ValueError(f"name at octet {i} longer than 255 octets")
+            pos += 1 + size
+        names.append(".".join(labels))
+        i = resume if resume is not None else pos
+    return names
+
+
+def _search_option(link: str, value: object) -> list[object]:
+    if isinstance(value, (bytes, list)) and all(isinstance(b, int) for b in value):
+        try:
+            return list(domain_list(bytes(value)))
+        except ValueError as e:
+            log.warning("dhcp_option_ignored", link=link, option="domain_search", reason=str(e))
+            return []
+    return list(value) if isinstance(value, list) else [value]  # already decoded
+
+
+def _names(link: str, option: str, values: list[object]) -> list[str]:
+    """Policy: the server is not trusted with text; a name that is not a DNS name is dropped
+    and logged, the good ones kept."""
+    good = []
+    for value in values:
+        name = dns_name(value)
+        if name is None:
+            log.warning("dhcp_option_ignored", link=link, option=option, value=repr(value)[:200],
+                        reason="not a DNS name")
+        else:
+            good.append(name)
+    return good
+
+
 def lease_info(lease: Lease) -> LeaseInfo:
     opts = lease.ack["options"]
     mask = opts.get("subnet_mask") or "255.255.255.0"
-    search = list(opts.get("domain_search") or [])
-    if opts.get("domain_name") and opts["domain_name"] not in search:
-        search.insert(0, opts["domain_name"])
+    link = lease.interface
+    search = _names(link, "domain_search", _search_option(link, opts.get("domain_search") or []))
+    for domain in _names(link, "domain_name", [opts["domain_name"]] if opts.get("domain_name") else []):
+        if domain not in search:
+            search.insert(0, domain)
+    hostname = _names(link, "host_name", [opts["host_name"]] if opts.get("host_name") else [])
     return LeaseInfo(
         link=lease.interface,
         address=ipaddress.IPv4Interface(f"{lease.ip}/{mask}"),
         routers=tuple(ipaddress.IPv4Address(r) for r in opts.get("router") or ()),
         nameservers=tuple(ipaddress.IPv4Address(n) for n in opts.get("name_server") or ()),
         search=tuple(search),
-        hostname=opts.get("host_name") or None,
+        hostname=hostname[0] if hostname else None,
         server=opts.get("server_id"),
         mtu=opts.get("interface_mtu") or None,
         routes=classless_routes(opts.get("classless_static_route") or []),

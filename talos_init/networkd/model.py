@@ -471,7 +471,7 @@ def from_config(config: Any) -> NetworkPlan:
 
     hostname = net.get("hostname")
     if hostname is not None:
-        if isinstance(hostname, str) and HOSTNAME_RE.match(hostname):
+        if isinstance(hostname, str) and HOSTNAME_RE.fullmatch(hostname):
             plan.hostname = hostname.lower()
         else:
             r.bad("machine.network.hostname", f"{hostname!r} is not a valid hostname")
@@ -480,7 +480,7 @@ def from_config(config: Any) -> NetworkPlan:
         if addr is not None and addr not in plan.nameservers:
             plan.nameservers.append(addr)
     for i, dom in enumerate(r.items(net.get("searchDomains"), "machine.network.searchDomains")):
-        if isinstance(dom, str) and HOSTNAME_RE.match(dom):
+        if isinstance(dom, str) and HOSTNAME_RE.fullmatch(dom):
             plan.search_domains.append(dom.lower())
         else:
             r.bad(f"machine.network.searchDomains[{i}]", f"{dom!r} is not a domain name")
@@ -492,7 +492,7 @@ def from_config(config: Any) -> NetworkPlan:
         ip = r.address(entry.get("ip"), f"{ep}.ip")
         aliases = []
         for j, alias in enumerate(r.items(entry.get("aliases"), f"{ep}.aliases")):
-            if isinstance(alias, str) and HOSTNAME_RE.match(alias):
+            if isinstance(alias, str) and HOSTNAME_RE.fullmatch(alias):
                 aliases.append(alias)
             else:
                 r.bad(f"{ep}.aliases[{j}]", f"{alias!r} is not a host name")

@@ -347,19 +347,23 @@ def show_stream(args: argparse.Namespace, node: str, items: Iterable[Any], many:
                       file=sys.stderr)
         out.flush()
         return
+    tty = sys.stdout.isatty()
     for item in items:
         if fmt != "table":
             output.stream_item({"node": node, **item} if many and isinstance(item, dict) else item, fmt)
             continue
         if c == "logs":
             line = item.get("line", item) if isinstance(item, dict) else item
-            print(f"{prefix}{line}", flush=True)
+            text = f"{prefix}{line}"
         elif c == "dmesg":
-            print(f"{prefix}[{item['t']:12.6f}] {item['msg']}", flush=True)
+            text = f"{prefix}[{item['t']:12.6f}] {item['msg']}"
         elif c == "events":
-            print(f"{prefix}{item.get('t', 0):10.3f}s  {item.get('kind', ''):8} "
-                  f"{item.get('name', ''):16} {item.get('state', ''):10} {item.get('reason', '')}".rstrip(),
-                  flush=True)
+            text = (f"{prefix}{item.get('t', 0):10.3f}s  {item.get('kind', ''):8} "
+                    f"{item.get('name', ''):16} {item.get('state', ''):10} "
+                    f"{item.get('reason', '')}".rstrip())
+        else:
+            continue
+        print(output.for_terminal(text, tty), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

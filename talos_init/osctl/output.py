@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
@@ -10,6 +11,16 @@ from typing import Any, TextIO
 import yaml
 
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+# C0 controls but tab, DEL, and C1 (0x9b alone is a CSI to some terminals).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def for_terminal(text: str, tty: bool) -> str:
+    """Text from the node (a service's or a pod's output) as it may reach a terminal: control
+    characters shown as \\xNN, so no escape sequence retitles, clears or rewrites the
+    operator's screen. Not a terminal (a pipe, a file): unchanged, as ``kubectl logs`` does."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text) if tty else text
 
 
 def human_bytes(n: Any) -> str:

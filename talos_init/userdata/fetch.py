@@ -3,7 +3,9 @@
 Error policy, per attempt: transport errors, timeouts, 5xx, 408 and 429 are retried
 with capped exponential backoff and jitter (``Retry-After`` honoured); any other 4xx,
 an untrusted TLS certificate, an oversized body, a bad gzip stream or a digest
-mismatch stop this fetch at once (``FetchError.transient`` is False). The caller
+mismatch stop this fetch at once (``FetchError.transient`` is False). One attempt
+has one time limit, the attempt timeout or what is left of ``talos.config.deadline``,
+over all of it: connect, TLS handshake, headers and body (see ``_Watchdog``). The caller
 (``__main__``) decides what happens after a failed fetch. Runs in the userdata child
 process, never in PID 1, so blocking stdlib I/O is fine here.
 """
@@ -15,7 +17,9 @@ import hashlib
 import http.client
 import random
 import re
+import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -35,6 +39,42 @@ USER_AGENT = "talos-init-userdata/0.1"
 VARIABLE_RE = re.compile(r"\$\{([^}]*)\}")
 GZIP_MAGIC = b"\x1f\x8b"
 REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class _Watchdog:
+    """Shuts the connection down when the attempt's time is up, whatever it is blocked in:
+    the TLS handshake, a header line trickling in, the body. Socket timeouts alone only
+    bound the silence between two reads."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None  # a dup: shutdown acts on the shared connection
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock.dup()
+            if self.expired:
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by the other side
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
 
 
 class FetchError(Exception):
@@ -58,7 +98,7 @@ class FetchError(Exception):
 class FetchPolicy:
     connect_timeout: float = 10.0  # TCP connect plus TLS handshake
     read_timeout: float = 15.0  # silence between two reads
-    attempt_timeout: float = 60.0  # one whole attempt, so a trickling server cannot hold us
+    attempt_timeout: float = 60.0  # one whole attempt, headers included: a trickle cannot hold us
     max_bytes: int = MAX_BYTES  # both on the wire and after gzip
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
@@ -357,9 +397,11 @@ class Fetcher:
             raise FetchError(f"bad URL: {e}", transient=False) from None
         if not host:
             raise FetchError("the URL has no host", transient=False)
-        cap = (lambda t: t) if remaining is None else (lambda t: max(0.1, min(t, remaining)))
-        if parts.scheme == "https":
-            ctx = ssl_context(self.ca_bundle, self.extra_ca)
+        # One limit for the whole attempt: the attempt timeout, or what is left of the deadline.
+        limit = p.attempt_timeout if remaining is None else max(0.1, min(p.attempt_timeout, remaining))
+        cap = (lambda t: max(0.1, min(t, limit)))
+        ctx = ssl_context(self.ca_bundle, self.extra_ca) if parts.scheme == "https" else None
+        if ctx is not None:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                 host, port, timeout=cap(p.connect_timeout), context=ctx
             )
@@ -368,10 +410,15 @@ class Fetcher:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         started = self.clock()
         stage = "connecting to"
+        watchdog = _Watchdog(limit)
         try:
-            conn.connect()
-            assert conn.sock is not None
-            conn.sock.settimeout(cap(p.read_timeout))
+            sock = socket.create_connection((host, conn.port), cap(p.connect_timeout))
+            watchdog.watch(sock)
+            if ctx is not None:
+                stage = "TLS handshake with"
+                sock = ctx.wrap_socket(sock, server_hostname=host)
+            conn.sock = sock  # http.client uses a socket it is given as is
+            sock.settimeout(cap(p.read_timeout))
             stage = "waiting for"
             conn.request(
                 "GET",
@@ -379,6 +426,8 @@ class Fetcher:
                 headers={"Accept-Encoding": "gzip", "User-Agent": USER_AGENT, "Accept": "*/*"},
             )
             resp = conn.getresponse()
+            if watchdog.expired:  # headers cut short by the watchdog
+                raise TimeoutError
             status = resp.status
             if status in REDIRECTS:
                 location = resp.getheader("Location")
@@ -414,7 +463,6 @@ class Fetcher:
                 )
             stage = "reading the body from"
             chunks, size = [], 0
-            attempt_limit = cap(p.attempt_timeout)
             while True:
                 chunk = resp.read1(65536)
                 if not chunk:
@@ -427,27 +475,37 @@ class Fetcher:
                         status=status,
                     )
                 chunks.append(chunk)
-                if self.clock() - started > attempt_limit:
-                    raise FetchError(
-                        f"the download took longer than {attempt_limit:g}s", transient=True
-                    )
+                if self.clock() - started > limit:
+                    raise FetchError(f"the download took longer than {limit:g}s", transient=True)
+            if watchdog.expired:  # cut short: what was read may look complete but is not
+                raise TimeoutError
             return self._decode(
                 b"".join(chunks), (resp.getheader("Content-Encoding") or "").lower()
             )
-        except ssl.SSLCertVerificationError as e:
-            raise FetchError(
+        except (http.client.HTTPException, OSError) as e:
+            raise self._failed(e, host, port or parts.scheme, stage, watchdog) from None
+        finally:
+            watchdog.stop()
+            conn.close()
+
+    def _failed(
+        self, e: BaseException, host: str, port: int | str, stage: str, watchdog: _Watchdog
+    ) -> FetchError:
+        """The FetchError for a transport failure of one attempt."""
+        if watchdog.expired:  # the watchdog's shutdown is what broke it
+            return FetchError(
+                f"the attempt took longer than {watchdog.seconds:g}s ({stage} {host}:{port})",
+                transient=True,
+            )
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return FetchError(
                 f"TLS: the certificate of {host} is not trusted ({e.verify_message}); "
                 f"CAs trusted: {self._trusted()}",
                 transient=False,
-            ) from None
-        except TimeoutError:
-            raise FetchError(
-                f"timed out {stage} {host}:{port or parts.scheme}", transient=True
-            ) from None
-        except ssl.SSLError as e:
-            raise FetchError(f"TLS error with {host}: {e.reason or e}", transient=True) from None
-        except (http.client.HTTPException, OSError) as e:
-            detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            raise FetchError(f"{stage} {host}: {detail}", transient=True) from None
-        finally:
-            conn.close()
+            )
+        if isinstance(e, TimeoutError):
+            return FetchError(f"timed out {stage} {host}:{port}", transient=True)
+        if isinstance(e, ssl.SSLError):
+            return FetchError(f"TLS error with {host}: {e.reason or e}", transient=True)
+        detail = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        return FetchError(f"{stage} {host}: {detail}", transient=True)

@@ -43,6 +43,7 @@ from talos_init.userdata.spec import (
     check_pem,
     host_or_ip,
 )
+from talos_init.userdata.targets import file_path_problem, mirror_name_problem
 
 BOOL = Bool()
 STR = Str()
@@ -76,6 +77,20 @@ def _abs_path(text: str) -> str:
     return text
 
 
+def _file_path(text: str) -> str:
+    why = file_path_problem(text)
+    if why:
+        raise ValueError(why)
+    return text
+
+
+def _mirror_name(key: str) -> str:
+    why = mirror_name_problem(key)
+    if why:
+        raise ValueError(why)
+    return key
+
+
 def _dev_path(text: str) -> str:
     if not text.startswith("/dev/") or len(text) <= 5:
         raise ValueError(f"{text!r} is not a device path such as /dev/vda")
@@ -102,11 +117,13 @@ CERT_AND_KEY = Struct(
     "certificate and key",
     {
         "crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True),
-        "key": F(PEM(KEY_LABELS, "key (private key)", allow_empty=True)),
+        "key": F(PEM(KEY_LABELS, "key (private key)", allow_empty=True), secret=True),
     },
 )
 CERT_ONLY = Struct("certificate", {"crt": F(PEM(CERT_LABELS, "crt (certificate)"), required=True)})
-KEY_ONLY = Struct("private key", {"key": F(PEM(KEY_LABELS, "key (private key)"), required=True)})
+KEY_ONLY = Struct(
+    "private key", {"key": F(PEM(KEY_LABELS, "key (private key)"), required=True, secret=True)}
+)
 
 ROUTE = Struct(
     "route",
@@ -145,8 +162,8 @@ VIP = Struct(
     "vip",
     {
         "ip": F(IP),
-        "equinixMetal": F(Struct("equinixMetal", {"apiToken": F(STR)})),
-        "hcloud": F(Struct("hcloud", {"apiToken": F(STR)})),
+        "equinixMetal": F(Struct("equinixMetal", {"apiToken": F(STR, secret=True)})),
+        "hcloud": F(Struct("hcloud", {"apiToken": F(STR, secret=True)})),
     },
 )
 
@@ -210,7 +227,7 @@ BRIDGE = Struct(
 WIREGUARD = Struct(
     "wireguard",
     {
-        "privateKey": F(STR),
+        "privateKey": F(STR, secret=True),
         "listenPort": F(Int(0, 65535)),
         "firewallMark": F(UINT32),
         "peers": F(
@@ -421,7 +438,7 @@ MACHINE_FILE = Struct(
     {
         "content": F(Str(), required=True),
         "permissions": F(FileMode(), required=True),
-        "path": F(ABS_PATH, required=True),
+        "path": F(Str(check=_file_path, nonempty=True), required=True),
         "op": F(Enum("create", "append", "overwrite"), required=True),
     },
 )
@@ -459,7 +476,7 @@ ENCRYPTION = Struct(
     "encryption",
     {
         "provider": F(STR),
-        "keys": F(ListOf(LazyTalos("v1alpha1.EncryptionKey"))),
+        "keys": F(ListOf(LazyTalos("v1alpha1.EncryptionKey")), secret=True),  # passphrases, KMS
         "cipher": F(STR),
         "keySize": F(UINT32),
         "blockSize": F(Int(0, 2**63 - 1)),
@@ -507,7 +524,7 @@ MACHINE = Struct(
             Enum("controlplane", "worker", aliases={"join": "worker", "init": "controlplane"}),
             required=True,
         ),
-        "token": F(Str(nonempty=True), required=True),
+        "token": F(Str(nonempty=True), required=True, secret=True),
         "ca": F(CERT_AND_KEY, required=True),
         "network": F(NETWORK),
         "install": F(INSTALL),
@@ -553,7 +570,7 @@ MACHINE = Struct(
         "sysfs": U(STRMAP),
         "registries": F(
             Struct("registries", {
-                "mirrors": F(MapOf(REGISTRY_MIRROR)),
+                "mirrors": F(MapOf(REGISTRY_MIRROR, key=_mirror_name)),
                 "config": F(MapOf(REGISTRY_CONFIG)),  # containerd: tls (ca, insecureSkipVerify)
             })
         ),
@@ -651,11 +668,11 @@ CLUSTER = Struct(
         "clusterName": F(Str(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?", "a cluster name")),
         "network": F(CLUSTER_NETWORK),
         "ca": F(CERT_AND_KEY),  # or KubeAPIServerCAConfig (validate._require)
-        "token": F(TOKEN, required=True),
+        "token": F(TOKEN, required=True, secret=True),
         "id": U(STR),
-        "secret": U(STR),
-        "aescbcEncryptionSecret": U(STR),
-        "secretboxEncryptionSecret": U(STR),
+        "secret": U(STR, secret=True),
+        "aescbcEncryptionSecret": U(STR, secret=True),
+        "secretboxEncryptionSecret": U(STR, secret=True),
         "acceptedCAs": U(ListOf(CERT_ONLY)),
         "aggregatorCA": U(CERT_AND_KEY),
         "serviceAccount": U(KEY_ONLY),
@@ -738,9 +755,9 @@ CLUSTER = Struct(
             Struct("externalCloudProvider", {"enabled": F(BOOL), "manifests": F(STRS)})
         ),
         "extraManifests": U(ListOf(URL("http", "https"))),
-        "extraManifestHeaders": U(STRMAP),
+        "extraManifestHeaders": U(STRMAP, secret=True),  # Authorization and the like
         "inlineManifests": U(
-            ListOf(Struct("inlineManifest", {"name": F(STR, required=True), "contents": F(STR)}))
+            ListOf(Struct("inlineManifest", {"name": F(STR, required=True), "contents": F(STR, secret=True)}))
         ),
         "adminKubeconfig": U(Struct("adminKubeconfig", {"certLifetime": F(Duration())})),
         "allowSchedulingOnMasters": U(BOOL),
@@ -1014,7 +1031,7 @@ KIND_DOCS: dict[str, Struct] = {
     "RegistryMirrorConfig": kind_doc(
         "RegistryMirrorConfig",
         {
-            "name": F(Str(nonempty=True), required=True),
+            "name": F(Str(check=_mirror_name, nonempty=True), required=True),
             "endpoints": F(
                 ListOf(
                     Struct(

@@ -82,3 +82,15 @@ def test_read_from_a_file(tmp_path):
     p = tmp_path / "cmdline"
     p.write_text("talos.hostname=Node-1\n")
     assert cmdline.read(p).hostname == "node-1"
+
+
+
+def test_hostname_with_a_trailing_newline_is_not_a_hostname():
+    """Config names are checked with fullmatch: the pattern's "$" alone accepts "name\\n"."""
+    from talos_init.networkd import model
+
+    plan = model.from_config({"machine": {"network": {
+        "hostname": "evil-node\n", "searchDomains": ["a.test\n"],
+        "extraHostEntries": [{"ip": "10.0.0.5", "aliases": ["b\n"]}]}}})
+    assert plan.hostname is None and plan.search_domains == [] and plan.extra_hosts == []
+    assert len(plan.errors) == 3, plan.errors

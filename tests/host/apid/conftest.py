@@ -207,7 +207,8 @@ def node(tmp_path: Path, certs: Pki) -> Iterator[Node]:
     config.chmod(0o600)
     ctd = Path(tempfile.mkdtemp(prefix="ctd-", dir="/tmp"))
     proc, host, port = start_apid(tmp_path, config, server.path,
-                                  "--containerd-socket", str(ctd / "containerd.sock"))
+                                  "--containerd-socket", str(ctd / "containerd.sock"),
+                                  "--containerd-root", str(ctd / "root"))
     try:
         yield Node(host, port, tmp_path, certs, supervisor, proc, ctd)
     finally:

@@ -214,6 +214,13 @@ def test_two_dhcp_links_each_keep_a_default_route(topo, start_dnsmasq, networkd)
     n.wait(lambda: len(defaults()) == 2, "a default route through each link")
     assert defaults() == {("10.77.0.1", "eth0", 1024), ("10.88.0.1", "eth1", 1024)}
     assert n.find("apply_error") == []
+    # The routes can be in the kernel before networkd has logged them: wait for its log too.
+    def logged_routes():
+        found = [e for e in n.find("netlink_change") if e["change"].startswith("add route 0.0.0.0/0")]
+        return found if len(found) == 2 else None
+
+    routes = n.wait(logged_routes, "both default routes logged")
+    n.wait_event("applied", after=n.events.index(routes[-1]))
     mark = len(n.events)
     n.signal(signal.SIGHUP)  # and it stays idempotent with two routes to one prefix
     n.wait_event("applied", after=mark)

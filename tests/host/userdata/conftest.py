@@ -92,6 +92,8 @@ class ScriptedServer(ThreadingHTTPServer):
         self.script: list[Action] = [reply(404)]
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.release = threading.Event()
+        self.trickled: list[int] = []  # bytes trickle_headers sent before the client left
+        self.trickle_done = threading.Event()
         self.tls = tls
         if tls is not None:
             self.socket = tls.wrap_socket(
@@ -225,3 +227,25 @@ def private_ca(tmp_path):
 def https_server(private_ca):
     """A scripted HTTPS server on 127.0.0.1 whose certificate only the private CA trusts."""
     yield from _serve(private_ca.server_ctx)
+
+
+def trickle_headers(total: int = 400, every: float = 0.05) -> Action:
+    """A status line, then one header line a byte at a time (each well within the read
+    timeout), ``total`` bytes or until the client hangs up; what was sent is recorded."""
+
+    def act(h: Handler) -> None:
+        sent = 0
+        try:
+            h.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            h.wfile.flush()
+            while sent < total and not h.server.release.wait(every):  # type: ignore[attr-defined]
+                h.wfile.write(b"x")
+                h.wfile.flush()
+                sent += 1
+        except OSError:
+            pass
+        with h.server.lock:  # type: ignore[attr-defined]
+            h.server.trickled.append(sent)  # type: ignore[attr-defined]
+        h.server.trickle_done.set()  # type: ignore[attr-defined]
+
+    return act

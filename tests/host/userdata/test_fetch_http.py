@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from talos_init.userdata.fetch import Fetcher, FetchError, FetchPolicy
-from tests.host.userdata.conftest import endless, gzipped, reply, stall
+from tests.host.userdata.conftest import endless, gzipped, reply, stall, trickle_headers
 
 BODY = b"version: v1alpha1\n# a config\n"
 
@@ -64,6 +64,25 @@ def test_stall_mid_body_times_out_and_is_retried(http_server, tmp_path):
     http_server.play(stall(BODY[:5], len(BODY)), reply(200, BODY))
     got = fetcher(tmp_path, read_timeout=0.3).fetch(http_server.url())
     assert got.data == BODY and got.attempts == 2
+
+
+def test_headers_trickled_within_the_read_timeout_still_end_the_attempt(http_server, tmp_path):
+    """One header byte every 50 ms never trips the read timeout; the attempt timeout ends it."""
+    http_server.play(trickle_headers(total=400), reply(200, BODY))
+    got = fetcher(tmp_path, read_timeout=0.5, attempt_timeout=1).fetch(http_server.url())
+    assert got.data == BODY and got.attempts == 2
+    assert http_server.trickle_done.wait(30)  # the server saw the client leave...
+    assert http_server.trickled[0] < 400, http_server.trickled  # ...before its header ended
+
+
+def test_deadline_holds_while_headers_trickle(http_server, tmp_path):
+    """talos.config.deadline ends the fetch even inside an attempt that is still reading headers."""
+    http_server.play(trickle_headers(total=400))
+    with pytest.raises(FetchError, match=r"gave up after 1 attempts.*deadline=1\.5s.*took longer"):
+        fetcher(tmp_path, read_timeout=0.5, attempt_timeout=60, deadline=1.5).fetch(
+            http_server.url())
+    assert http_server.trickle_done.wait(30)
+    assert http_server.trickled[0] < 400, http_server.trickled
 
 
 def test_oversized_body_is_refused_without_reading_it_all(http_server, tmp_path):

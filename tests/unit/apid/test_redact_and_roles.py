@@ -43,3 +43,57 @@ def test_roles_come_from_organization_values():
                         (("commonName", "os:admin"),))}
     assert roles_of(cert) == {"os:reader"}
     assert roles_of(None) == set()
+
+
+
+def _inner(spec):
+    """Through lists, maps and the generated table's lazy types to what holds the fields."""
+    from talos_init.userdata import schema
+    from talos_init.userdata.spec import ListOf, MapOf
+
+    while True:
+        if isinstance(spec, (ListOf, MapOf)):
+            spec = spec.item if isinstance(spec, ListOf) else spec.value
+        elif isinstance(spec, schema.LazyTalos):
+            spec = schema.talos_spec(spec.type_name)
+        else:
+            return spec
+
+
+def _leaves(spec, prefix="", under_secret=False, depth=0):
+    """(path, name, field, whether a field above it is secret) for every field that is no Struct."""
+    from talos_init.userdata.spec import Struct
+
+    spec = _inner(spec)
+    if isinstance(spec, Struct) and depth < 12:
+        for name, fld in spec.fields.items():
+            if not isinstance(_inner(fld.spec), Struct):
+                yield f"{prefix}.{name}", name, fld, under_secret
+            yield from _leaves(fld.spec, f"{prefix}.{name}", under_secret or fld.secret, depth + 1)
+
+
+def test_every_field_named_like_a_secret_is_marked_secret_in_the_schema():
+    """A value field called key, token, password, ... carries secret=True, in every document kind."""
+    from talos_init.apid.redact import is_secret_name
+    from talos_init.userdata import schema
+
+    specs = {"v1alpha1": schema.V1ALPHA1, **schema.OTHER_KINDS, **schema.KIND_DOCS}
+    unmarked = [path for kind, spec in specs.items() for path, name, fld, above in _leaves(spec, kind)
+                if is_secret_name(name) and not (fld.secret or above)]
+    assert unmarked == [], unmarked
+
+def test_redaction_follows_the_schema_flag_and_hides_url_userinfo():
+    """A secret field's leaves are hidden with its keys kept; URL passwords go in any string."""
+    config = {"cluster": {"extraManifestHeaders": {"X-Token": "a", "Accept": "b"},
+                          "inlineManifests": [{"name": "n", "contents": "c"}],
+                          "network": {"cni": {"urls": ["https://u:p@cni.test/x.yaml"]}}},
+              "machine": {"registries": {"config": {"r.test": {"auth": {"username": "u",
+                                                                         "auth": "A"}}}},
+                          "install": {"image": "ghcr.io/x:1"}}}
+    out = redact(config)
+    assert out["cluster"]["extraManifestHeaders"] == {"X-Token": REDACTED, "Accept": REDACTED}
+    assert out["cluster"]["inlineManifests"] == [{"name": "n", "contents": REDACTED}]
+    assert out["cluster"]["network"]["cni"]["urls"] == [f"https://{REDACTED}@cni.test/x.yaml"]
+    assert out["machine"]["registries"]["config"]["r.test"]["auth"] == {"username": "u",
+                                                                        "auth": REDACTED}
+    assert out["machine"]["install"] == {"image": "ghcr.io/x:1"}

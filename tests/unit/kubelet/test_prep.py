@@ -122,6 +122,16 @@ def test_extra_mounts_are_reported_not_silently_dropped(config, tmp_path):
     assert not any("extraMounts[1]" in n for n in notes)
 
 
+def test_underscore_spellings_are_the_same_flags_to_the_kubelet():
+    """The kubelet's flag library reads cert_dir as cert-dir: protected either way, merged as one."""
+    with pytest.raises(KubeletPrepError, match=r"--cert-dir, --container-runtime-endpoint cannot"):
+        merge_flags({"config": "/a"}, {"cert_dir": "/x", "--container_runtime_endpoint": "unix:///x"})
+    flags, notes = merge_flags({"config": "/a", "node-ip": "10.0.2.15"}, {"node_ip": "192.168.1.5"})
+    assert flags == ["--config=/a", "--node-ip=192.168.1.5"]
+    assert notes == ["machine.kubelet.extraArgs.node_ip='192.168.1.5' overrides talos-init's "
+                     "--node-ip=10.0.2.15"]
+
+
 def test_extra_config_is_merged_into_the_kubelet_configuration(config, tmp_path):
     """machine.kubelet.extraConfig (KubeletConfig.config) goes over ours, nested maps merged."""
     layout = Layout(etc=tmp_path / "etc/kubernetes", var_lib=tmp_path / "var/lib/kubelet")

@@ -117,3 +117,45 @@ def test_classless_static_routes_are_decoded():
         ("10.0.0.0/8", None),
     ]
     assert classless_routes([33, 1, 2, 3, 4, 5]) == ()
+
+
+def test_domain_search_wire_form_is_decoded_with_compression():
+    """Option 119 as pyroute2 hands it over (octets): names, pointers to earlier tails followed."""
+    from talos_init.networkd.dhcp import domain_list
+
+    wire = b"\x03eng\x07example\x03com\x00" + b"\x05sales\xc0\x04"  # sales -> example.com
+    assert domain_list(wire) == ["eng.example.com", "sales.example.com"]
+    for bad in (b"\x05ab", b"\xc0", b"\xc0\x00", b"\x40abc\x00"):
+        try:
+            domain_list(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} decoded")
+
+
+def test_dhcp_names_that_are_not_dns_names_are_dropped():
+    """A newline, a space or an over-long label in options 12, 15 or 119 drops that name only."""
+    from talos_init.networkd.dhcp import dns_name
+
+    class FakeLease:
+        interface = "eth0"
+        ip = "10.77.0.60"
+        ack: ClassVar[dict[str, Any]] = {"options": {
+            "domain_name": "a.test\nnameserver 10.0.0.66",
+            "domain_search": list(b"\x08bad name\x00\x04good\x00"),
+            "host_name": "evil\n",
+        }}
+
+    info = lease_info(FakeLease())
+    assert info.search == ("good",) and info.hostname is None
+    assert dns_name("node.example.") == "node.example" and dns_name("x" * 64) is None
+    assert dns_name(("a" * 63 + ".") * 4 + "a") is None  # 257 characters
+
+
+def test_rendered_files_never_carry_a_second_line_from_one_value():
+    """Values with whitespace or control characters are left out of resolv.conf and hosts."""
+    text = files.render_resolv_conf([], ["ok.test", "x\nnameserver 10.0.0.66", "a b"])
+    assert text.splitlines()[1:] == ["search ok.test"]
+    hosts = files.render_hosts("evil\nx", None, [HostEntry(ipaddress.ip_address("10.0.0.5"),
+                                                           ("ok", "bad\rname"))])
+    assert "evil" not in hosts and "10.0.0.5\tok" in hosts.splitlines()

@@ -173,6 +173,46 @@ CASES = [
         marker="rw-r--r--",
     ),
     Case(
+        "file outside what machine.files may write",
+        machine="    files:\n        - content: x\n          permissions: 0o644\n"
+        "          path: /etc/passwd\n          op: append\n",
+        path="machine.files[0].path",
+        message="'/etc/passwd' is not allowed (allowed: /var/...",
+        marker="/etc/passwd",
+    ),
+    Case(
+        "file the node itself writes",
+        machine="    files:\n        - content: x\n          permissions: 0o644\n"
+        "          path: /etc/kubernetes/kubelet.yaml\n          op: overwrite\n",
+        path="machine.files[0].path",
+        message="is not allowed",
+        marker="/etc/kubernetes/kubelet.yaml",
+    ),
+    Case(
+        "file path not normalized",
+        machine="    files:\n        - content: x\n          permissions: 0o644\n"
+        "          path: /var//x/\n          op: create\n",
+        path="machine.files[0].path",
+        message="is not a normalized file path",
+        marker="/var//x/",
+    ),
+    Case(
+        "registry mirror name",
+        machine="    registries:\n        mirrors:\n            ../../x:\n"
+        "                endpoints: [https://m.test]\n",
+        path="machine.registries.mirrors.../../x",
+        message="'../../x' is not a registry host name",
+        marker="../../x",
+    ),
+    Case(
+        "registry mirror document name",
+        after="---\napiVersion: v1alpha1\nkind: RegistryMirrorConfig\nname: ../../x\n"
+        "endpoints:\n  - url: https://m.test\n",
+        path="RegistryMirrorConfig(../../x).name",
+        message="'../../x' is not a registry host name",
+        marker="../../x",
+    ),
+    Case(
         "required",
         machine="    files:\n        - content: x\n          permissions: 0o644\n"
         "          path: /var/x\n",
