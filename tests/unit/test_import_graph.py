@@ -49,10 +49,14 @@ KNOWN_CROSSINGS = {
     ("talos_init.networkd.daemon", "talos_init.cmdline"): SHARED_PARSER,
     ("talos_init.networkd.model", "talos_init.cmdline"): SHARED_PARSER,
     ("talos_init.userdata.__main__", "talos_init.cmdline"): SHARED_PARSER,
+    ("talos_init.networkd.dhcp", "talos_init.cmdline"): SHARED_PARSER + " (DHCP host names)",
     ("talos_init.apid.facts", "talos_init.mounts"):
         "reads the mount table with PID 1's parser: moves to lib/ in the regroup",
     ("talos_init.machinesetup", "talos_init.hardening"):
         "applies the machine config's sysctls with PID 1's code: splits in the regroup",
+    ("talos_init.hardening", "talos_init.userdata.targets"):
+        "machine.files rules shared with the validator, for machinesetup's half of hardening: "
+        "splits in the regroup",
 }
 
 
