@@ -32,6 +32,7 @@ def test_config_is_cri_ready_with_cgroupfs(tmp_path):
     assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
     assert cri["sandbox_image"].startswith("registry.k8s.io/pause:")
+    assert "enable_cdi" not in cri  # not a containerd 1.6 setting: it would be silently ignored
     assert doc["grpc"]["address"] == "/run/containerd/containerd.sock"
     assert "io.containerd.grpc.v1.cri" not in doc.get("disabled_plugins", [])
 
@@ -58,9 +59,21 @@ def test_mirror_hosts_toml(tmp_path):
     assert first["capabilities"] == ["pull", "resolve"] and first["override_path"] is True
     assert files[tmp_path / "_ca/mirror.local_5000-ca.crt"].startswith(b"-----BEGIN CERTIFICATE")
     assert doc["host"]["http://10.0.0.1:5000"]["skip_verify"] is True
-    no_fallback = tomllib.loads(render_hosts("ghcr.io", {"endpoints": ["https://m"], "skipFallback": True},
-                                             {}, tmp_path)[0])
-    assert "server" not in no_fallback
+
+
+def test_skip_fallback_promotes_the_last_mirror_to_server(tmp_path):
+    """skipFallback: no upstream anywhere; the last mirror is the server with its own settings
+    (Talos' DisableFallback), the others stay hosts in order."""
+    doc = tomllib.loads(render_hosts(
+        "ghcr.io", {"endpoints": ["https://a", "http://b:5000"], "skipFallback": True},
+        {"b:5000": {"tls": {"insecureSkipVerify": True}}}, tmp_path)[0])
+    assert doc["server"] == "http://b:5000" and doc["skip_verify"] is True
+    assert doc["capabilities"] == ["pull", "resolve"]
+    assert list(doc["host"]) == ["https://a"]
+    only = tomllib.loads(render_hosts("ghcr.io", {"endpoints": ["https://m"], "skipFallback": True},
+                                      {}, tmp_path)[0])
+    # containerd 1.6 cannot parse a hosts.toml with no [host] table: the one mirror is both.
+    assert only["server"] == "https://m" and list(only["host"]) == ["https://m"]
 
 
 def test_bad_mirror_endpoint_is_named(tmp_path):
