@@ -325,8 +325,8 @@ KUBELET_FIELDS: dict[str, Field] = {
     "image": U(STR, why="the kubelet binary is built into the image"),
     "extraConfig": U(ANY),
     "credentialProviderConfig": U(ANY),
-    "defaultRuntimeSeccompProfileEnabled": U(BOOL),
-    "registerWithFQDN": U(BOOL),
+    "defaultRuntimeSeccompProfileEnabled": F(BOOL),
+    "registerWithFQDN": F(BOOL),
     "skipNodeRegistration": U(BOOL),
     "disableManifestsDirectory": U(BOOL),
 }
@@ -588,7 +588,7 @@ CLUSTER = Struct(
         "secret": U(STR),
         "aescbcEncryptionSecret": U(STR),
         "secretboxEncryptionSecret": U(STR),
-        "acceptedCAs": U(ListOf(CERT_ONLY)),
+        "acceptedCAs": F(ListOf(CERT_ONLY)),
         "aggregatorCA": U(CERT_AND_KEY),
         "serviceAccount": U(KEY_ONLY),
         "apiServer": U(

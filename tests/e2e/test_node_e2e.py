@@ -176,7 +176,8 @@ def test_kubelet_gets_its_flags_and_files(node, configs):
     flags = {k: v[-1] for k, v in record["flags"].items()}
     assert flags["config"] == "/etc/kubernetes/kubelet.yaml", flags
     assert flags["bootstrap-kubeconfig"] == "/etc/kubernetes/bootstrap-kubeconfig", flags
-    endpoint = flags["container-runtime-endpoint"]
+    endpoint = record["runtime_endpoint"]  # kubelet.yaml's containerRuntimeEndpoint
+    assert "container-runtime-endpoint" not in flags, flags
     assert re.fullmatch(r"unix:///\S*containerd\S*\.sock", endpoint), flags
     assert flags["node-ip"] == "10.0.2.15", flags
     assert "example.org/pool=qemu" in flags["node-labels"].split(","), flags

@@ -4,15 +4,17 @@
 What a real kubelet does that talos-init relies on, and nothing more:
 - parses its flags and exits 1 with "unknown flag: --x" on one it does not know;
 - needs --config (a KubeletConfiguration), --bootstrap-kubeconfig or --kubeconfig,
-  --container-runtime-endpoint (a unix socket that must exist), and the client CA
-  file the config names; a missing one is a fatal error naming it;
+  a container runtime endpoint (a unix socket that must exist: the deprecated flag,
+  else the config's containerRuntimeEndpoint, else the kubelet's default
+  unix:///run/containerd/containerd.sock), and the client CA file the config
+  names; a missing one is a fatal error naming it;
 - its node name is --hostname-override, else the hostname, lowercased; one that is
   not a DNS-1123 subdomain (a node nobody named reports "(none)") is fatal here,
   where the real kubelet would fail to register its Node;
 - serves /healthz ("ok") on the config's healthzBindAddress:healthzPort;
 - sends READY=1 to $NOTIFY_SOCKET once serving; exits 0 on SIGTERM.
 - runs the static pods of the config's staticPodPath through CRI on
-  --container-runtime-endpoint, as the kubelet does: for each hostNetwork pod
+  that endpoint, as the kubelet does: for each hostNetwork pod
   RunPodSandbox (host network), then CreateContainer (command, args, env,
   hostPath volumes, log file /var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log)
   and StartContainer, retried every few seconds until it runs (an image
@@ -51,6 +53,7 @@ VALUE_FLAGS = {
     "eviction-hard", "image-gc-high-threshold", "image-gc-low-threshold", "provider-id",
     "pod-infra-container-image", "runtime-request-timeout", "resolv-conf",
 }
+DEFAULT_RUNTIME_ENDPOINT = "unix:///run/containerd/containerd.sock"
 BOOL_FLAGS = {"rotate-server-certificates", "register-node", "fail-swap-on", "rotate-certificates"}
 LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")  # what a Node name must be
@@ -333,9 +336,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     flags = parse_flags(sys.argv[1:])
     one = {k: v[-1] for k, v in flags.items()}
-    for required in ("config", "container-runtime-endpoint"):
-        if required not in one:
-            fail(f"--{required} is required")
+    if "config" not in one:
+        fail("--config is required")
     if "bootstrap-kubeconfig" not in one and "kubeconfig" not in one:
         fail("--bootstrap-kubeconfig or --kubeconfig is required")
     node = (one.get("hostname-override") or socket.gethostname()).strip().lower()
@@ -346,17 +348,6 @@ def main() -> None:
     crash_path = os.environ.get("KUBELET_STANDIN_CRASH", "/var/lib/kubelet/standin-crash")
     check_crash(crash_path)
 
-    endpoint = one["container-runtime-endpoint"]
-    if not endpoint.startswith("unix://"):
-        fail(f"--container-runtime-endpoint {endpoint!r}: only unix:// endpoints are supported")
-    sock_path = endpoint[len("unix://"):]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(sock_path)
-    except OSError as exc:
-        fail(f"failed to connect to the container runtime at {sock_path}: {exc}")
-
     files = {}
     try:
         config = load_yaml(one["config"])
@@ -365,6 +356,19 @@ def main() -> None:
     if config.get("kind") != "KubeletConfiguration":
         fail(f"{one['config']}: kind is {config.get('kind')!r}, not KubeletConfiguration")
     files["config"] = config
+
+    # The flag wins over the config; neither given is the v1beta1 default (kubelet >= 1.27).
+    endpoint = (one.get("container-runtime-endpoint") or config.get("containerRuntimeEndpoint")
+                or DEFAULT_RUNTIME_ENDPOINT)
+    if not endpoint.startswith("unix://"):
+        fail(f"container runtime endpoint {endpoint!r}: only unix:// endpoints are supported")
+    sock_path = endpoint[len("unix://"):]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(sock_path)
+    except OSError as exc:
+        fail(f"failed to connect to the container runtime at {sock_path}: {exc}")
     kubeconfig = one.get("bootstrap-kubeconfig") or one["kubeconfig"]
     try:
         files["bootstrap-kubeconfig"] = load_yaml(kubeconfig)
@@ -401,7 +405,7 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     record = {"pid": os.getpid(), "argv": sys.argv[1:], "flags": flags, "files": files,
-              "node": node, "started": time.time()}
+              "node": node, "runtime_endpoint": endpoint, "started": time.time()}
     os.makedirs(os.path.dirname(record_path) or ".", exist_ok=True)
     tmp = record_path + ".tmp"
     with open(tmp, "w") as f:
