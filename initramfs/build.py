@@ -105,6 +105,25 @@ def usr_path(path: str) -> str:
 
 
 KUBELET_PATH = "/usr/local/bin/kubelet"  # what services/kubelet.yaml's skip_unless looks for
+# --containerd / --runc: the recipe's programs an operator may replace with newer builds
+# (Debian's containerd 1.6.20 is past upstream's end of life). containerd's release archive
+# ships its runc shim beside it: one found there replaces the recipe's too.
+REPLACEABLE = {"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc"}
+SHIM = "containerd-shim-runc-v2"
+
+
+def replacements(containerd: Path | None = None, runc: Path | None = None) -> dict[str, Path]:
+    """Recipe source path -> the operator's file, for --containerd and --runc."""
+    out: dict[str, Path] = {}
+    for option, path in (("containerd", containerd), ("runc", runc)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise RuntimeError(f"--{option} {path}: no such file")
+        out[REPLACEABLE[option]] = path
+        if option == "containerd" and (path.parent / SHIM).is_file():
+            out[f"/usr/bin/{SHIM}"] = path.parent / SHIM
+    return out
 
 
 def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
@@ -128,9 +147,11 @@ def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
 
 class Builder:
     def __init__(self, recipe: dict, out: Path, log: Progress, kernel_deb: Path | None = None,
-                 extra_rootfs: list[Path] = (), kubelet: Path | None = None):
+                 extra_rootfs: list[Path] = (), kubelet: Path | None = None,
+                 replace: dict[str, Path] | None = None):
         self.recipe = recipe
         self.kubelet = kubelet
+        self.replace = dict(replace or {})  # recipe binary src -> the operator's file
         self.out = out
         self.log = log
         self.kernel_deb = kernel_deb
@@ -290,6 +311,9 @@ class Builder:
         for b in self.recipe["binary"]:
             src = Path(b["src"])
             dest = usr_path(b.get("dest", str(src)))
+            if b["src"] in self.replace:
+                src = self.replace[b["src"]]
+                self.log(f"binaries: {src} -> {dest} (instead of {b['src']})")
             self.tree.add_file(dest, b["component"], src=src.resolve(), mode=0o755)
             for link in b.get("links", []):
                 self.tree.add_symlink(usr_path(link), dest, b["component"])
@@ -548,6 +572,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a directory whose files are added to the image (tests)")
     parser.add_argument("--kubelet", type=Path,
                         help=f"the kubelet binary to install as {KUBELET_PATH} (none: the service is skipped)")
+    parser.add_argument("--containerd", type=Path,
+                        help=f"a containerd binary to ship instead of Debian's (a {SHIM} "
+                             "beside it is taken too)")
+    parser.add_argument("--runc", type=Path, help="a runc binary to ship instead of Debian's")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if os.path.realpath(sys.executable) != os.path.realpath(load_recipe(args.recipe)["image"]["interpreter"]):
@@ -556,9 +584,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"its .pyc files and extension modules must match")
     args.out.mkdir(parents=True, exist_ok=True)
     log = Progress(args.quiet)
-    builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb, args.extra_rootfs,
-                      args.kubelet)
     try:
+        builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb,
+                          args.extra_rootfs, args.kubelet, replacements(args.containerd, args.runc))
         builder.build()
     except (policy.PolicyError, RuntimeError, InvalidDefinitions) as exc:
         print(f"build failed: {exc}", file=sys.stderr)
