@@ -317,6 +317,13 @@ class Builder:
             self.tree.add_file(dest, b["component"], src=src.resolve(), mode=0o755)
             for link in b.get("links", []):
                 self.tree.add_symlink(usr_path(link), dest, b["component"])
+        for d in self.recipe.get("directory", []):
+            src = Path(d["src"])
+            files = sorted(f for f in src.rglob("*") if f.is_file())
+            if not files:
+                raise RuntimeError(f"recipe [[directory]] {src}: no files there")
+            for f in files:
+                self.tree.add_file(usr_path(str(f)), d["component"], src=f.resolve(), mode=0o644)
         cni = self.recipe["cni"]
         for name in cni["plugins"]:
             self.tree.add_file(f"{cni['dest_dir']}/{name}", "cni", src=Path(cni["src_dir"]) / name,
@@ -357,13 +364,25 @@ class Builder:
         k = self.recipe["kernel"]
         self.kernel = kernel.fetch(self.cache / "kernel", k["package"], self.kernel_deb, log=self.log)
         files, built_in = kernel.closure(self.kernel, k["modules"])
+        # Modules only loaded later (netfilter): their own component, moved to the payload.
+        later, later_built_in = kernel.closure(self.kernel, k.get("payload_modules", []))
+        later = sorted(set(later) - set(files))
         base = f"/usr/lib/modules/{self.kernel.release}"
         for rel in files:
             self.tree.add_file(f"{base}/{rel}", "modules", src=self.kernel.moddir / rel, mode=0o644)
+        for rel in later:
+            self.tree.add_file(f"{base}/{rel}", "netfilter", src=self.kernel.moddir / rel,
+                               mode=0o644)
         for name in kernel.INDEX_FILES:
             self.tree.add_file(f"{base}/{name}", "modules", src=self.kernel.moddir / name, mode=0o644)
+        # The index of exactly these files, made here: once squashed, a module is a symlink
+        # into the payload, which depmod could not follow in the staging tree.
+        for name, data in kernel.index(self.kernel, files + later, self.cache / "depmod").items():
+            self.tree.add_file(f"{base}/{name}", "modules", data=data, mode=0o644)
+        built_in += later_built_in
         self.log(f"modules: {len(k['modules'])} wanted -> {len(files)} files with dependencies"
                  + (f"; built in: {', '.join(built_in)}" if built_in else "")
+                 + f"; {len(later)} more for later (payload)"
                  + f" ({self.kernel.release}, package {self.kernel.version})")
 
     def overlay(self) -> None:
@@ -475,19 +494,15 @@ class Builder:
         self.log("policy: no shell, no other interpreter, no setuid/setgid file")
 
     def stage(self) -> None:
-        """Write the tree to disk, then let depmod and ldconfig index it there."""
+        """Write the tree to disk, then let ldconfig index it there."""
         staging = self.out / "staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         self.tree.write_staging(staging)
-        assert self.kernel is not None
-        for f in kernel.depmod(staging, self.kernel.release):
-            self.tree.add_file("/" + str(f.relative_to(staging)), "modules", data=f.read_bytes(),
-                               mode=0o644)
         subprocess.run(["ldconfig", "-X", "-r", str(staging)], check=True)
         cache = staging / "etc" / "ld.so.cache"
         self.tree.add_file("/etc/ld.so.cache", "libs", data=cache.read_bytes(), mode=0o644)
-        self.log("index: depmod and ld.so.cache built in the staging tree")
+        self.log("index: ld.so.cache built in the staging tree (modules: indexed with them)")
 
     def write(self) -> Path:
         mtime = self.recipe["image"]["mtime"]

@@ -46,7 +46,7 @@ class Layout:
     root: Path = Path("/var/lib/containerd")
     state: Path = Path("/run/containerd")
     address: Path = Path("/run/containerd/containerd.sock")
-    cni_bin_dir: Path = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
+    cni_bin_dir: Path = Path("/opt/cni/bin")  # where cluster CNIs install theirs (disk/cnibin.py)
     cni_conf_dir: Path = Path("/etc/cni/net.d")
     imports: str = IMPORTS
     sandbox_image: str = SANDBOX_IMAGE
