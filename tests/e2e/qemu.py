@@ -49,6 +49,7 @@ class VMSpec:
     cpus: int = 2
     config_port: int | None = None  # host 127.0.0.1 port serving the userdata (guest 10.0.2.100:80)
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
+    hostfwds: tuple[tuple[int, int], ...] = ()  # (host 127.0.0.1 port, guest port), TCP
     disk_mb: int = 256  # a blank virtio data disk; 0 for none
     disk: Path | None = None  # reuse this raw disk image (e.g. a previous boot's) instead of a blank one
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
@@ -99,6 +100,8 @@ class VM:
             netdev += f",guestfwd=tcp:{GUEST_CONFIG_HOST}:80-cmd:{relay}"
         if s.api_port is not None:
             netdev += f",hostfwd=tcp:127.0.0.1:{s.api_port}-:50000"
+        for host_port, guest_port in s.hostfwds:
+            netdev += f",hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"
         argv = [
             "qemu-system-x86_64", "-machine", f"pc,accel={s.accel}", "-m", str(s.memory_mb),
             "-smp", str(s.cpus), "-nodefaults", "-no-user-config", "-display", "none",
