@@ -185,7 +185,6 @@ def bootstrap_kubeconfig(config: Mapping[str, Any], ca: bytes | None = None) -> 
     try:
         endpoint = cluster["controlPlane"]["endpoint"]
         token = cluster["token"]
-        cluster["ca"]["crt"]
     except (KeyError, TypeError) as exc:
         raise KubeletPrepError(
             f"cluster.{exc.args[0]} is missing from the machine config") from None
