@@ -107,6 +107,25 @@ def usr_path(path: str) -> str:
 
 
 KUBELET_PATH = "/usr/local/bin/kubelet"  # what services/kubelet.yaml's skip_unless looks for
+# --containerd / --runc: the recipe's programs an operator may replace with newer builds
+# (Debian's containerd 1.6.20 is past upstream's end of life). containerd's release archive
+# ships its runc shim beside it: one found there replaces the recipe's too.
+REPLACEABLE = {"containerd": "/usr/bin/containerd", "runc": "/usr/sbin/runc"}
+SHIM = "containerd-shim-runc-v2"
+
+
+def replacements(containerd: Path | None = None, runc: Path | None = None) -> dict[str, Path]:
+    """Recipe source path -> the operator's file, for --containerd and --runc."""
+    out: dict[str, Path] = {}
+    for option, path in (("containerd", containerd), ("runc", runc)):
+        if path is None:
+            continue
+        if not path.is_file():
+            raise RuntimeError(f"--{option} {path}: no such file")
+        out[REPLACEABLE[option]] = path
+        if option == "containerd" and (path.parent / SHIM).is_file():
+            out[f"/usr/bin/{SHIM}"] = path.parent / SHIM
+    return out
 
 
 def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
@@ -130,9 +149,11 @@ def input_digest(recipe_path: Path = RECIPE, extra: list[Path] = ()) -> str:
 
 class Builder:
     def __init__(self, recipe: dict, out: Path, log: Progress, kernel_deb: Path | None = None,
-                 extra_rootfs: list[Path] = (), kubelet: Path | None = None):
+                 extra_rootfs: list[Path] = (), kubelet: Path | None = None,
+                 replace: dict[str, Path] | None = None):
         self.recipe = recipe
         self.kubelet = kubelet
+        self.replace = dict(replace or {})  # recipe binary src -> the operator's file
         self.out = out
         self.log = log
         self.kernel_deb = kernel_deb
@@ -292,9 +313,19 @@ class Builder:
         for b in self.recipe["binary"]:
             src = Path(b["src"])
             dest = usr_path(b.get("dest", str(src)))
+            if b["src"] in self.replace:
+                src = self.replace[b["src"]]
+                self.log(f"binaries: {src} -> {dest} (instead of {b['src']})")
             self.tree.add_file(dest, b["component"], src=src.resolve(), mode=0o755)
             for link in b.get("links", []):
                 self.tree.add_symlink(usr_path(link), dest, b["component"])
+        for d in self.recipe.get("directory", []):
+            src = Path(d["src"])
+            files = sorted(f for f in src.rglob("*") if f.is_file())
+            if not files:
+                raise RuntimeError(f"recipe [[directory]] {src}: no files there")
+            for f in files:
+                self.tree.add_file(usr_path(str(f)), d["component"], src=f.resolve(), mode=0o644)
         cni = self.recipe["cni"]
         for name in cni["plugins"]:
             self.tree.add_file(f"{cni['dest_dir']}/{name}", "cni", src=Path(cni["src_dir"]) / name,
@@ -335,13 +366,25 @@ class Builder:
         k = self.recipe["kernel"]
         self.kernel = kernel.fetch(self.cache / "kernel", k["package"], self.kernel_deb, log=self.log)
         files, built_in = kernel.closure(self.kernel, k["modules"])
+        # Modules only loaded later (netfilter): their own component, moved to the payload.
+        later, later_built_in = kernel.closure(self.kernel, k.get("payload_modules", []))
+        later = sorted(set(later) - set(files))
         base = f"/usr/lib/modules/{self.kernel.release}"
         for rel in files:
             self.tree.add_file(f"{base}/{rel}", "modules", src=self.kernel.moddir / rel, mode=0o644)
+        for rel in later:
+            self.tree.add_file(f"{base}/{rel}", "netfilter", src=self.kernel.moddir / rel,
+                               mode=0o644)
         for name in kernel.INDEX_FILES:
             self.tree.add_file(f"{base}/{name}", "modules", src=self.kernel.moddir / name, mode=0o644)
+        # The index of exactly these files, made here: once squashed, a module is a symlink
+        # into the payload, which depmod could not follow in the staging tree.
+        for name, data in kernel.index(self.kernel, files + later, self.cache / "depmod").items():
+            self.tree.add_file(f"{base}/{name}", "modules", data=data, mode=0o644)
+        built_in += later_built_in
         self.log(f"modules: {len(k['modules'])} wanted -> {len(files)} files with dependencies"
                  + (f"; built in: {', '.join(built_in)}" if built_in else "")
+                 + f"; {len(later)} more for later (payload)"
                  + f" ({self.kernel.release}, package {self.kernel.version})")
 
     def overlay(self) -> None:
@@ -453,19 +496,15 @@ class Builder:
         self.log("policy: no shell, no other interpreter, no setuid/setgid file")
 
     def stage(self) -> None:
-        """Write the tree to disk, then let depmod and ldconfig index it there."""
+        """Write the tree to disk, then let ldconfig index it there."""
         staging = self.out / "staging"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         self.tree.write_staging(staging)
-        assert self.kernel is not None
-        for f in kernel.depmod(staging, self.kernel.release):
-            self.tree.add_file("/" + str(f.relative_to(staging)), "modules", data=f.read_bytes(),
-                               mode=0o644)
         subprocess.run(["ldconfig", "-X", "-r", str(staging)], check=True)
         cache = staging / "etc" / "ld.so.cache"
         self.tree.add_file("/etc/ld.so.cache", "libs", data=cache.read_bytes(), mode=0o644)
-        self.log("index: depmod and ld.so.cache built in the staging tree")
+        self.log("index: ld.so.cache built in the staging tree (modules: indexed with them)")
 
     def write(self) -> Path:
         mtime = self.recipe["image"]["mtime"]
@@ -565,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a directory whose files are added to the image (tests)")
     parser.add_argument("--kubelet", type=Path,
                         help=f"the kubelet binary to install as {KUBELET_PATH} (none: the service is skipped)")
+    parser.add_argument("--containerd", type=Path,
+                        help=f"a containerd binary to ship instead of Debian's (a {SHIM} "
+                             "beside it is taken too)")
+    parser.add_argument("--runc", type=Path, help="a runc binary to ship instead of Debian's")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if os.path.realpath(sys.executable) != os.path.realpath(load_recipe(args.recipe)["image"]["interpreter"]):
@@ -578,9 +621,9 @@ def main(argv: list[str] | None = None) -> int:
     digest = input_digest(extra=[args.kubelet] if args.kubelet else []) if plain else None
     _write_stamp(args.out, None)
     log = Progress(args.quiet)
-    builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb, args.extra_rootfs,
-                      args.kubelet)
     try:
+        builder = Builder(load_recipe(args.recipe), args.out.resolve(), log, args.kernel_deb,
+                          args.extra_rootfs, args.kubelet, replacements(args.containerd, args.runc))
         builder.build()
     except (policy.PolicyError, RuntimeError, InvalidDefinitions) as exc:
         print(f"build failed: {exc}", file=sys.stderr)

@@ -157,9 +157,16 @@ def closure(kernel: Kernel, wanted: list[str]) -> tuple[list[str], list[str]]:
 INDEX_FILES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
 
 
-def depmod(staging: Path, release: str) -> list[Path]:
-    """Build the module index for the staged modules; return the files it wrote."""
-    moddir = staging / "lib" / "modules" / release
+def index(kernel: Kernel, files: list[str], work: Path) -> dict[str, bytes]:
+    """depmod's index files (modules.dep, .alias, ...) for exactly ``files`` (relative to
+    moddir), built in ``work`` from links to the kernel's own copies."""
+    shutil.rmtree(work, ignore_errors=True)
+    moddir = work / "lib" / "modules" / kernel.release
+    for rel in files:
+        (moddir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (moddir / rel).symlink_to(kernel.moddir / rel)
+    for name in INDEX_FILES:
+        shutil.copyfile(kernel.moddir / name, moddir / name)
     before = set(moddir.iterdir())
-    _run(["depmod", "-b", str(staging), release])
-    return sorted(set(moddir.iterdir()) - before)
+    _run(["depmod", "-b", str(work), kernel.release])
+    return {p.name: p.read_bytes() for p in sorted(set(moddir.iterdir()) - before)}

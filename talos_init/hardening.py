@@ -27,12 +27,14 @@ from talos_init.userdata.targets import ALLOWED_FILES, ALLOWED_PREFIXES, file_pa
 
 log = get_logger("hardening")
 
-# Kernel Self Protection Project recommendations, the set Talos applies at boot.
+# Kernel Self Protection Project recommendations, the set Talos applies at boot
+# (pkg/kernel/kspp/kspp.go GetKernelParams).
 KSPP_SYSCTLS: dict[str, str] = {
     "kernel.kptr_restrict": "2",
     "kernel.dmesg_restrict": "1",
     "kernel.perf_event_paranoid": "3",
-    "kernel.yama.ptrace_scope": "1",  # a minimum: a stricter value already set is kept
+    "kernel.randomize_va_space": "2",
+    "kernel.yama.ptrace_scope": "2",  # a minimum: a stricter value already set is kept
     "kernel.unprivileged_bpf_disabled": "1",
     "net.core.bpf_jit_harden": "2",
     "fs.protected_hardlinks": "1",
@@ -41,7 +43,9 @@ KSPP_SYSCTLS: dict[str, str] = {
     "fs.protected_regular": "2",
     "fs.suid_dumpable": "0",
     "dev.tty.ldisc_autoload": "0",
+    "dev.tty.legacy_tiocsti": "0",  # kernels 6.2 and later
     "user.max_user_namespaces": "0",
+    "vm.unprivileged_userfaultfd": "0",
 }
 # Values below which we never lower an existing setting (more is stricter).
 # (machine.sysctls may still lower them: the operator's word is final.)

@@ -2,7 +2,8 @@
 
 After userdata, /var and kernel-modules: machine.kernel.modules (modprobe, before the
 sysctls a module may bring), Kubernetes sysctls, machine.sysctls, machine.files, then
-containerd's registry hosts from machine.registries.
+containerd's registry hosts from machine.registries, and /etc/machine-id
+(talos_init.machineid: kept on /var, so after var).
 containerd is already running by then: it reads hosts.toml at every pull, but
 a CRI customization (machine.files' /etc/cri/conf.d/20-customization.part) is
 read only at its start, so writing one restarts containerd through PID 1.
@@ -20,6 +21,8 @@ from pathlib import Path
 from talos_init.containerd.config import CUSTOMIZATION, ContainerdConfigError, Layout, write_hosts
 from talos_init.hardening import apply_machine
 from talos_init.log import get_logger
+from talos_init.machineid import PRODUCT_UUID
+from talos_init.machineid import ensure as ensure_machine_id
 from talos_init.paths import Paths
 
 log = get_logger("hardening")
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hosts-dir", type=Path, default=Layout.hosts_dir)
     p.add_argument("--control-socket", type=Path, default=Paths().control_socket)
     p.add_argument("--modprobe", default="/usr/sbin/modprobe")
+    p.add_argument("--product-uuid", type=Path, default=PRODUCT_UUID)
     args = p.parse_args(argv)
     try:
         config = json.loads(args.config.read_text())
@@ -79,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             log.info("registry_hosts_note", note=note)
     except (ContainerdConfigError, OSError, ValueError) as exc:
         log.error("registry_hosts_failed", error=str(exc))
+        ok = False
+    try:
+        machine_id, source = ensure_machine_id(args.root / "etc/machine-id",
+                                               args.root / "var/lib/talos/machine-id",
+                                               args.product_uuid)
+        log.info("machine_id", machine_id=machine_id, source=source)
+    except OSError as exc:  # the kubelet and CNIs need it: the service fails, saying why
+        log.error("machine_id_failed", error=str(exc))
         ok = False
     if not report.files.get(CUSTOMIZATION, "unchanged").startswith("unchanged"):
         from talos_init.control.protocol import ControlError

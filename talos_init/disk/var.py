@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from talos_init import kmodules, mounts, sdnotify, syscalls
-from talos_init.disk import FSTYPE, LABEL, DiskError, drivers, ext4sb, installed
+from talos_init.disk import FSTYPE, LABEL, DiskError, cnibin, drivers, ext4sb, installed
 from talos_init.log import get_logger
 
 log = get_logger("disk")
@@ -40,8 +40,10 @@ class Layout:
                  mountinfo: str = "/proc/self/mountinfo", device_wait: float = 10.0,
                  sys_block: Path = Path("/sys/class/block"), sys_bus: Path = Path("/sys/bus"),
                  disks: tuple[str, ...] | None = None, load_drivers: bool = True,
-                 config_poll: float = 0.2):
+                 config_poll: float = 0.2, cni_bin: Path = cnibin.TARGET,
+                 cni_plugins: Path = cnibin.PLUGINS):
         self.var, self.etc, self.report, self.mountinfo = var, etc, report, mountinfo
+        self.cni_bin, self.cni_plugins = cni_bin, cni_plugins
         self.device_wait, self.sys_block, self.sys_bus = device_wait, sys_block, sys_bus
         self.disks = disks  # name patterns searched for EPHEMERAL (None: all disks)
         self.load_drivers = load_drivers
@@ -104,6 +106,7 @@ def already_mounted(layout: Layout) -> Result | None:
 
 def finish(layout: Layout, result: Result) -> Result:
     make_state_dirs(layout)
+    cnibin.setup(layout.var, layout.cni_bin, layout.cni_plugins, layout.mountinfo)
     if result.mode == "already-mounted" and layout.report.exists():
         return result  # what PID 1 (or an earlier run) mounted and reported stays reported
     write_report(layout.report, result)

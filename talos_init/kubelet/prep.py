@@ -29,7 +29,7 @@ from talos_init.kubelet import pods
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 CONTAINERD_ENDPOINT = "unix:///run/containerd/containerd.sock"
 PROTECTED = ("config", "bootstrap-kubeconfig", "kubeconfig", "cert-dir",
-             "container-runtime-endpoint")
+             "container-runtime", "container-runtime-endpoint")  # Talos' MergeDenied flags
 
 
 class KubeletPrepError(ValueError):
@@ -86,6 +86,13 @@ def cluster_dns(config: Mapping[str, Any]) -> list[str]:
     return out
 
 
+# Talos' values (internal/app/machined/pkg/controllers/k8s/kubelet_spec.go and
+# pkg/machinery/constants/constants.go); tests/unit/kubelet/test_talos_defaults.py names each.
+SYSTEM_RESERVED = {"cpu": "50m", "pid": "100", "ephemeral-storage": "256Mi"}
+SYSTEM_RESERVED_MEMORY = {"worker": "384Mi", "controlplane": "512Mi"}
+OOM_SCORE_ADJ = -450
+
+
 # Fields of the KubeletConfiguration extraConfig may not change (Talos:
 # pkg/machinery/kubelet ProtectedConfigurationFields; the validator refuses them).
 PROTECTED_CONFIG = ("apiVersion", "authentication", "authorization", "cgroupRoot", "kind",
@@ -114,8 +121,13 @@ def kubelet_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str
 
 
 def _our_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, Any]:
+    machine = config.get("machine") or {}
+    kub = machine.get("kubelet") or {}
     cnet = (config.get("cluster") or {}).get("network") or {}
-    return {
+    control_plane = machine.get("type") in ("controlplane", "init")
+    reserved = dict(SYSTEM_RESERVED)
+    reserved["memory"] = SYSTEM_RESERVED_MEMORY["controlplane" if control_plane else "worker"]
+    doc: dict[str, Any] = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
         "address": "0.0.0.0",
@@ -124,6 +136,7 @@ def _our_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, A
         "healthzBindAddress": "127.0.0.1",
         "healthzPort": layout.healthz_port,
         "staticPodPath": str(layout.manifests),
+        "containerRuntimeEndpoint": layout.runtime_endpoint,  # the flag is deprecated
         "cgroupDriver": "cgroupfs",  # containerd's runc runs with SystemdCgroup = false
         "cgroupRoot": "/",
         "authentication": {
@@ -136,22 +149,69 @@ def _our_configuration(config: Mapping[str, Any], layout: Layout) -> dict[str, A
         "clusterDNS": cluster_dns(config),
         "rotateCertificates": True,
         "protectKernelDefaults": True,  # talos_init.hardening sets what it checks
-        "seccompDefault": True,
         "serializeImagePulls": False,
-        "tlsMinVersion": "VersionTLS12",
-        "streamingConnectionIdleTimeout": "5m0s",
+        "tlsMinVersion": "VersionTLS13",
         "failSwapOn": False,
+        # In the config: the real kubelet sets its own process to this value (its default is
+        # -999), whatever the service's confinement gave it.
+        "oomScoreAdj": OOM_SCORE_ADJ,
+        "systemReserved": reserved,
+        "shutdownGracePeriod": "30s",
+        "shutdownGracePeriodCriticalPods": "10s",
         "resolvConf": "/etc/resolv.conf",
-        "logging": {"format": "text"},
+        "logging": {"format": "json"},
     }
+    if kub.get("defaultRuntimeSeccompProfileEnabled"):
+        doc["seccompDefault"] = True
+    return doc
 
 
-def bootstrap_kubeconfig(config: Mapping[str, Any]) -> dict[str, Any]:
+def node_name(hostname: str, register_with_fqdn: bool = False) -> str:
+    """The Node name Talos derives from a hostname: the short name unless registerWithFQDN,
+    lowercased, '_' as '-', other characters dropped (Talos' nodename.FromHostname)."""
+    name = hostname if register_with_fqdn else hostname.split(".", 1)[0]
+    out = []
+    for ch in name.lower():
+        if ch in "-_":
+            out.append("-")
+        elif ch == "." or ch.isascii() and ch.isalnum():
+            out.append(ch)
+    cleaned = "".join(out).strip("-.")
+    if not cleaned:
+        raise KubeletPrepError(f"machine.network.hostname {hostname!r}: no valid Kubernetes "
+                               "Node name can be made from it")
+    return cleaned
+
+
+def accepted_cas(config: Mapping[str, Any]) -> bytes:
+    """cluster.ca.crt followed by every cluster.acceptedCAs certificate (PEM), as Talos joins
+    them for the kubelet's CA file and bootstrap kubeconfig (kubelet_service.go)."""
+    cluster = config.get("cluster") or {}
+    pems = [(cluster.get("ca") or {}).get("crt")]
+    where = ["cluster.ca.crt"]
+    for i, extra in enumerate(cluster.get("acceptedCAs") or []):
+        pems.append((extra or {}).get("crt"))
+        where.append(f"cluster.acceptedCAs[{i}].crt")
+    if not pems[0]:
+        raise KubeletPrepError("cluster.ca.crt is missing from the machine config")
+    out = b""
+    for b64, name in zip(pems, where):
+        try:
+            pem = base64.b64decode(b64 or "", validate=True)
+        except ValueError:
+            raise KubeletPrepError(f"{name} is not base64-encoded PEM") from None
+        if not pem:
+            raise KubeletPrepError(f"{name} is empty")
+        out += pem if pem.endswith(b"\n") else pem + b"\n"
+    return out
+
+
+def bootstrap_kubeconfig(config: Mapping[str, Any], ca: bytes | None = None) -> dict[str, Any]:
+    """``ca``: the PEM bundle to trust (default: cluster.ca.crt with the accepted CAs)."""
     cluster = config.get("cluster") or {}
     try:
         endpoint = cluster["controlPlane"]["endpoint"]
         token = cluster["token"]
-        ca = cluster["ca"]["crt"]
     except (KeyError, TypeError) as exc:
         raise KubeletPrepError(
             f"cluster.{exc.args[0]} is missing from the machine config") from None
@@ -159,8 +219,10 @@ def bootstrap_kubeconfig(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": endpoint,
-                                                 "certificate-authority-data": ca}}],
+        "clusters": [{"name": name, "cluster": {
+            "server": endpoint,
+            "certificate-authority-data": base64.b64encode(
+                accepted_cas(config) if ca is None else ca).decode()}}],
         "users": [{"name": "kubelet-bootstrap", "user": {"token": token}}],
         "contexts": [{"name": f"kubelet-bootstrap@{name}",
                       "context": {"cluster": name, "user": "kubelet-bootstrap"}}],
@@ -225,28 +287,21 @@ def prepare(config: Mapping[str, Any], layout: Layout,
     """Files and flags; ``addresses`` are the node's (needed only with nodeIP.validSubnets)."""
     machine = config.get("machine") or {}
     kub = machine.get("kubelet") or {}
-    ca_b64 = ((config.get("cluster") or {}).get("ca") or {}).get("crt")
-    if not ca_b64:
-        raise KubeletPrepError("cluster.ca.crt is missing from the machine config")
-    try:
-        ca = base64.b64decode(ca_b64, validate=True)
-    except ValueError:
-        raise KubeletPrepError("cluster.ca.crt is not base64-encoded PEM") from None
-    files = {
-        layout.config: (_yaml(kubelet_configuration(config, layout)), 0o644),
-        layout.bootstrap_kubeconfig: (_yaml(bootstrap_kubeconfig(config)), 0o600),
-        layout.ca: (ca, 0o644),
+    ca = accepted_cas(config)
+    files = {  # modes as Talos writes them
+        layout.config: (_yaml(kubelet_configuration(config, layout)), 0o600),
+        layout.bootstrap_kubeconfig: (_yaml(bootstrap_kubeconfig(config, ca)), 0o600),
+        layout.ca: (ca, 0o400),
     }
     ours = {
         "config": str(layout.config),
         "bootstrap-kubeconfig": str(layout.bootstrap_kubeconfig),
         "kubeconfig": str(layout.kubeconfig),
         "cert-dir": str(layout.var_lib / "pki"),
-        "container-runtime-endpoint": layout.runtime_endpoint,
     }
     hostname = (machine.get("network") or {}).get("hostname")
     if hostname:
-        ours["hostname-override"] = hostname
+        ours["hostname-override"] = node_name(hostname, bool(kub.get("registerWithFQDN")))
     subnets = (kub.get("nodeIP") or {}).get("validSubnets") or []
     if subnets:
         ips = pick_node_ips(subnets, addresses or [])

@@ -16,6 +16,9 @@ from talos_init.log import get_logger
 
 log = get_logger("service")
 
+# What a service group needs for its limits. At the root every controller the kernel offers is
+# enabled: the kubelet's pods live there (cgroupRoot "/") and it expects cpuset and hugetlb too
+# (kubelet cm getSupportedUnifiedControllers).
 CONTROLLERS = ("cpu", "memory", "pids", "io")
 
 # The CPU weight of a top-level group, where it competes with the other groups and with PID 1
@@ -37,13 +40,13 @@ class Cgroups:
     def available(self) -> bool:
         return (self.root / "cgroup.controllers").exists()
 
-    def _enable_controllers(self, directory: Path) -> set[str]:
+    def _enable_controllers(self, directory: Path, every: bool = False) -> set[str]:
         try:
-            have = set((directory / "cgroup.controllers").read_text().split())
+            have = (directory / "cgroup.controllers").read_text().split()
         except OSError:
             return set()
         enabled = set()
-        for name in CONTROLLERS:
+        for name in (have if every else CONTROLLERS):
             if name not in have:
                 continue
             try:
@@ -70,7 +73,7 @@ class Cgroups:
             return None
         try:
             if group not in self._prepared:
-                self._enable_controllers(self.root)
+                self._enable_controllers(self.root, every=True)
                 (self.root / group).mkdir(exist_ok=True)
                 self._enable_controllers(self.root / group)
                 self._prepared.add(group)

@@ -354,8 +354,8 @@ KUBELET_FIELDS: dict[str, Field] = {
     "image": U(STR, why="the kubelet binary is built into the image"),
     "extraConfig": F(ANY),  # merged into /etc/kubernetes/kubelet.yaml
     "credentialProviderConfig": U(ANY),
-    "defaultRuntimeSeccompProfileEnabled": U(BOOL),
-    "registerWithFQDN": U(BOOL),
+    "defaultRuntimeSeccompProfileEnabled": F(BOOL),
+    "registerWithFQDN": F(BOOL),
     "skipNodeRegistration": U(BOOL),
     "disableManifestsDirectory": U(BOOL),
 }
@@ -673,7 +673,7 @@ CLUSTER = Struct(
         "secret": U(STR, secret=True),
         "aescbcEncryptionSecret": U(STR, secret=True),
         "secretboxEncryptionSecret": U(STR, secret=True),
-        "acceptedCAs": U(ListOf(CERT_ONLY)),
+        "acceptedCAs": F(ListOf(CERT_ONLY)),
         "aggregatorCA": U(CERT_AND_KEY),
         "serviceAccount": U(KEY_ONLY),
         "apiServer": U(

@@ -9,6 +9,10 @@ with a config WITHOUT those files, so the marker can only come from the disk;
 partition. Boot 1's config also has machine.pods: one hostNetwork static pod
 whose image (and the pause image) the test builds from C and imports with
 ``osctl image import``; the stand-in kubelet runs it through CRI and runc.
+A second static pod (issue 23) is on the default pod network with a hostPort
+(portmap: iptables-nft and nf_nat, loaded on demand) that QEMU forwards from
+the host, and reads an in-memory emptyDir and a projected token volume the
+stand-in mounts with the image's `mount` program.
 Tests run in file order and share the module's VMs.
 """
 
@@ -45,6 +49,21 @@ STATIC_POD = {
         "env": [{"name": "GREETING", "value": "from machine.pods"}],
         "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
         "volumes": [{"name": "data", "hostPath": {"path": POD_DATA, "type": "DirectoryOrCreate"}}]},
+}
+NET_IMAGE = "example.local/e2e/pod-volumes:1"
+HOST_PORT = 30080  # the pod's hostPort on the node; QEMU forwards a host port to it
+NET_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "e2e-net"},
+    "spec": {"containers": [{
+        "name": "srv", "image": NET_IMAGE, "command": ["/app"],
+        "args": ["/cache/note", "/var/run/secrets/tokens/token", "8080"],
+        "ports": [{"containerPort": 8080, "hostPort": HOST_PORT}],
+        "volumeMounts": [{"name": "cache", "mountPath": "/cache"},
+                         {"name": "token", "mountPath": "/var/run/secrets/tokens",
+                          "readOnly": True}]}],
+        "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+                    {"name": "token", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}}]}}]},
 }
 SYSCTLS = {"net.ipv4.ip_forward": "1", "vm.max_map_count": "262144"}
 HARDENING = {"kernel.kptr_restrict": "2", "kernel.dmesg_restrict": "1",
@@ -102,7 +121,7 @@ def configs(tmp_path_factory) -> dict:
     doc["machine"]["sysctls"] = dict(SYSCTLS)
     second = yaml.safe_dump(doc, sort_keys=False).encode()
     marker = uuid.uuid4().hex
-    doc["machine"]["pods"] = [STATIC_POD]
+    doc["machine"]["pods"] = [STATIC_POD, NET_POD]
     doc["machine"]["files"] = [
         {"path": MARKER, "content": marker, "permissions": 0o600, "op": "create"},
         {"path": "/var/lib/kubelet/standin-crash", "content": "once", "permissions": 0o600,
@@ -126,8 +145,12 @@ def server(configs):
 @pytest.fixture(scope="module")
 def node(module_boot, standin_image, server, configs) -> dict:
     """Boot 1 on a blank disk; a dict the later tests update with boot 2 (same disk)."""
-    vm = module_boot(standin_image, server=server, api=True)
-    ctx = {"vm": vm, "osctlconfig": configs["osctlconfig"], "disk": vm.disk_path, "boot": 1}
+    from tests.e2e.qemu import free_port
+
+    host_port = free_port()
+    vm = module_boot(standin_image, server=server, api=True, forwards=((host_port, HOST_PORT),))
+    ctx = {"vm": vm, "osctlconfig": configs["osctlconfig"], "disk": vm.disk_path, "boot": 1,
+           "host_port": host_port}
     wait_api(ctx)
     return ctx
 
@@ -176,7 +199,8 @@ def test_kubelet_gets_its_flags_and_files(node, configs):
     flags = {k: v[-1] for k, v in record["flags"].items()}
     assert flags["config"] == "/etc/kubernetes/kubelet.yaml", flags
     assert flags["bootstrap-kubeconfig"] == "/etc/kubernetes/bootstrap-kubeconfig", flags
-    endpoint = flags["container-runtime-endpoint"]
+    endpoint = record["runtime_endpoint"]  # kubelet.yaml's containerRuntimeEndpoint
+    assert "container-runtime-endpoint" not in flags, flags
     assert re.fullmatch(r"unix:///\S*containerd\S*\.sock", endpoint), flags
     assert flags["node-ip"] == "10.0.2.15", flags
     assert "example.org/pool=qemu" in flags["node-labels"].split(","), flags
@@ -219,8 +243,11 @@ def test_static_pod_runs_from_imported_images(node, tmp_path):
 
     wait_ready(node, "kubelet")
     assert "talos-e2e-app.yaml" in ok(node, "ls", "/etc/kubernetes/manifests")
-    for ref, source in ((SANDBOX_IMAGE, PAUSE_C), (APP_IMAGE, APP_C)):
-        archive = build_image(tmp_path / f"{source is APP_C}.tar", ref, source_c=source)
+    from tests.podprograms import VOLUMES_C
+
+    for i, (ref, source) in enumerate(((SANDBOX_IMAGE, PAUSE_C), (APP_IMAGE, APP_C),
+                                       (NET_IMAGE, VOLUMES_C))):
+        archive = build_image(tmp_path / f"{i}.tar", ref, source_c=source)
         r = osctl(node, "image", "import", str(archive), timeout=600)
         assert r.returncode == 0 and ref in r.stdout, r.stdout + r.stderr
     deadline, app = time.monotonic() + 300, None
@@ -254,6 +281,58 @@ def test_static_pod_runs_from_imported_images(node, tmp_path):
     assert ok(node, "read", f"{POD_DATA}/out") == "written by the pod\n"
     r = osctl(node, "logs", "-k", "no-such-container")
     assert r.returncode == 1 and "no Kubernetes container" in r.stderr, r.stderr
+
+
+def test_pod_network_hostport_and_memory_volumes(node):
+    """Issue 23: the pod on the default network reads its in-memory emptyDir and projected
+    token (tmpfs, mounted by the stand-in with the image's `mount`), which `osctl logs -k`
+    shows; its hostPort answers from the host through QEMU's hostfwd, portmap's iptables
+    rules having pulled the netfilter modules in. The node's kubelet prerequisites too:
+    /opt/cni/bin an overlay, every cgroup controller delegated, a machine-id."""
+    import socket
+
+    wait_ready(node, "kubelet")  # the images were imported by the test before
+    deadline, srv, out = time.monotonic() + 300, None, ""
+    while time.monotonic() < deadline and "listening on 8080" not in out:
+        srv = srv or next((c for c in k8s_containers(node) if c["status"] == "running"
+                           and c["labels"].get("io.kubernetes.container.name") == "srv"), None)
+        out = ok(node, "logs", "-k", srv["id"]) if srv else ""
+        time.sleep(3)
+    if "listening on 8080" not in out:
+        state = osctl(node, "read", "/var/lib/kubelet/standin-pods.json").stdout
+        logs = osctl(node, "logs", "kubelet", "--tail", "30").stdout
+        raise AssertionError(f"the pod never served: {out!r}\nstand-in state: {state}\n"
+                             f"kubelet: {logs}\ncontainerd: {osctl(node, 'logs', 'containerd', '--tail', '30').stdout}")
+    lines = out.splitlines()
+    assert "emptyDir: kept in memory (tmpfs)" in lines, out
+    assert "projected token: eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0 (tmpfs)" in lines, out
+
+    reply, deadline = "", time.monotonic() + 60
+    while reply != "hello from the pod network\n" and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", node["host_port"]), timeout=10) as c:
+                reply = c.makefile().readline()
+        except OSError as exc:
+            reply = str(exc)
+        if reply != "hello from the pod network\n":
+            time.sleep(2)
+    assert reply == "hello from the pod network\n", reply
+    modules = {line.split()[0] for line in ok(node, "read", "/proc/modules").splitlines()}
+    print("netfilter modules loaded:", sorted(m for m in modules if m.startswith(
+        ("nf_", "nft_", "xt_", "ip_", "ip6_", "iptable", "ip6table", "ipt_", "x_tables"))))
+    assert {"nf_tables", "nf_nat", "nf_conntrack"} <= modules, sorted(modules)
+    assert modules & {"nft_chain_nat", "iptable_nat"}, sorted(modules)
+
+    mounts = [line.split()[:3] for line in ok(node, "read", "/proc/mounts").splitlines()]
+    assert ["overlay", "/opt/cni/bin", "overlay"] in mounts, mounts
+    volumes = {m[1].rsplit("/", 1)[1]: m[2] for m in mounts
+               if m[1].startswith("/var/lib/kubelet/pods/") and "/volumes/" in m[1]}
+    assert volumes == {"cache": "tmpfs", "token": "tmpfs"}, mounts
+    delegated = ok(node, "read", "/sys/fs/cgroup/cgroup.subtree_control").split()
+    assert {"cpuset", "cpu", "io", "memory", "hugetlb", "pids"} <= set(delegated), delegated
+    machine_id = ok(node, "read", "/etc/machine-id").strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", machine_id), machine_id
+    node["machine_id"] = machine_id  # boot 2 on the same disk must keep it
 
 
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
@@ -308,6 +387,10 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
     # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.
     wait_ready(node, "kubelet")
     assert "talos-e2e-app.yaml" not in ok(node, "ls", "/etc/kubernetes/manifests")
+    # QEMU gives no SMBIOS UUID: boot 1 generated the machine-id and kept it on /var.
+    assert "machine_id" in node, "needs boot 1's machine-id (test_pod_network_hostport...)"
+    assert ok(node, "read", "/etc/machine-id").strip() == node["machine_id"]
+    assert "/opt/cni/bin" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
 
 
 def test_power_off_leaves_a_clean_filesystem(node):

@@ -64,7 +64,8 @@ def containerd_argv(tmp_path: Path, short_dir: Path) -> tuple[list[str], Path]:
     address = short_dir / "c.sock"
     layout = Layout(config=tmp_path / "config.toml", hosts_dir=tmp_path / "certs.d",
                     root=tmp_path / "root", state=short_dir / "state", address=address,
-                    cni_conf_dir=tmp_path / "cni", imports=str(tmp_path / "conf.d/*.part"))
+                    cni_conf_dir=tmp_path / "cni", imports=str(tmp_path / "conf.d/*.part"),
+                    cni_bin_dir=Path("/usr/lib/cni"))  # the host's Debian plugins
     layout.config.write_text(render(layout))
     return ["/usr/bin/containerd", "--config", str(layout.config)], address
 

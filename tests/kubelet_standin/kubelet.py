@@ -4,21 +4,31 @@
 What a real kubelet does that talos-init relies on, and nothing more:
 - parses its flags and exits 1 with "unknown flag: --x" on one it does not know;
 - needs --config (a KubeletConfiguration), --bootstrap-kubeconfig or --kubeconfig,
-  --container-runtime-endpoint (a unix socket that must exist), and the client CA
-  file the config names; a missing one is a fatal error naming it;
+  a container runtime endpoint (a unix socket that must exist: the deprecated flag,
+  else the config's containerRuntimeEndpoint, else the kubelet's default
+  unix:///run/containerd/containerd.sock), and the client CA file the config
+  names; a missing one is a fatal error naming it;
 - its node name is --hostname-override, else the hostname, lowercased; one that is
   not a DNS-1123 subdomain (a node nobody named reports "(none)") is fatal here,
   where the real kubelet would fail to register its Node;
 - serves /healthz ("ok") on the config's healthzBindAddress:healthzPort;
 - sends READY=1 to $NOTIFY_SOCKET once serving; exits 0 on SIGTERM.
 - runs the static pods of the config's staticPodPath through CRI on
-  --container-runtime-endpoint, as the kubelet does: for each hostNetwork pod
-  RunPodSandbox (host network), then CreateContainer (command, args, env,
-  hostPath volumes, log file /var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log)
-  and StartContainer, retried every few seconds until it runs (an image
-  imported later is picked up); exited containers are restarted unless
-  restartPolicy is Never; pods whose manifest went away are stopped. Pods with
-  a pod network need CNI and are logged as unsupported and skipped.
+  that endpoint, as the kubelet does: for each pod RunPodSandbox (the host's
+  network with hostNetwork, else a pod network that containerd sets up through
+  CNI, with the containers' hostPorts as port mappings for the portmap plugin),
+  then CreateContainer (command, args, env, volumes, log file
+  /var/log/pods/<ns>_<name>_<uid>/<container>/<n>.log) and StartContainer,
+  retried every few seconds until it runs (an image imported later is picked
+  up); exited containers are restarted unless restartPolicy is Never; pods
+  whose manifest went away are stopped and their volumes unmounted.
+- volumes as the kubelet lays them out under --root-dir (/var/lib/kubelet):
+  hostPath; emptyDir in pods/<uid>/volumes/kubernetes.io~empty-dir/<name>,
+  with medium Memory a tmpfs mounted by running the `mount` program (size from
+  sizeLimit) as mount-utils does; projected in kubernetes.io~projected/<name>,
+  always a tmpfs, with its serviceAccountToken files (an unsigned stand-in
+  token: there is no API server; other sources need one and are an error).
+  Removed pods' tmpfs volumes are unmounted with the `umount` program.
 For tests: records the flags and files it received as JSON at
 $KUBELET_STANDIN_RECORD (default /var/lib/kubelet/standin-record.json), and
 crashes (exit 255) when $KUBELET_STANDIN_CRASH (default
@@ -37,8 +47,11 @@ import http.server
 import json
 import os
 import re
+import base64
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -51,9 +64,15 @@ VALUE_FLAGS = {
     "eviction-hard", "image-gc-high-threshold", "image-gc-low-threshold", "provider-id",
     "pod-infra-container-image", "runtime-request-timeout", "resolv-conf",
 }
+DEFAULT_RUNTIME_ENDPOINT = "unix:///run/containerd/containerd.sock"
 BOOL_FLAGS = {"rotate-server-certificates", "register-node", "fail-swap-on", "rotate-certificates"}
 LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 DNS1123_SUBDOMAIN = re.compile(rf"^(?=.{{1,253}}$){LABEL}(\.{LABEL})*$")  # what a Node name must be
+
+
+QUANTITY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+UNITS = {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6,
+         "G": 10**9, "T": 10**12}
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -160,13 +179,64 @@ class Cri:
         return out
 
 
+def run_program(argv: list[str]) -> None:
+    """Run mount/umount found through PATH, as mount-utils does; ValueError with its output."""
+    exe = shutil.which(argv[0], path=os.environ.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin")
+    if exe is None:
+        raise ValueError(f"{argv[0]}: executable file not found in $PATH")
+    r = subprocess.run([exe, *argv[1:]], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ValueError(f"{argv[0]} failed: exit status {r.returncode}; arguments: "
+                         f"{' '.join(argv[1:])}; output: {(r.stderr or r.stdout).strip()}")
+
+
+def mount_tmpfs(path: str, size: int | None) -> None:
+    os.makedirs(path, exist_ok=True)
+    if os.path.ismount(path):
+        return
+    options = ["-o", f"size={size}"] if size else []
+    run_program(["mount", "-t", "tmpfs", *options, "tmpfs", path])
+
+
+def parse_quantity(value: str, where: str) -> int:
+    m = QUANTITY.match(str(value))
+    if not m:
+        raise ValueError(f"{where}: {value!r} is not a quantity the stand-in reads (e.g. 16Mi)")
+    return int(m.group(1)) * UNITS[m.group(2)]
+
+
+def standin_token(namespace: str, audience: str, expiry: int) -> str:
+    """A JWT-shaped token without a signature: the real one comes from the API server."""
+    def part(doc: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()
+                                        ).rstrip(b"=").decode()
+    now = int(time.time())
+    return ".".join([part({"alg": "none", "typ": "JWT"}),
+                     part({"iss": "kubelet-standin", "aud": [audience], "iat": now,
+                           "exp": now + expiry,
+                           "sub": f"system:serviceaccount:{namespace}:default"}), ""])
+
+
+def teardown_volumes(root: str, uid: str) -> None:
+    """Unmount a removed pod's tmpfs volumes with `umount`, then remove its directory."""
+    base = os.path.join(root, "pods", uid, "volumes")
+    for plugin in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        for name in sorted(os.listdir(os.path.join(base, plugin))):
+            path = os.path.join(base, plugin, name)
+            if os.path.ismount(path):
+                run_program(["umount", path])
+    shutil.rmtree(os.path.join(root, "pods", uid), ignore_errors=True)
+
+
 class StaticPod:
     """One manifest as the kubelet sees it: mirror name <name>-<node>, uid from the content."""
 
-    def __init__(self, manifest: dict, raw: bytes, node: str, log_root: str):
+    def __init__(self, manifest: dict, raw: bytes, node: str, log_root: str, root: str):
         meta = manifest.get("metadata") or {}
         self.manifest = manifest
         self.spec = manifest.get("spec") or {}
+        self.host_network = bool(self.spec.get("hostNetwork"))
+        self.root = root
         self.name = f"{meta.get('name')}-{node}"
         self.namespace = meta.get("namespace") or "default"
         # The kubelet hashes the object, its source and the node name into a static pod's uid.
@@ -179,20 +249,80 @@ class StaticPod:
     def namespaces(self, cri: Cri) -> bytes:
         pid = NODE if self.spec.get("hostPID") else CONTAINER_NS
         ipc = NODE if self.spec.get("hostIPC") else POD_NS
-        return cri.f(1, NODE) + cri.f(2, pid) + cri.f(3, ipc)
+        return cri.f(1, NODE if self.host_network else POD_NS) + cri.f(2, pid) + cri.f(3, ipc)
+
+    def port_mappings(self, cri: Cri) -> bytes:
+        """CRI PortMapping for each container port with a hostPort (what portmap acts on)."""
+        protocols = {"TCP": 0, "UDP": 1, "SCTP": 2}
+        out = b""
+        for c in self.spec.get("containers") or []:
+            for port in c.get("ports") or []:
+                if not port.get("hostPort"):
+                    continue
+                msg = (cri.f(1, protocols.get(port.get("protocol", "TCP"), 0))
+                       + cri.f(2, int(port["containerPort"])) + cri.f(3, int(port["hostPort"])))
+                if port.get("hostIP"):
+                    msg += cri.f(4, port["hostIP"])
+                out += cri.f(5, msg)
+        return out
+
+    def volume_paths(self) -> dict[str, str]:
+        """Set up each volume as the kubelet would; name -> host path (raises ValueError)."""
+        base = os.path.join(self.root, "pods", self.uid, "volumes")
+        paths = {}
+        for v in self.spec.get("volumes") or []:
+            name = v.get("name")
+            where = f"volume {name!r}"
+            if v.get("hostPath"):
+                host = v["hostPath"]
+                if host.get("type") == "DirectoryOrCreate":
+                    os.makedirs(host["path"], exist_ok=True)
+                paths[name] = host["path"]
+            elif "emptyDir" in v:
+                empty = v.get("emptyDir") or {}
+                path = os.path.join(base, "kubernetes.io~empty-dir", name)
+                os.makedirs(path, exist_ok=True)
+                os.chmod(path, 0o777)
+                if empty.get("medium") == "Memory":
+                    size = empty.get("sizeLimit")
+                    mount_tmpfs(path, parse_quantity(size, where) if size else None)
+                paths[name] = path
+            elif "projected" in v:
+                path = os.path.join(base, "kubernetes.io~projected", name)
+                mount_tmpfs(path, None)
+                for source in (v.get("projected") or {}).get("sources") or []:
+                    token = source.get("serviceAccountToken")
+                    if token is None:
+                        raise ValueError(f"{where}: only serviceAccountToken sources (the others "
+                                         "need the API server)")
+                    file = os.path.join(path, token.get("path") or "token")
+                    if not os.path.exists(file):
+                        tmp = file + ".tmp"
+                        with open(tmp, "w") as f:
+                            f.write(standin_token(self.namespace, token.get("audience") or "api",
+                                                  int(token.get("expirationSeconds") or 3600)))
+                        os.chmod(tmp, 0o644)
+                        os.replace(tmp, file)
+                paths[name] = path
+            else:
+                raise ValueError(f"{where}: only hostPath, emptyDir and projected volumes are "
+                                 "supported by the stand-in")
+        return paths
 
     def sandbox_config(self, cri: Cri, attempt: int) -> bytes:
         meta = (cri.f(1, self.name) + cri.f(2, self.uid) + cri.f(3, self.namespace)
                 + cri.f(4, attempt))
         linux = cri.f(1, f"/kubepods/besteffort/pod{self.uid}") \
             + cri.f(2, cri.f(1, self.namespaces(cri)))
-        return (cri.f(1, meta) + cri.f(3, self.log_dir) + cri.kv(6, self.labels)
+        hostname = b"" if self.host_network else cri.f(2, self.name)
+        return (cri.f(1, meta) + hostname + cri.f(3, self.log_dir) + self.port_mappings(cri)
+                + cri.kv(6, self.labels)
                 + cri.kv(7, {"kubernetes.io/config.source": "file",
                              "kubernetes.io/config.hash": self.uid})
                 + cri.f(8, linux))
 
     def container_config(self, cri: Cri, c: dict, attempt: int) -> bytes:
-        volumes = {v.get("name"): v for v in self.spec.get("volumes") or []}
+        volumes = self.volume_paths()
         msg = cri.f(1, cri.f(1, c["name"]) + cri.f(2, attempt)) + cri.f(2, cri.f(1, c["image"]))
         msg += b"".join(cri.f(3, a) for a in c.get("command") or [])
         msg += b"".join(cri.f(4, a) for a in c.get("args") or [])
@@ -204,13 +334,11 @@ class StaticPod:
                                  "needs the API server")
             msg += cri.f(6, cri.f(1, env["name"]) + cri.f(2, str(env.get("value", ""))))
         for vm in c.get("volumeMounts") or []:
-            host = (volumes.get(vm.get("name")) or {}).get("hostPath")
+            host = volumes.get(vm.get("name"))
             if not host:
-                raise ValueError(f"container {c['name']}: volume {vm.get('name')!r}: only "
-                                 "hostPath volumes are supported")
-            if host.get("type") == "DirectoryOrCreate":
-                os.makedirs(host["path"], exist_ok=True)
-            msg += cri.f(7, cri.f(1, vm["mountPath"]) + cri.f(2, host["path"])
+                raise ValueError(f"container {c['name']}: volume {vm.get('name')!r} is not "
+                                 "in spec.volumes")
+            msg += cri.f(7, cri.f(1, vm["mountPath"]) + cri.f(2, host)
                          + cri.f(3, int(bool(vm.get("readOnly")))))
         msg += cri.kv(9, {**self.labels, "io.kubernetes.container.name": c["name"]})
         msg += cri.f(11, f"{c['name']}/{attempt}.log")
@@ -256,7 +384,8 @@ class StaticPod:
         return state
 
 
-def load_pods(directory: str, node: str, log_root: str) -> tuple[list[StaticPod], dict]:
+def load_pods(directory: str, node: str, log_root: str,
+              root: str = "/var/lib/kubelet") -> tuple[list[StaticPod], dict]:
     """The manifests the kubelet would run, and the ones skipped with the reason."""
     pods, skipped = [], {}
     try:
@@ -275,22 +404,19 @@ def load_pods(directory: str, node: str, log_root: str) -> tuple[list[StaticPod]
             continue
         if not isinstance(manifest, dict) or manifest.get("kind") != "Pod":
             skipped[name] = "not a Pod manifest"
-        elif not (manifest.get("spec") or {}).get("hostNetwork"):
-            skipped[name] = ("unsupported by the stand-in: a pod network needs CNI "
-                             "(only hostNetwork pods are run)")
         else:
-            pods.append(StaticPod(manifest, raw, node, log_root))
+            pods.append(StaticPod(manifest, raw, node, log_root, root))
     return pods, skipped
 
 
 def run_static_pods(directory: str, endpoint_sock: str, node: str, stop: threading.Event,
-                    record_path: str, period: float) -> None:
+                    record_path: str, period: float, root: str = "/var/lib/kubelet") -> None:
     """The kubelet's static pod loop: read the directory, make every pod run, stop removed ones."""
     log_root = os.environ.get("KUBELET_STANDIN_LOG_ROOT", "/var/log/pods")
     said: dict[str, str] = {}
     cri = None
     while True:
-        pods, skipped = load_pods(directory, node, log_root)
+        pods, skipped = load_pods(directory, node, log_root, root)
         status = {name: {"skipped": why} for name, why in skipped.items()}
         for name, why in skipped.items():
             if said.get(name) != why:
@@ -315,6 +441,14 @@ def run_static_pods(directory: str, endpoint_sock: str, node: str, stop: threadi
                         cri.call("StopPodSandbox", cri.f(1, box["id"]))
                         say(f"pod {box['labels'].get('io.kubernetes.pod.name')}: manifest gone, "
                             "sandbox stopped")
+                for uid in os.listdir(os.path.join(root, "pods")) \
+                        if os.path.isdir(os.path.join(root, "pods")) else []:
+                    if uid not in wanted:
+                        try:
+                            teardown_volumes(root, uid)
+                            say(f"pod uid {uid}: volumes unmounted and removed")
+                        except (OSError, ValueError) as exc:
+                            status[f"teardown {uid}"] = str(exc)
             except (OSError, ImportError) as exc:
                 status["error"] = f"container runtime: {exc}"
             except Exception as exc:  # a CRI reply we cannot read: keep serving /healthz
@@ -333,9 +467,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     flags = parse_flags(sys.argv[1:])
     one = {k: v[-1] for k, v in flags.items()}
-    for required in ("config", "container-runtime-endpoint"):
-        if required not in one:
-            fail(f"--{required} is required")
+    if "config" not in one:
+        fail("--config is required")
     if "bootstrap-kubeconfig" not in one and "kubeconfig" not in one:
         fail("--bootstrap-kubeconfig or --kubeconfig is required")
     node = (one.get("hostname-override") or socket.gethostname()).strip().lower()
@@ -346,17 +479,6 @@ def main() -> None:
     crash_path = os.environ.get("KUBELET_STANDIN_CRASH", "/var/lib/kubelet/standin-crash")
     check_crash(crash_path)
 
-    endpoint = one["container-runtime-endpoint"]
-    if not endpoint.startswith("unix://"):
-        fail(f"--container-runtime-endpoint {endpoint!r}: only unix:// endpoints are supported")
-    sock_path = endpoint[len("unix://"):]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(sock_path)
-    except OSError as exc:
-        fail(f"failed to connect to the container runtime at {sock_path}: {exc}")
-
     files = {}
     try:
         config = load_yaml(one["config"])
@@ -365,6 +487,19 @@ def main() -> None:
     if config.get("kind") != "KubeletConfiguration":
         fail(f"{one['config']}: kind is {config.get('kind')!r}, not KubeletConfiguration")
     files["config"] = config
+
+    # The flag wins over the config; neither given is the v1beta1 default (kubelet >= 1.27).
+    endpoint = (one.get("container-runtime-endpoint") or config.get("containerRuntimeEndpoint")
+                or DEFAULT_RUNTIME_ENDPOINT)
+    if not endpoint.startswith("unix://"):
+        fail(f"container runtime endpoint {endpoint!r}: only unix:// endpoints are supported")
+    sock_path = endpoint[len("unix://"):]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(sock_path)
+    except OSError as exc:
+        fail(f"failed to connect to the container runtime at {sock_path}: {exc}")
     kubeconfig = one.get("bootstrap-kubeconfig") or one["kubeconfig"]
     try:
         files["bootstrap-kubeconfig"] = load_yaml(kubeconfig)
@@ -401,7 +536,7 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     record = {"pid": os.getpid(), "argv": sys.argv[1:], "flags": flags, "files": files,
-              "node": node, "started": time.time()}
+              "node": node, "runtime_endpoint": endpoint, "started": time.time()}
     os.makedirs(os.path.dirname(record_path) or ".", exist_ok=True)
     tmp = record_path + ".tmp"
     with open(tmp, "w") as f:
@@ -420,7 +555,8 @@ def main() -> None:
         pods_record = os.environ.get("KUBELET_STANDIN_PODS", "/var/lib/kubelet/standin-pods.json")
         period = float(os.environ.get("KUBELET_STANDIN_SYNC", "5"))
         threading.Thread(target=run_static_pods, daemon=True,
-                         args=(static, sock_path, node, stop, pods_record, period)).start()
+                         args=(static, sock_path, node, stop, pods_record, period,
+                               one.get("root-dir") or "/var/lib/kubelet")).start()
 
     while not stop.wait(0.2):
         check_crash(crash_path)

@@ -12,7 +12,8 @@ CONF = REPO / "configs/cni/99-talos-init-default.conflist"
 
 
 def test_default_conf_gives_a_pod_a_reachable_address(tmp_path):
-    """bridge + host-local put 10.88.0.x on the pod's eth0, reachable from the node's cni0."""
+    """bridge + host-local put 10.88.0.x on the pod's eth0, reachable from the node's cni0;
+    portmap makes a hostPort on the node reach it."""
     child = Path(__file__).with_name("cni_child.py")
     r = subprocess.run(["unshare", "--net", sys.executable, str(child), str(CONF),
                         str(tmp_path / "ipam")],
@@ -27,3 +28,8 @@ def test_default_conf_gives_a_pod_a_reachable_address(tmp_path):
     assert eth0 and any(a["local"] == "10.88.0.2" for a in eth0[0]["addr_info"])
     assert out["loopback_rc"] == 0, out["loopback_err"]
     assert out["reply"] == "pod says hi"  # node -> pod across cni0
+    # portmap, chained after bridge: the hostPort on the node's address reaches the pod
+    # through iptables DNAT rules (nf_tables backend, as the image ships iptables).
+    assert [r["type"] for r in out["results"]] == ["bridge", "portmap"]
+    assert "CNI-HOSTPORT-DNAT" in out["nat"] and "--to-destination 10.88.0.2:8080" in out["nat"]
+    assert out["hostport_reply"] == "pod says hi", out["nat"]

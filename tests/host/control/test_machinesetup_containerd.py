@@ -19,7 +19,8 @@ def _run(tmp_path: Path, machine: dict, control_socket: Path) -> subprocess.Comp
     (tmp_path / "proc/sys").mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-I", "-m", "talos_init.machinesetup", str(cfg),
             "--proc-sys", str(tmp_path / "proc/sys"), "--root", str(tmp_path / "root"),
-            "--hosts-dir", str(tmp_path / "certs.d"), "--control-socket", str(control_socket)]
+            "--hosts-dir", str(tmp_path / "certs.d"), "--control-socket", str(control_socket),
+            "--product-uuid", str(tmp_path / "product_uuid")]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
@@ -67,3 +68,16 @@ def test_bad_mirror_fails_the_service_naming_it(make_server, tmp_path):
     bad = {"registries": {"mirrors": {"ghcr.io": {"endpoints": ["ftp://x"]}}}}
     r = _run(tmp_path, bad, server.path)
     assert r.returncode == 1 and "mirrors.ghcr.io.endpoints[0]" in r.stdout + r.stderr
+
+
+def test_machine_id_is_written_and_kept_on_var(tmp_path):
+    """No SMBIOS UUID: /etc/machine-id is generated once, kept on /var, the same on a rerun."""
+    r = _run(tmp_path, {}, tmp_path / "no.sock")
+    assert r.returncode == 0, r.stdout + r.stderr
+    first = (tmp_path / "root/etc/machine-id").read_text()
+    assert first == (tmp_path / "root/var/lib/talos/machine-id").read_text()
+    assert "source=generated" in r.stdout + r.stderr
+    (tmp_path / "root/etc/machine-id").unlink()
+    r = _run(tmp_path, {}, tmp_path / "no.sock")
+    assert r.returncode == 0 and "source=stored" in r.stdout + r.stderr
+    assert (tmp_path / "root/etc/machine-id").read_text() == first

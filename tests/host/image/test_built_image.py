@@ -40,9 +40,19 @@ def test_payload_squashfs_holds_the_big_programs_behind_symlinks(built):
     node = _node(built / "initramfs.img")
     mount = SQ["mountpoint"]
     programs = ["/usr/bin/containerd-shim-runc-v2", "/usr/sbin/runc",
-                *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"])]
-    moved = [*programs, *(p for p in SQ["paths"] if not p.endswith("/"))]
+                *(f"/usr/lib/cni/{p}" for p in load_recipe()["cni"]["plugins"]),
+                "/usr/bin/mount", "/usr/bin/umount", "/usr/sbin/xtables-nft-multi",
+                "/usr/sbin/conntrack"]
     dirs = [p.rstrip("/") for p in SQ["paths"] if p.endswith("/")]
+    # Whole components (the CNI plugins, the netfilter modules...), as the manifest names them.
+    by_component = set()
+    for line in (built / "manifest.txt").read_text().splitlines():
+        kind, _mode, _size, _digest, component, path = line.split()[:6]
+        if kind == "f" and component in SQ["components"] and path.startswith(mount + "/") \
+                and not any(path.startswith(mount + d + "/") for d in dirs):
+            by_component.add(path[len(mount):])
+    assert "/usr/sbin/conntrack" in by_component and any("xt_conntrack" in p for p in by_component)
+    moved = sorted({*programs, *by_component, *(p for p in SQ["paths"] if not p.endswith("/"))})
     assert node.get("/usr/bin/containerd").kind == "file"
     for path in moved + dirs:
         assert node.get(path).kind == "symlink" and node.get(path).target == mount + path, path

@@ -76,7 +76,9 @@ def test_standin_reaches_ready_through_the_launcher(tmp_path, containerd, fake_k
         record = json.loads((tmp_path / "record.json").read_text())
         assert record["pid"] == proc.pid  # exec'd: the supervisor's pid is the kubelet's
         flags = {k: v[-1] for k, v in record["flags"].items()}
-        assert flags["container-runtime-endpoint"] == f"unix://{containerd}"
+        assert "container-runtime-endpoint" not in flags  # deprecated: the config says it
+        assert record["files"]["config"]["containerRuntimeEndpoint"] == f"unix://{containerd}"
+        assert record["runtime_endpoint"] == f"unix://{containerd}"
         assert flags["node-ip"] == "127.0.0.1"
         assert flags["rotate-server-certificates"] == "true"
         assert flags["hostname-override"] == "worker-1" and record["node"] == "worker-1"
@@ -154,3 +156,24 @@ def test_missing_kubelet_binary_exits_69(tmp_path, notify):
     proc = _launch(tmp_path, tmp_path / "nope/kubelet", Path("/nonexistent.sock"), _config(), path, 1)
     out = _finish(proc)
     assert proc.returncode == 69 and "skipped: no kubelet binary in this image" in out
+
+
+def test_standin_defaults_a_missing_runtime_endpoint_as_the_kubelet_does(tmp_path, notify):
+    """No flag and no containerRuntimeEndpoint: the v1beta1 default, containerd's own socket."""
+    _, path = notify
+    (tmp_path / "kubelet.yaml").write_text(json.dumps({
+        "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"}))
+    (tmp_path / "kubeconfig").write_text(json.dumps({"apiVersion": "v1", "kind": "Config"}))
+    argv = [sys.executable, str(REPO / "tests/kubelet_standin/kubelet.py"),
+            f"--config={tmp_path / 'kubelet.yaml'}", f"--kubeconfig={tmp_path / 'kubeconfig'}",
+            "--hostname-override=node-a"]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, NOTIFY_SOCKET=str(path),
+                                     KUBELET_STANDIN_RECORD=str(tmp_path / "record.json"),
+                                     KUBELET_STANDIN_CRASH=str(tmp_path / "crash")),
+                            start_new_session=True)
+    out = _finish(proc)
+    if Path("/run/containerd/containerd.sock").exists():
+        pytest.fail("this host runs a containerd at the default socket: the test cannot tell")
+    assert proc.returncode == 1, out
+    assert "failed to connect to the container runtime at /run/containerd/containerd.sock" in out

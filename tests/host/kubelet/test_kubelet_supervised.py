@@ -66,7 +66,7 @@ def test_kubelet_waits_for_containerd_is_ready_and_restarted_after_a_crash(
     assert h.times("userdata", "finished")[0] < h.times("kubelet", "starting")[0]
     record = json.loads((tmp_path / "record.json").read_text())
     flags = {k: v[-1] for k, v in record["flags"].items()}
-    assert flags["container-runtime-endpoint"] == f"unix://{address}"
+    assert record["runtime_endpoint"] == f"unix://{address}"  # from kubelet.yaml
     assert flags["max-pods"] == "50" and flags["hostname-override"] == "worker-1"
     assert record["files"]["config"]["cgroupDriver"] == "cgroupfs"
     assert record["pid"] == sup.core.status["kubelet"].pid  # the launcher exec'd the kubelet

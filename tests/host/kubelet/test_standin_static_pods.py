@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,9 +29,10 @@ from talos_init.containerd import grpc
 from talos_init.containerd.images import Importer
 from tests.host.kubelet.conftest import STANDIN
 from tests.ociimage import build_image
-from tests.podprograms import APP_C, PAUSE_C
+from tests.podprograms import APP_C, PAUSE_C, VOLUMES_C
 
 APP_IMAGE = "example.local/talos-init/pod-app:1"
+VOLUMES_IMAGE = "example.local/talos-init/pod-volumes:1"
 
 
 async def collect(items, log=None) -> list[dict]:
@@ -72,8 +74,11 @@ def remove_all_pods(sock) -> None:
     """Shims outlive containerd: every sandbox is stopped and removed before it goes."""
     for raw in cri(sock, "ListPodSandbox").get(1, []):
         sid = decode(raw)[1][0]
-        cri(sock, "StopPodSandbox", field(1, sid))
-        cri(sock, "RemovePodSandbox", field(1, sid))
+        try:
+            cri(sock, "StopPodSandbox", field(1, sid))
+            cri(sock, "RemovePodSandbox", field(1, sid))
+        except grpc.GrpcError as exc:  # a pod-network sandbox this containerd has no CNI for
+            assert "cni plugin not initialized" in exc.message, exc
 
 
 @pytest.fixture
@@ -89,7 +94,7 @@ def containerd_customization() -> str:
 @pytest.fixture
 def images(containerd, tmp_path):
     importer = Importer(grpc.Client(str(containerd), timeout=120))
-    for ref, source in ((APP_IMAGE, APP_C), (SANDBOX_IMAGE, PAUSE_C)):
+    for ref, source in ((APP_IMAGE, APP_C), (SANDBOX_IMAGE, PAUSE_C), (VOLUMES_IMAGE, VOLUMES_C)):
         with open(build_image(tmp_path / f"{len(ref)}.tar", ref, source_c=source), "rb") as f:
             importer.import_archive(f)
 
@@ -122,11 +127,26 @@ def pod(name: str, host_network: bool, data: str) -> dict:
                              "hostPath": {"path": data, "type": "DirectoryOrCreate"}}]}}
 
 
+VOLUMES_POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vols"},
+    "spec": {"hostNetwork": True, "containers": [{
+        "name": "reader", "image": VOLUMES_IMAGE, "command": ["/app"],
+        "args": ["/cache/note", "/var/run/secrets/tokens/token", "0"],
+        "volumeMounts": [{"name": "cache", "mountPath": "/cache"},
+                         {"name": "token", "mountPath": "/var/run/secrets/tokens",
+                          "readOnly": True}]}],
+        "volumes": [{"name": "cache", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
+                    {"name": "token", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]}}]}}
+
+
 def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
     manifests, data, logs = tmp_path / "manifests", tmp_path / "data", tmp_path / "log/pods"
     manifests.mkdir()
     (manifests / "talos-web.yaml").write_text(json.dumps(pod("web", True, str(data))))
     (manifests / "talos-netpod.yaml").write_text(json.dumps(pod("netpod", False, str(data))))
+    (manifests / "talos-vols.yaml").write_text(json.dumps(VOLUMES_POD))
+    root = tmp_path / "kubelet-root"
     config = tmp_path / "kubelet.yaml"
     config.write_text(json.dumps({"kind": "KubeletConfiguration", "staticPodPath": str(manifests),
                                   "healthzPort": free_port()}))
@@ -139,7 +159,7 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
     proc = subprocess.Popen([sys.executable, str(STANDIN), f"--config={config}",
                              f"--kubeconfig={tmp_path / 'kubeconfig'}",
                              f"--container-runtime-endpoint=unix://{containerd}",
-                             "--hostname-override=Node1"],
+                             "--hostname-override=Node1", f"--root-dir={root}"],
                             env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline, state, written = time.monotonic() + 120, {}, None
@@ -147,14 +167,17 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
             if proc.poll() is not None:
                 break
             state, written = read_pass(record) if record.exists() else ({}, None)
-            if (state.get("web-node1") or {}).get("containers") and (data / "out").exists():
+            if (state.get("web-node1") or {}).get("containers") and (data / "out").exists() \
+                    and (state.get("vols-node1") or {}).get("containers") \
+                    and "error" in state.get("netpod-node1", {}):
                 break
             if "runc create failed" in str(state):
                 break
             time.sleep(0.5)
         assert "containers" in state.get("web-node1", {}), state
         cid = state["web-node1"]["containers"]["app"]
-        assert "CNI" in state["talos-netpod.yaml"]["skipped"], state
+        # A pod network: containerd asks CNI, which this test's containerd has no config for.
+        assert "cni" in state["netpod-node1"]["error"].lower(), state
 
         listed = {c["id"]: c for c in Client(str(containerd)).containers("k8s.io")}
         app = listed[cid]
@@ -192,11 +215,32 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
             calls.logs({"id": cid, "kubernetes": True, "tail": 0, "follow": True}), log=log))
         assert [m["line"] for m in followed] == ["appended one", "appended two"], followed
 
+        # The in-memory emptyDir and the projected token: tmpfs mounts made with `mount`, under
+        # the kubelet's root as the real one lays them out, read by the pod.
+        vols = state["vols-node1"]
+        (vlog,) = logs.glob("default_vols-node1_*/reader/0.log")
+        deadline = time.monotonic() + 30
+        while "projected token" not in vlog.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        vlines = [line.split(" ", 3)[3] for line in vlog.read_text().splitlines()]
+        assert "emptyDir: kept in memory (tmpfs)" in vlines, vlines
+        assert "projected token: eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0 (tmpfs)" in vlines, vlines
+        uid = vlog.parent.parent.name.rsplit("_", 1)[1]
+        volumes = root / "pods" / uid / "volumes"
+        mounts = {line.split()[1]: line.split()[2]
+                  for line in Path("/proc/self/mounts").read_text().splitlines()}
+        empty = volumes / "kubernetes.io~empty-dir/cache"
+        projected = volumes / "kubernetes.io~projected/token"
+        assert mounts.get(str(empty)) == "tmpfs" and mounts.get(str(projected)) == "tmpfs", vols
+        assert (empty / "note").read_text() == "kept in memory\n"
+        assert os.statvfs(empty).f_blocks * os.statvfs(empty).f_frsize == 8 * 2**20
+
         # A later pass finds the pod running and leaves it alone.
         again = wait_next_pass(record, written)
         assert again["web-node1"]["containers"]["app"] == cid, again
-        # The manifest goes: the stand-in stops the pod.
+        # The manifests go: the stand-in stops the pods and unmounts their volumes with umount.
         (manifests / "talos-web.yaml").unlink()
+        (manifests / "talos-vols.yaml").unlink()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             status = Client(str(containerd)).containers("k8s.io")
@@ -204,9 +248,14 @@ def test_hostnetwork_static_pod_runs_through_cri(tmp_path, containerd, images):
                 break
             time.sleep(0.5)
         assert all(c["status"] != "running" for c in status), status
+        deadline = time.monotonic() + 30
+        while (root / "pods" / uid).exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not (root / "pods" / uid).exists()
+        assert str(empty) not in Path("/proc/self/mounts").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         remove_all_pods(containerd)
     assert proc.returncode == 0, err
-    assert "netpod" in err and "only hostNetwork pods" in err, err
+    assert "volumes unmounted and removed" in err, err

@@ -242,3 +242,23 @@ while True:
     for sid in ("runtime", "plain"):
         sup.stop_service(sid)
         h.wait_state(sid, "finished")
+
+
+def test_root_enables_every_controller_the_kernel_offers(harness, cgroup2):
+    """The kubelet's pods live at the root: every controller in the root's cgroup.controllers
+    (cpuset and hugetlb too, not only the four a service group uses) is delegated below it."""
+    offered = (cgroup2 / "cgroup.controllers").read_text().split()
+    for name in offered:  # start from none delegated, so the test sees our write
+        try:
+            (cgroup2 / "cgroup.subtree_control").write_text(f"-{name}")
+        except OSError:
+            pass  # in use below the root by someone else: stays enabled
+    h = harness
+    svc = h.define("svc", 'notify("READY=1")\nwhile True:\n    time.sleep(1)\n',
+                   readiness={"notify": True}, confinement={"cgroup": "talos"})
+    sup = h.supervise([svc], cgroup_root=cgroup2)
+    h.wait_state("svc", "ready")
+    assert offered, "this host's cgroup2 root offers no controller at all"
+    assert sorted((cgroup2 / "cgroup.subtree_control").read_text().split()) == sorted(offered)
+    sup.stop_service("svc")
+    h.wait_state("svc", "finished")

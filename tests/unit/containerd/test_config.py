@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_config_is_cri_ready_with_cgroupfs(tmp_path):
-    """version 2, state/root, CRI with runc on cgroupfs, Debian's CNI bin dir, hosts config_path."""
+    """version 2, state/root, CRI with runc on cgroupfs, CNI in /opt/cni/bin and /etc/cni/net.d, hosts config_path."""
     doc = tomllib.loads(render(Layout()))
     assert doc["version"] == 2 and doc["root"] == "/var/lib/containerd" and doc["state"] == "/run/containerd"
     assert doc["oom_score"] == -999
@@ -29,9 +29,10 @@ def test_config_is_cri_ready_with_cgroupfs(tmp_path):
     assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
     assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
     assert cri["containerd"]["runtimes"]["runc"]["options"]["NoPivotRoot"] is True  # initramfs /
-    assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
+    assert cri["cni"] == {"bin_dir": "/opt/cni/bin", "conf_dir": "/etc/cni/net.d"}
     assert cri["registry"]["config_path"] == "/etc/containerd/certs.d"
     assert cri["sandbox_image"].startswith("registry.k8s.io/pause:")
+    assert "enable_cdi" not in cri  # not a containerd 1.6 setting: it would be silently ignored
     assert doc["grpc"]["address"] == "/run/containerd/containerd.sock"
     assert "io.containerd.grpc.v1.cri" not in doc.get("disabled_plugins", [])
 
@@ -58,9 +59,21 @@ def test_mirror_hosts_toml(tmp_path):
     assert first["capabilities"] == ["pull", "resolve"] and first["override_path"] is True
     assert files[tmp_path / "_ca/mirror.local_5000-ca.crt"].startswith(b"-----BEGIN CERTIFICATE")
     assert doc["host"]["http://10.0.0.1:5000"]["skip_verify"] is True
-    no_fallback = tomllib.loads(render_hosts("ghcr.io", {"endpoints": ["https://m"], "skipFallback": True},
-                                             {}, tmp_path)[0])
-    assert "server" not in no_fallback
+
+
+def test_skip_fallback_promotes_the_last_mirror_to_server(tmp_path):
+    """skipFallback: no upstream anywhere; the last mirror is the server with its own settings
+    (Talos' DisableFallback), the others stay hosts in order."""
+    doc = tomllib.loads(render_hosts(
+        "ghcr.io", {"endpoints": ["https://a", "http://b:5000"], "skipFallback": True},
+        {"b:5000": {"tls": {"insecureSkipVerify": True}}}, tmp_path)[0])
+    assert doc["server"] == "http://b:5000" and doc["skip_verify"] is True
+    assert doc["capabilities"] == ["pull", "resolve"]
+    assert list(doc["host"]) == ["https://a"]
+    only = tomllib.loads(render_hosts("ghcr.io", {"endpoints": ["https://m"], "skipFallback": True},
+                                      {}, tmp_path)[0])
+    # containerd 1.6 cannot parse a hosts.toml with no [host] table: the one mirror is both.
+    assert only["server"] == "https://m" and list(only["host"]) == ["https://m"]
 
 
 def test_bad_mirror_endpoint_is_named(tmp_path):
@@ -105,3 +118,13 @@ def test_image_ships_config_and_default_cni_where_containerd_reads_them():
     assert recipe["configs/containerd/config.toml"] == str(Layout.config)
     conf_dir = tomllib.loads(render(Layout()))["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["conf_dir"]
     assert Path(recipe["configs/cni/99-talos-init-default.conflist"]).parent == Path(conf_dir)
+
+
+def test_cni_plugins_overlay_lower_is_where_the_image_puts_them():
+    """disk/cnibin.py's lower dir is the recipe's CNI dest_dir inside the payload squashfs."""
+    from talos_init.disk.cnibin import PLUGINS, TARGET
+
+    recipe = tomllib.loads((REPO / "initramfs/recipe.toml").read_text())
+    assert "cni" in recipe["squashfs"]["components"]
+    assert PLUGINS == Path(recipe["squashfs"]["mountpoint"] + recipe["cni"]["dest_dir"])
+    assert str(TARGET) == tomllib.loads(render(Layout()))["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["bin_dir"]

@@ -42,11 +42,16 @@ def test_kspp_values_are_written(tmp_path):
     assert _read(proc_sys, "kernel.kptr_restrict") == "2"
     assert _read(proc_sys, "net.core.bpf_jit_harden") == "2"
     assert _read(proc_sys, "fs.suid_dumpable") == "0"
+    # Talos' values (pkg/kernel/kspp/kspp.go), stricter than the kernel's defaults.
+    assert _read(proc_sys, "kernel.yama.ptrace_scope") == "2"
+    assert _read(proc_sys, "kernel.randomize_va_space") == "2"
+    assert _read(proc_sys, "dev.tty.legacy_tiocsti") == "0"
+    assert _read(proc_sys, "vm.unprivileged_userfaultfd") == "0"
     assert report.missing == ["dev.tty.ldisc_autoload"] and report.ok and not report.warnings
 
 
 def test_stricter_ptrace_scope_is_kept(tmp_path):
-    """ptrace_scope=1 is a minimum: a kernel already at 3 stays at 3."""
+    """ptrace_scope=2 is a minimum: a kernel already at 3 stays at 3."""
     proc_sys = _tree(tmp_path, {"kernel.yama.ptrace_scope": "3"})
     report = apply_kernel_hardening(proc_sys, tmp_path / "no-cmdline")
     assert _read(proc_sys, "kernel.yama.ptrace_scope") == "3"

@@ -1,11 +1,11 @@
-"""The builder's --kubelet option puts the kubelet at /usr/local/bin/kubelet, policy-checked."""
+"""The builder's --kubelet, --containerd and --runc options: the operator's binaries, policy-checked."""
 
 from pathlib import Path
 
 import pytest
 
 from initramfs import policy
-from initramfs.build import KUBELET_PATH, Builder, Progress, load_recipe
+from initramfs.build import KUBELET_PATH, Builder, Progress, load_recipe, replacements
 
 STANDIN = Path(__file__).resolve().parents[2] / "kubelet_standin" / "kubelet.py"
 
@@ -38,3 +38,24 @@ def test_a_missing_kubelet_is_a_clear_error(tmp_path):
     """--kubelet with a path that does not exist names it."""
     with pytest.raises(RuntimeError, match="--kubelet .*nope: no such file"):
         _overlay(tmp_path, tmp_path / "nope")
+
+
+def test_containerd_and_runc_can_be_replaced(tmp_path):
+    """--containerd and --runc put the operator's files where the recipe's programs go; a runc
+    shim beside containerd (as in containerd's release archive) comes along."""
+    bindir = tmp_path / "release/bin"
+    bindir.mkdir(parents=True)
+    for name in ("containerd", "containerd-shim-runc-v2", "runc.amd64"):
+        (bindir / name).write_bytes(b"\x7fELF " + name.encode())
+    replace = replacements(bindir / "containerd", bindir / "runc.amd64")
+    b = Builder(load_recipe(), tmp_path, Progress(True), replace=replace)
+    b.binaries()
+    for dest, name in (("/usr/bin/containerd", "containerd"), ("/usr/sbin/runc", "runc.amd64"),
+                       ("/usr/bin/containerd-shim-runc-v2", "containerd-shim-runc-v2")):
+        assert b.tree.get(dest).content() == b"\x7fELF " + name.encode(), dest
+
+
+def test_a_missing_containerd_is_a_clear_error(tmp_path):
+    """--containerd naming nothing is an error naming the option and the path."""
+    with pytest.raises(RuntimeError, match="--containerd .*nope: no such file"):
+        replacements(containerd=tmp_path / "nope")

@@ -59,7 +59,7 @@ def test_flags_merge_ours_and_extra_args(config, tmp_path):
     """Our wiring flags, node IP from validSubnets, labels, hostname, then the user's extraArgs."""
     layout = Layout(etc=tmp_path)
     flags = _flags(prepare(config, layout, NODE_ADDRS))
-    assert flags["container-runtime-endpoint"] == "unix:///run/containerd/containerd.sock"
+    assert "container-runtime-endpoint" not in flags  # in kubelet.yaml (the flag is deprecated)
     assert flags["config"] == str(tmp_path / "kubelet.yaml")
     assert flags["bootstrap-kubeconfig"] == str(tmp_path / "bootstrap-kubeconfig")
     assert flags["node-ip"] == "10.0.2.15"
