@@ -142,7 +142,7 @@ def test_extra_config_is_merged_into_the_kubelet_configuration(config, tmp_path)
     }
     kc = yaml.safe_load(prepare(config, layout, NODE_ADDRS).files[layout.config][0])
     assert kc["serverTLSBootstrap"] is True and kc["maxPods"] == 42
-    assert kc["logging"] == {"format": "text", "verbosity": 3}
+    assert kc["logging"] == {"format": "json", "verbosity": 3}  # ours (Talos' json) kept beside it
     assert kc["healthzPort"] == 10248  # ours kept where extraConfig is silent
 
 
