@@ -70,7 +70,8 @@ def _format(node: str, spec: PartSpec) -> None:
     blockdev.run(argv, f"{node}: formatting {spec.name}")
 
 
-def _format_layout(disk: Disk, parts: list[gpt.Partition], wait: float) -> str:
+def _format_layout(disk: Disk, parts: list[gpt.Partition], wait: float,
+                   keep_fat_esp: bool = False) -> str:
     """Format each layout partition the table holds, EPHEMERAL last: its filesystem is what
     says "installed", so a boot cut short before it formats them all again. A disk of the
     older layout (EPHEMERAL only) gets EPHEMERAL. Returns EPHEMERAL's node."""
@@ -79,6 +80,11 @@ def _format_layout(disk: Disk, parts: list[gpt.Partition], wait: float) -> str:
     nodes = [(spec, blockdev.ensure_partition_node(disk, by_name[spec.name], wait, reread=i == 0))
              for i, spec in enumerate(s for s in LAYOUT if s.name in by_name)]
     for spec, node in nodes:
+        if keep_fat_esp and spec.fstype == "vfat" and blockdev.probe(node).get("TYPE") == "vfat":
+            # Our layout, EPHEMERAL blank: an ESP that is FAT already keeps its boot slots
+            # (after `osctl reset --wipe-mode system-disk` this boot runs from them).
+            log.info("esp_kept", device=node, reason="FAT already: boot slots kept")
+            continue
         _format(node, spec)
     return nodes[-1][1]
 
@@ -143,7 +149,7 @@ def prepare(disk: Disk, wipe: bool, wait: float) -> tuple[str, Result]:
         result.fsck = "new filesystem"
     elif action is Action.FORMAT:
         assert parts is not None
-        node = _format_layout(disk, parts, wait)
+        node = _format_layout(disk, parts, wait, keep_fat_esp=True)
         result.fsck = "new filesystem"
     assert node is not None
     result.partition = node
@@ -169,4 +175,7 @@ def setup(config: dict[str, Any] | None, layout: Layout,
         else:
             node, result = prepare(disk, bool(install.get("wipe")), layout.device_wait)
             mount_disk(node, layout)
+            if result.action != Action.CHECK.value:
+                from talos_init.boot.node import install_boot_slots
+                install_boot_slots(disk.devnode)
     return finish(layout, result)
