@@ -2,6 +2,7 @@
 
     install DISK            fill DISK's ESP: systemd-boot, loader.conf, this image as slot A
     mark-good               drop this boot's counter (service boot-assess)
+    trial-deadline SECONDS  on trial and not marked good by then: reboot (service boot-deadline)
     upgrade FILE [--tries N] [--sha256 HEX]   FILE to the other slot, first at the next boot
     rollback                the other slot first at the next boot
     status                  running slot, each slot's entry, state and version
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
             out = node.install(rest[0])
         elif cmd == "mark-good" and not rest:
             out = node.mark_good()
+        elif cmd == "trial-deadline" and len(rest) == 1:
+            out = {"result": node.trial_deadline(float(rest[0]))}
         elif cmd == "upgrade" and rest:
             tries, sha = slots.DEFAULT_TRIES, None
             path = Path(rest.pop(0))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from talos_init.log import get_logger
 log = get_logger("boot")
 
 ESP_MOUNT = Path("/run/talos/esp")
+GOOD_MARKER = Path("/run/talos/boot-good")  # written by mark_good: the trial deadline's end
 BOOT_ESP_MOUNT = Path("/run/talos/boot-esp")
 SYSTEMD_BOOT_IN_IMAGE = Path("/usr/lib/talos/systemd-bootx64.efi")
 MODULES = ("vfat", "nls_cp437", "nls_ascii")
@@ -231,7 +234,9 @@ def status() -> dict:
         target = install_esp(partitions()) if ensure_efivarfs() else None
         if target is None:
             return {"running": None, "slots": {}, "rolled_back": None, "note": note}
-    with mounted(target, ESP_MOUNT, readonly=True) as fs:
+    # Not read-only: the kernel shares one superblock between the mounts of a device, so a
+    # read-only one here would make boot-assess's or an install's rw mount fail (EBUSY).
+    with mounted(target, ESP_MOUNT) as fs:
         names = espio.linux_names(fs)
         st = slots.status(names, selected)
         for info in st["slots"].values():
@@ -253,7 +258,36 @@ def mark_good() -> dict:
         espio.run(fs, steps, {})
     marked = steps[0].new.rsplit("/", 1)[1] if steps else None
     log.info("boot_marked_good", entry=marked or selected, changed=bool(steps))
+    GOOD_MARKER.write_text((marked or selected) + "\n")
     return {"marked": marked, "selected": selected}
+
+
+def on_trial(selected: str | None) -> bool:
+    """Whether systemd-boot chose this boot's entry with a boot counter on it."""
+    parsed = esp.parse_name(selected) if selected else None
+    return parsed is not None and parsed[2] is not None
+
+
+def trial_deadline(seconds: float, marker: Path = GOOD_MARKER,
+                   selected: str | None = None, wait=time.sleep, clock=time.monotonic) -> str:
+    """A boot on trial that is not marked good within ``seconds`` (a hang: apid or containerd
+    never ready) reboots, so systemd-boot counts the try and falls back when they run out.
+    PID 1 reboots on SIGTERM (busybox init's convention)."""
+    if selected is None:
+        selected = espio.selected_entry() if ensure_efivarfs() else None
+    if not on_trial(selected):
+        return "not on trial"
+    deadline = clock() + seconds
+    while clock() < deadline:
+        if marker.exists():
+            return "marked good"
+        wait(min(5.0, max(0.0, deadline - clock())))
+    if marker.exists():
+        return "marked good"
+    log.error("boot_trial_expired", entry=selected, seconds=seconds,
+              effect="rebooting: systemd-boot counts this try and falls back when none is left")
+    os.kill(1, signal.SIGTERM)
+    return "rebooting"
 
 
 def check_image(path: Path) -> str:

@@ -129,3 +129,24 @@ def test_leftover_tmp_files_are_deleted_first():
     """A cut upgrade's .tmp (no entry for systemd-boot) is cleaned before the next plan."""
     steps = slots.plan_upgrade(["talos-1-a.efi", "talos-2-b+3.efi.tmp"], "talos-1-a.efi")
     assert steps[0] == Delete("EFI/Linux/talos-2-b+3.efi.tmp")
+
+
+def test_trial_deadline_reboots_only_a_boot_on_trial_that_is_not_marked(tmp_path, monkeypatch):
+    """Not on trial: nothing; marked within the deadline: nothing; else SIGTERM to PID 1."""
+    from talos_init.boot import node
+
+    kills = []
+    monkeypatch.setattr(node.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    now = [0.0]
+
+    def wait(s):
+        now[0] += s
+
+    marker = tmp_path / "boot-good"
+    assert node.trial_deadline(60, marker, "talos-1-a.efi", wait, lambda: now[0]) == "not on trial"
+    assert node.trial_deadline(60, marker, "talos-2-b+3.efi", wait, lambda: now[0]) == "rebooting"
+    assert kills == [(1, node.signal.SIGTERM)] and now[0] >= 60
+    marker.write_text("talos-2-b.efi\n")
+    assert node.trial_deadline(60, marker, "talos-2-b+2-1.efi", wait,
+                               lambda: now[0]) == "marked good"
+    assert len(kills) == 1
