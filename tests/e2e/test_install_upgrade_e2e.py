@@ -186,7 +186,7 @@ def test_a_broken_upgrade_comes_back_on_the_previous_slot_by_itself(node, artifa
     assert "slot A <- talos-3-a+2.efi" in out, out
     # Two tries, each a panic (no init) that reboots through the firmware.
     first = vm.wait_for(r"Kernel panic - not syncing", BOOT_TIMEOUT, since=since, fatal=())
-    vm.wait_for(r"Kernel panic - not syncing", BOOT_TIMEOUT, since=first.end, fatal=())
+    vm.wait_for(r"Kernel panic - not syncing", BOOT_TIMEOUT, since=first.end(), fatal=())
     version = node.wait_good()
     report("broken upgrade to rolled back and ready", time.monotonic() - started)
     boot = version["boot"]
