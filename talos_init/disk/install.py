@@ -175,7 +175,8 @@ def setup(config: dict[str, Any] | None, layout: Layout,
         else:
             node, result = prepare(disk, bool(install.get("wipe")), layout.device_wait)
             mount_disk(node, layout)
-            if result.action != Action.CHECK.value:
+            if result.action in (Action.WIPE.value, Action.PARTITION.value, Action.FORMAT.value):
+                # A layout made (or set up again) now: boot slots on its ESP (talos_init/boot).
                 from talos_init.boot.node import install_boot_slots
                 install_boot_slots(disk.devnode)
     return finish(layout, result)
