@@ -12,9 +12,12 @@ setup:
 
 image: setup
 	$(PY) -m initramfs.build --out build
+	$(PY) -m initramfs.bootimg --out build
 
+# BOOT=iso: the node boots the ISO under OVMF (UEFI) instead of QEMU's -kernel.
+BOOT    ?= kernel
 run: image
-	$(PY) -m tests.e2e.run_node --config configs/worker.yaml --nodes $(NODES)
+	$(PY) -m tests.e2e.run_node --config configs/worker.yaml --nodes $(NODES) --boot $(BOOT)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

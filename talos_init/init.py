@@ -319,8 +319,8 @@ class Init:
         step = min(1.0, left)
         self.loop.call_later(step, self._countdown, left - step, phase)
 
-    def request_shutdown(self, action: str, reason: str) -> bool:
-        return self.shutdown.request(action, reason)
+    def request_shutdown(self, action: str, reason: str, wipe: list[str] | tuple[str, ...] = ()) -> bool:
+        return self.shutdown.request(action, reason, wipe)
 
     def _host_final(self, action: str) -> None:
         self.result = action

@@ -86,8 +86,9 @@ class Shutdown:
     def in_progress(self) -> bool:
         return self.action is not None
 
-    def request(self, action: str, reason: str) -> bool:
-        """Start the sequence; False (and logged) if one is already running."""
+    def request(self, action: str, reason: str, wipe: list[str] | tuple[str, ...] = ()) -> bool:
+        """Start the sequence; False (and logged) if one is already running. ``wipe``: block
+        devices erased after the unmount (osctl reset; talos_init/wipe.py)."""
         reboot_command(action)  # a bad action fails here, before anything stops
         if self.action is not None:
             log.warning("shutdown_already_running", action=self.action, ignored=action,
@@ -103,6 +104,7 @@ class Shutdown:
             ("kill", lambda done: self._signal_and_wait(signal.SIGKILL, self.kill_timeout, done)),
             ("sync", self._sync),
             ("unmount", self._unmount),
+            *([("wipe", lambda done: self._wipe(list(wipe), done))] if wipe else []),
             (action, self._final),
         ]
         self.loop.call_soon(self._run_step, 0)
@@ -227,6 +229,22 @@ class Shutdown:
             status = getattr(result, "status", "?")
             statuses[status] = statuses.get(status, 0) + 1
         done(**statuses)
+
+    def _wipe(self, devices: list[str], done: Callable[..., None]) -> None:
+        from talos_init import wipe
+
+        failed = []
+        for device in devices:
+            try:
+                size = wipe.wipe(device)
+                log.warning("reset_wiped", device=device, bytes=size)
+            except OSError as e:  # policy: wipe what we can, still reboot
+                log.error("reset_wipe_failed", device=device, error=str(e))
+                failed.append(device)
+        if failed:
+            done("failed", f"not wiped: {', '.join(failed)}", wiped=len(devices) - len(failed))
+        else:
+            done(wiped=len(devices))
 
     def _final(self, done: Callable[..., None]) -> None:
         assert self.action is not None

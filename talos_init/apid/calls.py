@@ -25,6 +25,7 @@ from talos_init.apid import containerd, crilog, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
+from talos_init.apid.bootcalls import BootCalls
 from talos_init.apid.upload import SyncReader, UploadBody
 from talos_init.containerd import grpc, images
 from talos_init.containerd.archive import Budget
@@ -104,7 +105,11 @@ class Calls:
             "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
             "image.list": self.image_list,
         }
-        self.uploads: dict[str, Upload] = {"image.import": self.image_import}
+        self.boot = BootCalls()
+        self.unary["rollback"] = self.rollback
+        self.unary["reset"] = self.reset
+        self.uploads: dict[str, Upload] = {"image.import": self.image_import,
+                                           "upgrade": self.upgrade}
         self.streams: dict[str, Streaming] = {
             "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
         }
@@ -145,6 +150,35 @@ class Calls:
 
     async def shutdown(self, params: dict[str, Any]) -> Any:
         return await self._pid1("shutdown")
+
+    async def upgrade(self, params: dict[str, Any], body: UploadBody) -> Any:
+        """Written to the other slot; then the reboot unless the client asked to stage it."""
+        result = await self.boot.upgrade(params, body)
+        if params.get("reboot", True):
+            await self._pid1("reboot")
+        result["rebooting"] = bool(params.get("reboot", True))
+        return result
+
+    async def reset(self, params: dict[str, Any]) -> Any:
+        """Stop everything, erase the chosen partitions after the unmount, reboot or power off
+        (PID 1's shutdown with a wipe step). graceful is accepted: there is no etcd member to
+        leave; services stop in order either way."""
+        from talos_init.apid.bootcalls import reset_devices
+
+        mode = params.get("wipe_mode", "all")
+        action = params.get("action", "reboot")
+        if action not in ("reboot", "poweroff"):
+            raise ApiError(BAD_REQUEST, "parameter 'action' must be reboot or poweroff")
+        devices = await asyncio.to_thread(reset_devices, mode if isinstance(mode, str) else "")
+        result = await self._pid1("reset", {"action": action, "wipe": devices})
+        return {**result, "wipe_mode": mode, "graceful": bool(params.get("graceful", True))}
+
+    async def rollback(self, params: dict[str, Any]) -> Any:
+        result = await self.boot.rollback(params)
+        if params.get("reboot", True):
+            await self._pid1("reboot")
+        result["rebooting"] = bool(params.get("reboot", True))
+        return result
 
     async def logs(self, params: dict[str, Any]) -> AsyncIterator[Any]:
         args = {"id": _str_param(params, "id"), "tail": _int_param(params, "tail", None, 0, 100000),
@@ -222,7 +256,7 @@ class Calls:
         u = os.uname()
         return {"name": "talos-init", "version": talos_init.__version__, "api": 1,
                 "python": platform.python_version(), "kernel": u.release, "arch": u.machine,
-                "hostname": u.nodename}
+                "hostname": u.nodename, "boot": await self.boot.status()}
 
     async def ps(self, params: dict[str, Any]) -> Any:
         return await asyncio.to_thread(facts.processes)

@@ -64,6 +64,10 @@ METHODS: dict[str, Method] = {
     "image.import": Method(_A, False, "import an OCI or docker image archive into k8s.io",
                            upload=True),
     "image.list": Method(_R, False, "images in containerd's k8s.io namespace"),
+    "upgrade": Method(_A, False, "write an uploaded unified kernel image to the other boot slot",
+                      upload=True),
+    "rollback": Method(_A, False, "boot the other slot next"),
+    "reset": Method(_A, False, "wipe the stored config and /var (and boot slots), then reboot"),
 }
 
 MAX_FRAME = 1 << 20  # bytes in one upload frame

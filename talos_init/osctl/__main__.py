@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from talos_init.apid.protocol import ROLES
-from talos_init.osctl import output
+from talos_init.osctl import bootverbs, output
 from talos_init.osctl.client import Client, Context, OsctlError, config_path, load_context
 from talos_init.osctl.output import Column, human_bytes, human_duration
 
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=365)
     s.add_argument("--output-dir", default=".", type=Path)
     s.add_argument("--force", action="store_true", help="overwrite existing files")
+    bootverbs.add_parsers(cmd)
     s = cmd("validate", "validate a machine config file as a node would",
             "osctl validate configs/worker.yaml", "osctl validate -q - < worker.yaml")
     s.add_argument("file", help="the machine config (YAML), or - for standard input")
@@ -245,6 +246,8 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     c = args.command
     if c == "image" and args.action == "import":
         return run_import(args, client, nodes)
+    if c in bootverbs.VERBS:
+        return bootverbs.run(args, client, nodes)
     method, params, stream = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
@@ -308,7 +311,8 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
             state = result.get("state") if isinstance(result, dict) else None
             print(f"{node}: service {args.id} {args.action}: {state or 'requested'}")
     elif c == "version":
-        table(_kv_rows(result), _KV)
+        boot = result.pop("boot", None) if isinstance(result, dict) else None
+        output.table(_kv_rows(result) + bootverbs.version_rows(boot), _KV)
     elif c == "memory":
         table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
     elif c == "containers" and args.kubernetes:

@@ -39,17 +39,21 @@ class VMError(AssertionError):
     """A VM did not do what a test waited for (the message says what, the log says why)."""
 
 
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
 @dataclass
 class VMSpec:
-    kernel: Path
-    initrd: Path
+    kernel: Path | None  # None: no -kernel, the firmware boots a disk (firmware="ovmf")
+    initrd: Path | None
     workdir: Path
     cmdline: list[str] = field(default_factory=list)
     memory_mb: int = 1024
     cpus: int = 2
     config_port: int | None = None  # host 127.0.0.1 port serving the userdata (guest 10.0.2.100:80)
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
-    disk_mb: int = 256  # a blank virtio data disk; 0 for none
+    disk_mb: int = 1024  # a blank sparse virtio data disk (the install layout needs 677+ MiB); 0 for none
     disk: Path | None = None  # reuse this raw disk image (e.g. a previous boot's) instead of a blank one
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
     # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).
@@ -68,6 +72,21 @@ class VMSpec:
     # the guest's first touch of a page costs it no host page fault (the benchmark: on this
     # nested host those faults moved boot figures by 0.2-0.35 s; performance.md, run 13).
     prealloc: bool = False
+    # "ovmf": UEFI firmware (code read-only, a per-VM copy of the variables in the workdir,
+    # kept across restarts of the same workdir) instead of SeaBIOS.
+    firmware: str | None = None
+    # A bootable medium (the hybrid ISO or a raw disk image) attached read-only as a second
+    # virtio disk, booted after the data disk (an installed disk wins, as on a real machine).
+    boot_image: Path | None = None
+    # False: QEMU's -no-reboot, a reboot ends the VM. True: the guest reboots in place (boot
+    # counting: the firmware must get the next try).
+    allow_reboot: bool = False
+
+
+def _data_disk(path: Path) -> list[str]:
+    # bootindex 1: under OVMF an installed data disk boots before any attached boot medium.
+    return ["-drive", f"file={path},if=none,id=data,format=raw,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=data,bootindex=1"]
 
 
 def free_port() -> int:
@@ -113,9 +132,6 @@ class VM:
         argv = [
             "qemu-system-x86_64", "-machine", f"pc,accel={s.accel}", "-m", str(s.memory_mb),
             "-smp", str(s.cpus), "-nodefaults", "-no-user-config", "-display", "none",
-            "-kernel", str(s.kernel), "-initrd", str(s.initrd),
-            # loglevel=6: kernel warnings on the console, not the info records PID 1 also writes to kmsg.
-            "-append", " ".join(["console=ttyS0", "panic=-1", "loglevel=6", *s.cmdline]),
             "-serial", "stdio", "-monitor", "none",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
             "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
@@ -123,21 +139,39 @@ class VM:
               for arg in ("-netdev", f"hubport,id=h{i},hubid={i}",
                           "-device", f"virtio-net-pci,netdev=h{i},mac={mac}")],
             *peer,
-            # A panic or a reboot request ends the VM: tests see QEMU exit instead of a loop.
-            "-no-reboot",
         ]
+        if s.kernel is not None:
+            # loglevel=6: kernel warnings on the console, not the info records PID 1 also writes to kmsg.
+            argv += ["-kernel", str(s.kernel), "-initrd", str(s.initrd),
+                     "-append", " ".join(["console=ttyS0", "panic=-1", "loglevel=6", *s.cmdline])]
+        elif s.firmware is None:
+            raise VMError("no kernel and no firmware: nothing would boot")
+        if not s.allow_reboot:
+            # A panic or a reboot request ends the VM: tests see QEMU exit instead of a loop.
+            argv.append("-no-reboot")
+        if s.firmware == "ovmf":
+            vars_copy = s.workdir / "OVMF_VARS.fd"
+            if not vars_copy.exists():
+                vars_copy.write_bytes(OVMF_VARS.read_bytes())
+            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                     "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+        elif s.firmware is not None:
+            raise VMError(f"firmware {s.firmware!r}: only 'ovmf' is known")
         argv += ["-cpu", "host" if s.accel == "kvm" else s.tcg_cpu]
         if s.prealloc:
             argv.append("-mem-prealloc")
         if s.disk is not None:
             if not s.disk.is_file():
                 raise VMError(f"disk {s.disk}: no such file")
-            argv += ["-drive", f"file={s.disk},if=virtio,format=raw,cache=unsafe"]
+            argv += _data_disk(s.disk)
         elif s.disk_mb:
             disk = self.disk_path
             with open(disk, "wb") as f:
                 f.truncate(s.disk_mb * 2**20)
-            argv += ["-drive", f"file={disk},if=virtio,format=raw,cache=unsafe"]
+            argv += _data_disk(disk)
+        if s.boot_image is not None:
+            argv += ["-drive", f"file={s.boot_image},if=none,id=boot,format=raw,readonly=on",
+                     "-device", "virtio-blk-pci,drive=boot,bootindex=9"]
         return argv
 
     def start(self) -> VM:

@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=0, help="host port for the API (default: any free)")
     parser.add_argument("--memory", type=int, default=2048, help="MiB")
     parser.add_argument("--cmdline", default="", help="extra kernel command line")
+    parser.add_argument("--boot", choices=("kernel", "iso"), default="kernel",
+                        help="kernel: QEMU's -kernel/-initrd; iso: the ISO under OVMF (UEFI), "
+                             "a UKI whose command line carries the config URL")
     parser.add_argument("--pki", type=Path, default=None,
                         help="where the generated PKI and osctlconfig are kept "
                              "(default: BUILD/run-node)")
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="2: a controlplane and a worker on a private network (--config unused)")
     args = parser.parse_args(argv)
     if args.nodes == 2:
+        if args.boot != "kernel":
+            parser.error("--nodes 2 boots both guests by -kernel; --boot iso boots one node")
         return run_two(args)
 
     if not args.config.exists():
@@ -113,9 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     server = _serve(state)
     api_port = args.api_port or free_port()
     workdir = Path(tempfile.mkdtemp(prefix="talos-node-"))
-    spec = VMSpec(args.build / "vmlinuz", args.build / "initramfs.img", workdir,
-                  cmdline=[f"talos.config={state.guest_url}", *args.cmdline.split()],
+    cmdline = [f"talos.config={state.guest_url}", *args.cmdline.split()]
+    spec = VMSpec(args.build / "vmlinuz", args.build / "initramfs.img", workdir, cmdline=cmdline,
                   memory_mb=args.memory, config_port=state.port, api_port=api_port, echo=True)
+    if args.boot == "iso":
+        from initramfs import bootimg
+
+        # The UKI's command line is fixed inside it: one made for this run carries the URL.
+        made = bootimg.build_all(args.build, f"{bootimg.CMDLINE} {' '.join(cmdline)}",
+                                 name="run-node", quiet=False)
+        spec.kernel = spec.initrd = None
+        spec.firmware, spec.boot_image, spec.allow_reboot = "ovmf", made["iso"], True
     print(f"run: serving {args.config} on 127.0.0.1:{state.port} (guest: {state.guest_url}); "
           f"API on 127.0.0.1:{api_port}; console log {workdir / 'serial.log'}", flush=True)
     if osctlconfig is not None:
