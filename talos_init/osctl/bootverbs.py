@@ -16,13 +16,14 @@ from talos_init.osctl import output
 from talos_init.osctl.client import Client, OsctlError
 
 VERBS = ("upgrade", "rollback", "reset")
-CmdFactory = Callable[[str, str], argparse.ArgumentParser]
+CmdFactory = Callable[..., argparse.ArgumentParser]  # (name, help, *examples)
 
 
 def add_upgrade(cmd: CmdFactory) -> None:
-    s = cmd("upgrade", "write a new image to the other boot slot and boot it once (admin)")
-    s.epilog = ("example: osctl -n 10.0.0.5 upgrade --image build/talos.efi  "
-                "(a unified kernel image: python -m initramfs.bootimg)")
+    s = cmd("upgrade", "write a new image (a unified kernel image, python -m initramfs.bootimg) "
+                       "to the other boot slot and boot it once (admin)",
+            "osctl -n 10.0.0.5 upgrade --image build/talos.efi",
+            "osctl -n 10.0.0.5 upgrade --image build/talos.efi --stage")
     s.add_argument("--image", required=True,
                    help="the unified kernel image (.efi): a file, - for standard input, or an "
                         "http(s) URL that osctl fetches and uploads")
@@ -33,16 +34,16 @@ def add_upgrade(cmd: CmdFactory) -> None:
 
 
 def add_rollback(cmd: CmdFactory) -> None:
-    s = cmd("rollback", "boot the other slot next, and reboot (admin)")
-    s.epilog = "example: osctl -n 10.0.0.5 rollback"
+    s = cmd("rollback", "boot the other slot next, and reboot (admin)",
+            "osctl -n 10.0.0.5 rollback")
     s.add_argument("--no-reboot", dest="stage", action="store_true",
                    help="only switch: the other slot boots at the next reboot")
 
 
 def add_reset(cmd: CmdFactory) -> None:
     s = cmd("reset", "wipe the stored config and /var (all: the boot slots too), then power off "
-                     "or reboot (admin)")
-    s.epilog = "example: osctl -n 10.0.0.5 reset --wipe-mode system-disk --reboot"
+                     "or reboot (admin)",
+            "osctl -n 10.0.0.5 reset --wipe-mode system-disk --reboot")
     s.add_argument("--graceful", default=True, action=argparse.BooleanOptionalAction,
                    help="stop the services in order first (the default; there is no etcd "
                         "member to leave)")

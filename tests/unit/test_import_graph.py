@@ -50,6 +50,8 @@ KNOWN_CROSSINGS = {
     ("talos_init.networkd.model", "talos_init.cmdline"): SHARED_PARSER,
     ("talos_init.userdata.__main__", "talos_init.cmdline"): SHARED_PARSER,
     ("talos_init.networkd.dhcp", "talos_init.cmdline"): SHARED_PARSER + " (DHCP host names)",
+    ("talos_init.disk.state", "talos_init.mounts"):
+        "is STATE mounted already, with PID 1's parser: moves to lib/ in the regroup",
     ("talos_init.disk.cnibin", "talos_init.mounts"):
         "is /opt/cni/bin mounted already, with PID 1's parser: moves to lib/ in the regroup",
     ("talos_init.apid.facts", "talos_init.mounts"):
