@@ -106,7 +106,7 @@ def one_boot(build: Path, config: bytes, timeout: float) -> dict[str, float]:
         server.shutdown()
         server.server_close()
     console = vm.console
-    for name, pattern, kind in MILESTONES:
+    for name, pattern, _kind in MILESTONES:
         m = re.search(pattern, console, re.MULTILINE)
         if m:
             figures[name] = float(m.group(1))

@@ -275,7 +275,7 @@ class Builder:
             else:
                 extra.append(name)
         traced = stdlib.trace(self.interpreter, site_stage, [*modules, *extra], py["exclude_stdlib"])
-        for name, file in traced.modules.items():
+        for file in traced.modules.values():
             src = Path(file)
             rel = src.relative_to(stdlib.STDLIB)
             self._add_python_file(f"/usr/lib/python3.11/{rel}", src, "stdlib", keep_source=False)

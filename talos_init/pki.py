@@ -13,15 +13,14 @@ import binascii
 import datetime
 import ipaddress
 from collections.abc import Iterable
-from typing import Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey,
-                   ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey]
+PrivateKey = (ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+              | ed448.Ed448PrivateKey)
 
 
 class PkiError(ValueError):
@@ -29,7 +28,7 @@ class PkiError(ValueError):
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def decode_field(value: str, what: str) -> bytes:

@@ -53,7 +53,7 @@ def pid1(label):
 
 def procs(label):
     rows = []
-    for pid in sorted((int(p) for p in os.listdir("/proc") if p.isdigit())):
+    for pid in sorted(int(p) for p in os.listdir("/proc") if p.isdigit()):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as c:
                 argv = c.read().split(b"\0")

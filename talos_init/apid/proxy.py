@@ -107,7 +107,7 @@ class Forwarder:
         except ssl.SSLCertVerificationError as e:
             raise ApiError(protocol.UNAVAILABLE, f"node {node}: its certificate is not trusted "
                                                  f"({e.verify_message})") from None
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+        except (TimeoutError, OSError, ssl.SSLError) as e:
             raise ApiError(protocol.UNAVAILABLE, f"node {node} unreachable from this endpoint: "
                            f"{getattr(e, 'strerror', None) or e or 'timeout'}") from None
         try:
@@ -127,7 +127,7 @@ class Forwarder:
             writer.close()
             try:
                 await asyncio.wait_for(writer.wait_closed(), 5)
-            except (OSError, asyncio.TimeoutError, ssl.SSLError):
+            except (TimeoutError, OSError, ssl.SSLError):
                 pass  # the node hung up its way; nothing left to relay
 
 

@@ -122,7 +122,7 @@ class ApiServer:
         ticket = self.admission.begin_handshake(source, evict)
         try:
             await self._serve(reader, writer, peer_s, source, ticket)
-        except (ConnectionError, ssl.SSLError, asyncio.TimeoutError) as e:
+        except (TimeoutError, ConnectionError, ssl.SSLError) as e:
             log.info("api_connection_dropped", peer=peer_s, reason=_reason(e))
         except Exception:
             log.exception("api_connection_failed", peer=peer_s)
@@ -136,7 +136,7 @@ class ApiServer:
         try:
             await asyncio.wait_for(tls.handshake(lambda n: self.admission.touch(source, ticket, n)),
                                    self.limits.handshake_timeout)
-        except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as e:
             # Policy: a refused certificate is the client's problem; the alert said why, hang up.
             log.info("api_handshake_refused", peer=peer, reason=_reason(e))
             return
@@ -164,7 +164,7 @@ class ApiServer:
         try:
             line = await asyncio.wait_for(tls.readline(self.limits.max_request),
                                           self.limits.request_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "no request within "
                                            f"{self.limits.request_timeout:g}s"))
             return
@@ -207,7 +207,7 @@ class ApiServer:
             await tls.write(protocol.error(e.code, e.message))
             if upload:  # refused before reading it: the upload is still coming
                 await discard(tls, self.limits.drain_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await tls.write(protocol.error(protocol.TIMEOUT, "the call took too long"))
 
     @staticmethod
@@ -264,7 +264,7 @@ class ApiServer:
             try:
                 result = await asyncio.wait_for(self.calls.uploads[method](params, body),
                                                 self.limits.upload_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ApiError(protocol.TIMEOUT, f"{method} took over "
                                                  f"{self.limits.upload_timeout:g}s") from None
             await body.drain(self.limits.drain_timeout)  # tar padding after the archive's end

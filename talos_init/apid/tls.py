@@ -57,7 +57,7 @@ class TlsConnection:
             except ssl.SSLError:
                 try:
                     await self._flush()  # the alert tells the client why
-                except (ConnectionError, asyncio.TimeoutError):
+                except (TimeoutError, ConnectionError):
                     pass  # it is gone already; the refusal stands either way
                 raise
         await self._flush()
@@ -119,5 +119,5 @@ class TlsConnection:
             pass  # no close_notify back from the client: we are closing anyway
         try:
             await self._flush()
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass

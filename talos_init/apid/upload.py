@@ -27,7 +27,7 @@ class UploadBody:
         while len(buf) < n:
             try:
                 data = await asyncio.wait_for(self._tls.read(n - len(buf)), self.idle_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise ApiError(TIMEOUT, f"upload stalled: nothing for {self.idle_timeout:g}s after "
                                         f"{self.total} bytes") from None
             if not data:

@@ -68,9 +68,9 @@ def csr_names(config: dict[str, Any], local: str) -> list[str]:
 def _validity(crt_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
     cert = x509.load_pem_x509_certificate(crt_pem)
     nb = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(
-        tzinfo=datetime.timezone.utc)
+        tzinfo=datetime.UTC)
     na = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(
-        tzinfo=datetime.timezone.utc)
+        tzinfo=datetime.UTC)
     return nb, na
 
 
@@ -79,7 +79,7 @@ class WorkerCert:
                  targets: list[tuple[str, int]], *, timeout: float = 10.0,
                  console: Path | None = None,
                  clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
-                     datetime.timezone.utc)):
+                     datetime.UTC)):
         token = (config.get("machine") or {}).get("token")
         if not isinstance(token, str) or not token:
             raise pki.PkiError("machine.token is missing: without machine.ca.key this node needs "
@@ -115,7 +115,7 @@ class WorkerCert:
                 reasons.append(f"trustd {host}:{port} refused: {e.message}")
             except ssl.SSLCertVerificationError as e:
                 reasons.append(f"trustd {host}:{port}: certificate not trusted ({e.verify_message})")
-            except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+            except (TimeoutError, OSError, ssl.SSLError) as e:
                 reasons.append(f"trustd {host}:{port} unreachable: "
                                f"{getattr(e, 'strerror', None) or e or type(e).__name__}")
             except ValueError as e:  # a reply or certificate we cannot read: try the next

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from talos_init.boot import esp
 from talos_init.boot.slots import Delete, Rename, Step, Write

@@ -373,7 +373,7 @@ class _Planner:
                                          for i, c in enumerate(children) if c.digest in self.a.digests}
             raw = doc.get("manifests") or []
             seen = [platform_of(m.get("platform")) for m in raw]
-            for i, (c, p) in enumerate(zip(children, seen)):
+            for i, (c, p) in enumerate(zip(children, seen, strict=True)):
                 if p == self.platform or p.startswith(self.platform + "/"):
                     return self.resolve(c, f"index {d.digest} manifests[{i}]", depth + 1)
             shown = ", ".join(p for p in seen if p != "unknown/unknown") or "none"
@@ -446,7 +446,7 @@ class _Planner:
             if config is None:
                 raise ArchiveError(f"{where}: config {entry['Config']} is not in the archive")
             layers = []
-            for j, path in enumerate(entry["Layers"]):
+            for path in entry["Layers"]:
                 found = self.a.path(_clean(str(path)))
                 if found is None:
                     raise ArchiveError(f"{where}: layer {path} is not in the archive")

@@ -277,7 +277,7 @@ class Connection:
         """Read once from the socket and dispatch what came (blocks up to the timeout)."""
         try:
             data = self.sock.recv(262144)
-        except socket.timeout:
+        except TimeoutError:
             raise GrpcError(UNAVAILABLE, "containerd did not answer in time") from None
         if not data:
             raise GrpcError(UNAVAILABLE, "containerd closed the connection mid-call")

@@ -186,7 +186,7 @@ class Importer:
 
     def _lease(self, conn: Connection) -> str:
         lease = f"talos-import-{secrets.token_hex(8)}"
-        expire = (datetime.datetime.now(datetime.timezone.utc) + LEASE_EXPIRY)
+        expire = (datetime.datetime.now(datetime.UTC) + LEASE_EXPIRY)
         conn.unary(_LEASES + "Create", field(1, lease) + string_map(
             3, {"containerd.gc.expire": expire.strftime("%Y-%m-%dT%H:%M:%SZ")}), self.namespace)
         return lease
@@ -209,7 +209,7 @@ class Importer:
     def _unpack(self, conn: Connection, u: oci.Unpack, headers: dict[str, str]) -> str:
         """Apply each layer onto its parent's snapshot; returns the top chain ID."""
         chain = chain_ids(u.diff_ids)
-        for i, (layer, diff_id, chain_id) in enumerate(zip(u.layers, u.diff_ids, chain)):
+        for i, (layer, diff_id, chain_id) in enumerate(zip(u.layers, u.diff_ids, chain, strict=True)):
             if self._snapshot_exists(conn, chain_id):
                 continue
             parent = chain[i - 1] if i else ""

@@ -28,7 +28,7 @@ class ControlClient:
         try:
             return await asyncio.wait_for(
                 asyncio.open_unix_connection(self.path, limit=self.max_line), self.timeout)
-        except (OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError) as e:
             raise ControlError(protocol.UNAVAILABLE,
                                f"PID 1 control socket {self.path} unreachable: {e or 'timeout'}") from None
 
@@ -36,7 +36,7 @@ class ControlClient:
     async def _read(reader: asyncio.StreamReader, timeout: float | None) -> dict[str, Any]:
         try:
             line = await asyncio.wait_for(reader.readline(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ControlError(protocol.UNAVAILABLE, "PID 1 did not answer in time") from None
         except (ValueError, asyncio.LimitOverrunError):
             raise ControlError(protocol.TOO_LARGE, "reply from PID 1 too large") from None

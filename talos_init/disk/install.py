@@ -13,7 +13,7 @@ import subprocess
 from typing import TYPE_CHECKING, Any
 
 from talos_init import syscalls
-from talos_init.disk import FSTYPE, LABEL, DiskError, blockdev, gpt
+from talos_init.disk import LABEL, DiskError, blockdev, gpt
 from talos_init.disk.blockdev import Disk
 from talos_init.disk.plan import LAYOUT, Action, PartSpec, decide, fsck_verdict, sgdisk_args
 from talos_init.disk.var import Layout, Result, already_mounted, finish, mount_disk

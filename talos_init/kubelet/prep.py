@@ -195,7 +195,7 @@ def accepted_cas(config: Mapping[str, Any]) -> bytes:
     if not pems[0]:
         raise KubeletPrepError("cluster.ca.crt is missing from the machine config")
     out = b""
-    for b64, name in zip(pems, where):
+    for b64, name in zip(pems, where, strict=True):
         try:
             pem = base64.b64decode(b64 or "", validate=True)
         except ValueError:

@@ -13,7 +13,7 @@ from talos_init import bare_package, log
 # Before the first pyroute2 import: its __init__ would import the whole library.
 bare_package.install("pyroute2")
 
-from talos_init.networkd.daemon import Networkd, Options
+from talos_init.networkd.daemon import Networkd, Options  # noqa: E402 (pyroute2 installed first)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,7 +227,7 @@ def run_import(args: argparse.Namespace, client: Client, nodes: list[str]) -> in
             with f:
                 target, via = _via(args, node)
                 result = client.upload(target, "image.import", {},
-                                       iter(lambda: f.read(1 << 20), b""), **via)
+                                       iter(lambda f=f: f.read(1 << 20), b""), **via)
             if args.output != "table":
                 output.structured({"node": node, "result": result} if len(nodes) > 1 else result,
                                   args.output)

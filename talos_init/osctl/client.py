@@ -112,7 +112,7 @@ def _cert_not_after(pem: bytes) -> datetime.datetime | None:
     except ValueError:
         return None
     utc = getattr(cert, "not_valid_after_utc", None)  # cryptography >= 42; older ones are naive UTC
-    return utc or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return utc or cert.not_valid_after.replace(tzinfo=datetime.UTC)
 
 
 class Client:
@@ -158,7 +158,7 @@ class Client:
         host, port = split_hostport(target)
         try:
             raw = socket.create_connection((host, port), timeout=self.timeout)
-        except socket.timeout:
+        except TimeoutError:
             raise OsctlError(f"node {target} unreachable: no answer within {self.timeout:g}s") from None
         except OSError as e:
             raise OsctlError(f"node {target} unreachable: {e.strerror or e}") from None
@@ -213,7 +213,7 @@ class Client:
         except (ssl.SSLError, ConnectionError) as e:
             # TLS 1.3: the server checks our certificate after the client's handshake ends.
             raise OsctlError(self._refused(target, e)) from None
-        except socket.timeout:
+        except TimeoutError:
             raise OsctlError(f"node {target} did not answer within the timeout") from None
         except ApiError as e:
             raise OsctlError(describe(f"{node} (via {target})" if node else target, e)) from None

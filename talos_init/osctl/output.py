@@ -61,7 +61,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], out: TextIO
     cells = [[cell(fn(r)) for _, fn in columns] for r in rows]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(headers)]
     for line in [headers, *cells]:
-        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() + "\n")
+        out.write("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n")
 
 
 def structured(value: Any, fmt: str, out: TextIO = sys.stdout) -> None:

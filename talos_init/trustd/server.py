@@ -64,7 +64,7 @@ def server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
 
 
 def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class TrustServer:
@@ -105,14 +105,14 @@ class TrustServer:
             tls = TlsConnection(reader, writer, self.ctx)
             try:
                 await asyncio.wait_for(tls.handshake(), self.limits.handshake_timeout)
-            except (ssl.SSLError, ConnectionError, asyncio.TimeoutError, OSError) as e:
+            except (TimeoutError, ssl.SSLError, ConnectionError, OSError) as e:
                 log.info("trustd_handshake_failed", peer=address, reason=str(e) or type(e).__name__)
                 return
             try:
                 await tls.write(await self._answer(tls, address))
             finally:
                 await tls.close()
-        except (ConnectionError, asyncio.TimeoutError, ssl.SSLError) as e:
+        except (TimeoutError, ConnectionError, ssl.SSLError) as e:
             log.info("trustd_connection_dropped", peer=address, reason=str(e) or type(e).__name__)
         except Exception:
             log.exception("trustd_connection_failed", peer=address)
@@ -127,7 +127,7 @@ class TrustServer:
         try:
             line = await asyncio.wait_for(tls.readline(self.limits.max_request),
                                           self.limits.request_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return self._refuse(address, protocol.TIMEOUT,
                                 f"no request within {self.limits.request_timeout:g}s")
         except ValueError:
@@ -193,4 +193,4 @@ def _cn(cert: x509.Certificate) -> str:
 
 def _not_after(cert: x509.Certificate) -> datetime.datetime:
     utc = getattr(cert, "not_valid_after_utc", None)
-    return utc or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return utc or cert.not_valid_after.replace(tzinfo=datetime.UTC)

@@ -399,7 +399,10 @@ class Fetcher:
             raise FetchError("the URL has no host", transient=False)
         # One limit for the whole attempt: the attempt timeout, or what is left of the deadline.
         limit = p.attempt_timeout if remaining is None else max(0.1, min(p.attempt_timeout, remaining))
-        cap = (lambda t: max(0.1, min(t, limit)))
+
+        def cap(t: float) -> float:
+            return max(0.1, min(t, limit))
+
         ctx = ssl_context(self.ca_bundle, self.extra_ca) if parts.scheme == "https" else None
         if ctx is not None:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(

@@ -132,7 +132,7 @@ class Node:
                               else (self.certs.other_ca, self.certs.other_ca_key))
         kwargs: dict[str, Any] = {}
         if expired:
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = datetime.datetime.now(datetime.UTC)
             kwargs = {"not_before": now - datetime.timedelta(days=30),
                       "not_after": now - datetime.timedelta(days=1)}
         cert, key = pki.new_client_cert(signer, signer_key, name, roles, **kwargs)
@@ -169,7 +169,7 @@ def start_apid(tmp: Path, config: Path, control: Path, *extra_args: str,
     log.close()
     try:
         message = notify.recv(4096).decode()
-    except socket.timeout:
+    except TimeoutError:
         proc.kill()
         proc.wait()
         raise AssertionError(f"apid did not become ready:\n{(tmp / 'apid.log').read_text()}") from None

@@ -41,7 +41,7 @@ class Flood:
                         try:
                             if not s.recv(4096):
                                 break  # dropped: reconnect at once
-                        except socket.timeout:
+                        except TimeoutError:
                             continue
                 except OSError:
                     pass

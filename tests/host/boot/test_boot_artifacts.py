@@ -6,6 +6,7 @@ sections hold), so these run in seconds without the full image build.
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_uki_has_the_four_sections_with_their_content(artifacts):
 def test_uki_sections_do_not_overlap_and_are_page_aligned(artifacts):
     """Every added section starts on a 4 KiB boundary after the previous one ends."""
     secs = sorted(pe.sections(artifacts["uki"].read_bytes()[:8192]).values(), key=lambda s: s.vma)
-    for prev, cur in zip(secs, secs[1:]):
+    for prev, cur in itertools.pairwise(secs):
         assert cur.vma >= prev.vma + prev.virtual_size, f"{cur.name} overlaps {prev.name}"
     for s in secs:
         if s.name in (".osrel", ".cmdline", ".linux", ".initrd"):

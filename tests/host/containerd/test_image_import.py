@@ -12,7 +12,7 @@ import pytest
 from talos_init.containerd import grpc
 from talos_init.containerd.grpc import decode, field, get_map, get_str
 from talos_init.containerd.images import NAMESPACE, ImageError, Importer, _Content, chain_ids
-from tests.ociimage import HELLO_C, compile_static, members, sha256, tar_bytes
+from tests.ociimage import HELLO_C, compile_static, members, tar_bytes
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def start_notified(module: str, tmp: Path, name: str, args: list[str],
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         message = notify.recv(4096).decode()
-    except socket.timeout:
+    except TimeoutError:
         proc.kill()
         proc.wait()
         raise AssertionError(f"{name} did not become ready:\n{(tmp / f'{name}.log').read_text()}") from None

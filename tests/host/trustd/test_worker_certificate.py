@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 
 from talos_init import pki
 
-from .conftest import ROOT, TOKEN, node_config, start_trustd, stop, wait_for_text
+from .conftest import ROOT, node_config, start_trustd, stop, wait_for_text
 
 
 def _served_cert(port: int, ca) -> x509.Certificate:

@@ -1,6 +1,5 @@
 """`python -m initramfs.build` (make image) stamps its output so ensure_built (make run) reuses it."""
 
-from pathlib import Path
 
 import pytest
 
