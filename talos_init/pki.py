@@ -187,18 +187,10 @@ def new_client_cert(ca_cert: x509.Certificate, ca_key: PrivateKey, name: str, ro
 def new_server_cert(ca_cert: x509.Certificate, ca_key: PrivateKey, names: Iterable[str],
                     *, days: int = 365) -> tuple[x509.Certificate, PrivateKey]:
     """A serving certificate for the node, valid for each DNS name or IP address in ``names``."""
-    sans: list[x509.GeneralName] = []
-    seen: set[str] = set()
-    for name in names:
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(name.split("%")[0])))
-        except ValueError:
-            sans.append(x509.DNSName(name))
+    names = list(names)
+    sans = _sans(names)
     now = _utcnow()
-    cn = next((n for n in seen if not _is_ip(n)), "talos-node")
+    cn = next((n for n in names if n and not _is_ip(n)), "talos-node")
     # A day back: a node whose clock lags a little still serves a valid certificate.
     return _leaf(ca_cert, ca_key, _name(cn), ExtendedKeyUsageOID.SERVER_AUTH, sans,
                  now - datetime.timedelta(days=1), now + datetime.timedelta(days=days))
