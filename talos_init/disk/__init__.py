@@ -8,6 +8,14 @@ Here: the names and the error every part shares, so that the boot path
 
 LABEL = "EPHEMERAL"  # GPT partition name and ext4 label, as Talos names its /var partition
 FSTYPE = "ext4"
+# The install layout (docs/for-devs/disk.md), each partition found by its GPT name, in this
+# order: the ESP (FAT32, labelled EFI), STATE (ext4: the stored machine config), EPHEMERAL
+# (/var, the rest of the disk). A disk installed before STATE existed has EPHEMERAL only
+# and keeps booting (the config store then keeps nothing on it).
+EFI_LABEL = "EFI"
+STATE_LABEL = "STATE"
+EFI_MIB = 512
+STATE_MIB = 100
 # Never install disks, never searched for EPHEMERAL unless named.
 NOT_DISKS = ("loop*", "ram*", "zram*", "dm-*", "md*", "sr*", "nbd*", "fd*")
 

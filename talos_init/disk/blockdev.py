@@ -181,14 +181,16 @@ class _BlkpgArg(ctypes.Structure):
                 ("data", ctypes.c_void_p)]
 
 
-def ensure_partition_node(disk: Disk, part: gpt.Partition, wait: float = 10.0) -> str:
+def ensure_partition_node(disk: Disk, part: gpt.Partition, wait: float = 10.0,
+                          reread: bool = True) -> str:
     """Make the kernel know ``part`` and return its device node.
 
-    Asks for a table re-read first; when that does not produce it (a kernel
-    without GPT parsing, or the disk was busy) the partition is added with BLKPG.
+    Asks for a table re-read first (unless ``reread`` is False: a re-read drops the
+    partitions BLKPG added before); when that does not produce it (a kernel without GPT
+    parsing, or the disk was busy) the partition is added with BLKPG.
     """
     node = partition_node(disk, part.number)
-    if node is None:
+    if node is None and reread:
         with open(disk.devnode, "rb") as f:
             try:
                 fcntl.ioctl(f.fileno(), BLKRRPART)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 SIGNATURE = b"EFI PART"
 # Linux filesystem data, as sgdisk's type code 8300.
 LINUX_FS_TYPE = uuid.UUID("0fc63daf-8483-4772-8e79-3d69d8477de4")
+# EFI System Partition, sgdisk's type code EF00.
+ESP_TYPE = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 
 
 class GptError(ValueError):

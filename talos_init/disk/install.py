@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from talos_init import syscalls
 from talos_init.disk import FSTYPE, LABEL, DiskError, blockdev, gpt
 from talos_init.disk.blockdev import Disk
-from talos_init.disk.plan import Action, decide, fsck_verdict
+from talos_init.disk.plan import LAYOUT, Action, PartSpec, decide, fsck_verdict, sgdisk_args
 from talos_init.disk.var import Layout, Result, already_mounted, finish, mount_disk
 from talos_init.log import get_logger
 from talos_init.toolpath import ToolMissing, tool
@@ -47,18 +47,40 @@ def _read_gpt(disk: Disk) -> list[gpt.Partition] | None:
         return None
 
 
-def _partition(disk: Disk) -> gpt.Partition:
-    blockdev.run(["sgdisk", "--clear", "--new=1:0:0", "--typecode=1:8300",
-                  f"--change-name=1:{LABEL}", disk.devnode], f"{disk}: partitioning")
+def _partition(disk: Disk) -> list[gpt.Partition]:
+    """A new table with the install layout (EFI, STATE, EPHEMERAL)."""
+    try:
+        args = sgdisk_args(disk.devnode, disk.size)
+    except ValueError as exc:
+        raise DiskError(str(exc)) from None
+    blockdev.run(["sgdisk", *args], f"{disk}: partitioning")
     parts = gpt.read(disk.devnode, disk.sector)
-    ours = [p for p in parts if p.name == LABEL]
-    if not ours:
-        raise DiskError(f"{disk}: sgdisk succeeded but partition {LABEL} is not in the table")
-    return ours[0]
+    missing = [s.name for s in LAYOUT if s.name not in {p.name for p in parts}]
+    if missing:
+        raise DiskError(f"{disk}: sgdisk succeeded but partition(s) {', '.join(missing)} "
+                        "are not in the table")
+    return parts
 
 
-def _format(node: str) -> None:
-    blockdev.run(["mkfs.ext4", "-F", "-q", "-L", LABEL, node], f"{node}: formatting")
+def _format(node: str, spec: PartSpec) -> None:
+    if spec.fstype == "vfat":
+        argv = ["mkfs.vfat", "-F", "32", "-n", spec.name, node]
+    else:
+        argv = ["mkfs.ext4", "-F", "-q", "-L", spec.name, node]
+    blockdev.run(argv, f"{node}: formatting {spec.name}")
+
+
+def _format_layout(disk: Disk, parts: list[gpt.Partition], wait: float) -> str:
+    """Format each layout partition the table holds, EPHEMERAL last: its filesystem is what
+    says "installed", so a boot cut short before it formats them all again. A disk of the
+    older layout (EPHEMERAL only) gets EPHEMERAL. Returns EPHEMERAL's node."""
+    by_name = {p.name: p for p in parts}
+    # Every node first, one table re-read at most: a re-read drops what BLKPG added.
+    nodes = [(spec, blockdev.ensure_partition_node(disk, by_name[spec.name], wait, reread=i == 0))
+             for i, spec in enumerate(s for s in LAYOUT if s.name in by_name)]
+    for spec, node in nodes:
+        _format(node, spec)
+    return nodes[-1][1]
 
 
 def check(node: str) -> str:
@@ -117,12 +139,11 @@ def prepare(disk: Disk, wipe: bool, wait: float) -> tuple[str, Result]:
                         note="machine.install.wipe is true and the disk holds no usable /var "
                              "(an installed EPHEMERAL that checks clean is never wiped)")
             blockdev.zero_ends(disk)
-        node = blockdev.ensure_partition_node(disk, _partition(disk), wait)
-        _format(node)
+        node = _format_layout(disk, _partition(disk), wait)
         result.fsck = "new filesystem"
     elif action is Action.FORMAT:
-        assert node is not None
-        _format(node)
+        assert parts is not None
+        node = _format_layout(disk, parts, wait)
         result.fsck = "new filesystem"
     assert node is not None
     result.partition = node

@@ -36,13 +36,14 @@ def ext4_label(devnode: str) -> str | None:
 
 
 def find(sys_block: Path = Path("/sys/class/block"), disks: tuple[str, ...] | None = None,
-         dev: str = "/dev") -> list[Candidate]:
-    """Every partition named EPHEMERAL (GPT name, else ext4 label). ``disks``: name patterns
-    of the disks to look at (default: every disk but loop, ram, dm...: never install disks)."""
+         dev: str = "/dev", name: str = LABEL) -> list[Candidate]:
+    """Every partition named ``name`` (GPT name, else ext4 label; EPHEMERAL unless told).
+    ``disks``: name patterns of the disks to look at (default: every disk but loop, ram,
+    dm...: never install disks)."""
     found = []
     for entry in sorted(sys_block.iterdir()) if sys_block.is_dir() else []:
         ev = _uevent(entry / "uevent")
-        if ev.get("DEVTYPE") != "partition" or ev.get("PARTNAME", LABEL) != LABEL:
+        if ev.get("DEVTYPE") != "partition" or ev.get("PARTNAME", name) != name:
             continue
         disk = entry.resolve().parent.name  # .../block/vda/vda1
         if disks is None:
@@ -51,6 +52,6 @@ def find(sys_block: Path = Path("/sys/class/block"), disks: tuple[str, ...] | No
         elif not any(wildcard.match(disk, p) for p in disks):
             continue
         node = f"{dev}/{ev.get('DEVNAME', entry.name)}"
-        if "PARTNAME" in ev or ext4_label(node) == LABEL:
+        if "PARTNAME" in ev or ext4_label(node) == name:
             found.append(Candidate(node, f"{dev}/{disk}"))
     return found

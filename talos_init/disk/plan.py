@@ -11,8 +11,39 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from talos_init.disk import FSTYPE, LABEL, gpt
+from talos_init.disk import EFI_LABEL, EFI_MIB, FSTYPE, LABEL, STATE_LABEL, STATE_MIB, gpt
 
+MIB = 1 << 20
+MIN_EPHEMERAL_MIB = 64  # below this, /var cannot hold even one image
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    name: str
+    typecode: str  # sgdisk's short type code
+    mib: int  # 0: the rest of the disk
+    fstype: str  # vfat | ext4
+
+
+# The install layout, in disk order, each partition found by its name later.
+LAYOUT = (PartSpec(EFI_LABEL, "ef00", EFI_MIB, "vfat"),
+          PartSpec(STATE_LABEL, "8300", STATE_MIB, FSTYPE),
+          PartSpec(LABEL, "8300", 0, FSTYPE))
+
+
+def sgdisk_args(disk: str, size: int) -> list[str]:
+    """sgdisk's arguments for a new table holding ``LAYOUT``; DiskError-free: a disk too
+    small raises ValueError naming the sizes."""
+    need = (sum(p.mib for p in LAYOUT) + MIN_EPHEMERAL_MIB + 2) * MIB  # +2: GPT, alignment
+    if size < need:
+        raise ValueError(f"{disk} is {size // MIB} MiB; the install layout "
+                         f"({', '.join(f'{p.name} {p.mib or MIN_EPHEMERAL_MIB}+ MiB' for p in LAYOUT)})"
+                         f" needs at least {need // MIB} MiB")
+    args = ["--clear"]
+    for n, p in enumerate(LAYOUT, 1):
+        args += [f"--new={n}:0:{f'+{p.mib}M' if p.mib else '0'}", f"--typecode={n}:{p.typecode}",
+                 f"--change-name={n}:{p.name}"]
+    return args + [disk]
 
 
 class Action(enum.Enum):

@@ -49,7 +49,7 @@ class VMSpec:
     cpus: int = 2
     config_port: int | None = None  # host 127.0.0.1 port serving the userdata (guest 10.0.2.100:80)
     api_port: int | None = None  # host 127.0.0.1 port forwarded to the guest's :50000
-    disk_mb: int = 256  # a blank virtio data disk; 0 for none
+    disk_mb: int = 1024  # a blank sparse virtio data disk (the install layout needs 677+ MiB); 0 for none
     disk: Path | None = None  # reuse this raw disk image (e.g. a previous boot's) instead of a blank one
     # More virtio NICs, one MAC each, after the user-mode one (eth1, eth2...). Each sits alone on
     # its own QEMU hub: carrier but no peer, so no traffic goes anywhere (static, VLAN, bond).

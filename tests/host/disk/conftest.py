@@ -21,8 +21,9 @@ class Loop:
 
 
 @contextlib.contextmanager
-def loop_device(backing: Path, size: int = 96 << 20) -> Iterator[Loop]:
-    """A loop device (partitions scanned) on a new sparse file; detached afterwards."""
+def loop_device(backing: Path, size: int = 1 << 30) -> Iterator[Loop]:
+    """A loop device (partitions scanned) on a new sparse file; detached afterwards. 1 GiB: the
+    install layout (EFI 512 MiB, STATE 100 MiB, EPHEMERAL) needs more than 676 MiB."""
     with open(backing, "wb") as f:
         f.truncate(size)
     dev = subprocess.run(["losetup", "-f", "--show", "-P", str(backing)],

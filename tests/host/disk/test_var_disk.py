@@ -34,17 +34,17 @@ def _partition_node(loopdisk) -> str:
 
     from talos_init.disk.blockdev import find_by_path
     disk = find_by_path(pyudev.Context(), loopdisk.devnode)
-    node = blockdev.partition_node(disk, 1)
+    node = blockdev.partition_node(disk, 3)  # EPHEMERAL, after EFI and STATE
     assert node is not None
     return node
 
 
 def test_blank_disk_is_partitioned_formatted_labelled_and_mounted(loopdisk, layout):
-    """A blank disk gets a GPT with an EPHEMERAL partition holding ext4, mounted nodev,nosuid,noatime."""
+    """A blank disk gets the install layout; its EPHEMERAL holds ext4, mounted nodev,nosuid,noatime."""
     result = setup(_config(loopdisk.devnode), layout)
     assert result.mode == "disk" and result.action == "partition"
     parts = gpt.read(loopdisk.devnode, 512)
-    assert [p.name for p in parts] == ["EPHEMERAL"]
+    assert [p.name for p in parts] == ["EFI", "STATE", "EPHEMERAL"]
     sig = blockdev.probe(result.partition)
     assert sig["TYPE"] == "ext4" and sig["LABEL"] == "EPHEMERAL"
     assert mounts.mounted_at(layout.var) == "ext4"
@@ -85,7 +85,7 @@ def test_wipe_true_erases_a_foreign_disk(loopdisk, layout):
                    check=True, capture_output=True)
     result = setup(_config(loopdisk.devnode, wipe=True), layout)
     assert result.action == "wipe" and mounts.mounted_at(layout.var) == "ext4"
-    assert [p.name for p in gpt.read(loopdisk.devnode, 512)] == ["EPHEMERAL"]
+    assert [p.name for p in gpt.read(loopdisk.devnode, 512)] == ["EFI", "STATE", "EPHEMERAL"]
 
 
 def _garble_superblock(partition: str) -> None:

@@ -33,7 +33,7 @@ def test_service_mounts_and_leaves_nothing_holding_var(tmp_path, loopdisk, layou
     assert mounts.mounted_at(layout.var) == "ext4"
     assert json.loads(layout.report.read_text())["mode"] == "disk"
     syscalls.umount2(layout.var)  # EBUSY here would mean a lingering process or open file
-    fsck = subprocess.run(["e2fsck", "-fn", f"{loopdisk.devnode}p1"],
+    fsck = subprocess.run(["e2fsck", "-fn", f"{loopdisk.devnode}p3"],
                           capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout
 

@@ -92,3 +92,21 @@ def test_fsck_status(code, ok, words):
     """e2fsck -p's status decides whether /var may be mounted."""
     got_ok, what = fsck_verdict(code)
     assert got_ok is ok and words in what
+
+
+def test_layout_is_efi_state_then_ephemeral_taking_the_rest():
+    """sgdisk gets EFI (ef00, 512 MiB), STATE (100 MiB), EPHEMERAL (the rest), named, in order."""
+    from talos_init.disk.plan import sgdisk_args
+
+    args = sgdisk_args("/dev/vda", 1 << 30)
+    assert args == ["--clear",
+                    "--new=1:0:+512M", "--typecode=1:ef00", "--change-name=1:EFI",
+                    "--new=2:0:+100M", "--typecode=2:8300", "--change-name=2:STATE",
+                    "--new=3:0:0", "--typecode=3:8300", "--change-name=3:EPHEMERAL", "/dev/vda"]
+
+
+def test_a_disk_too_small_for_the_layout_is_named_with_its_size():
+    from talos_init.disk.plan import sgdisk_args
+
+    with pytest.raises(ValueError, match=r"/dev/vda is 300 MiB; .* needs at least 678 MiB"):
+        sgdisk_args("/dev/vda", 300 << 20)
