@@ -1,8 +1,11 @@
 """``python3.11 -I -m talos_init.userdata``: the one-shot ``userdata`` service.
 
+0. A config stored on the install disk (STATE, ``configstore``; a staged one becomes
+   the config first) wins: validated, written, ready, without the network or the URL.
 1. Read the kernel command line (``talos.config=``, digests, deadline, hostname).
 2. No ``talos.config=``: say so plainly and wait, not ready, until apply-config
    (``apply.py``, called by apid) writes a valid config; then exit 0 as after a fetch.
+   A STATE that shows up late (slow storage drivers) is still read while it waits.
 3. Fetch (fast retries, within ``talos.config.deadline`` when given).
 4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
 5. Fetch or validation failed: wait 15-30 s (jittered) and go back to 3, so fixing
@@ -26,7 +29,7 @@ from talos_init import log as tlog
 from talos_init import sdnotify
 from talos_init.log import get_logger
 from talos_init.paths import Paths
-from talos_init.userdata import store, validate
+from talos_init.userdata import configstore, store, validate
 from talos_init.userdata.fetch import (
     IMAGE_EXTRA_CA,
     SYSTEM_CA_BUNDLE,
@@ -41,6 +44,7 @@ log = get_logger("userdata")
 EXIT_OK = 0
 EXIT_USAGE = 2
 APPLY_POLL = 1.0  # seconds between looks for a config written by apply-config
+STATE_LATE = 30  # polls that also look for a STATE partition whose disk showed up late
 RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or an invalid config
 
 
@@ -76,6 +80,8 @@ def run(
 ) -> int:
     rng = rng or random.Random()
     console = console or Console(None)
+    if load_stored(paths, console, notify):
+        return EXIT_OK
     cmd = cmdline_mod.read(paths.cmdline)
     for err in cmd.errors:
         if err.param.startswith("talos."):
@@ -89,7 +95,7 @@ def run(
         console.say(msg, level=4)
         log.warning("config_url_missing")
         notify(f"STATUS={msg}")
-        return wait_applied(paths, notify, sleep, console)
+        return wait_applied(paths, notify, sleep, console, look_in_store=True)
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(
         FetchPolicy(deadline=cmd.config_deadline),
@@ -127,6 +133,7 @@ def run(
             log.error("config_invalid", errors=n, first=result.errors[0].format(source))
             _wait(f"config invalid ({n} errors)", retry_interval, notify, sleep, rng, console)
             continue
+        store.write_source(paths.config_source, "url")
         store.write_config(
             fetched.data, result.config.effective, paths.config, paths.effective_config
         )
@@ -151,11 +158,53 @@ def run(
         return EXIT_OK
 
 
+def load_stored(paths: Paths, console: Console, notify: Callable[[str], bool]) -> bool:
+    """A valid config from the store, written to /run/talos like a fetched one; False when
+    there is none (or it is unusable: said on the console, and talos.config= decides)."""
+    from talos_init.disk import state  # light: sysfs and mount(2), no udev
+
+    try:
+        state.ensure_mounted(paths.state, sys_block=paths.at("/sys/class/block"),
+                             dev=str(paths.at("/dev")))
+    except (state.StateError, OSError) as e:
+        console.say(f"STATE partition unusable ({e}); no stored machine config", level=4)
+        return False
+    st = configstore.Store(paths.state)
+    try:
+        rec = st.take_staged() or st.load()
+    except (configstore.StoreError, OSError) as e:
+        console.say(f"stored machine config unreadable: {e}; using talos.config= if given")
+        return False
+    if rec is None:
+        return False
+    result = validate.parse(rec["config"])
+    if result.config is None:
+        for problem in result.errors:
+            console.say(problem.format(str(paths.state / configstore.CONFIG)))
+        console.say("the stored machine config is invalid (listed above); using talos.config=")
+        return False
+    store.write_source(paths.config_source, "store")
+    store.write_config(rec["config"], result.config.effective, paths.config,
+                       paths.effective_config)
+    what = f"version {rec['version']}, {rec['mode']} from {rec['source']} at {rec['time']}"
+    console.say(f"machine config read from the install disk ({what})", level=6)
+    log.info("config_ready", machine_type=result.config.machine.type, source="store",
+             version=rec["version"], mode=rec["mode"])
+    notify(f"READY=1\nSTATUS=machine config from the install disk ({what})")
+    return True
+
+
 def wait_applied(
-    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console
+    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console,
+    look_in_store: bool = False,
 ) -> int:
-    """Wait until apply-config (``apply.apply_config``) has written a valid config.json."""
+    """Wait until apply-config (``apply.apply_config``) has written a valid config.json, or
+    (``look_in_store``) a STATE holding one appears within STATE_LATE polls."""
+    polls = 0
     while True:
+        polls += 1
+        if look_in_store and polls <= STATE_LATE and load_stored(paths, console, notify):
+            return EXIT_OK
         if paths.effective_config.exists():
             try:
                 cfg = load_effective(paths.effective_config)

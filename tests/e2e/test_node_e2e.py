@@ -321,10 +321,11 @@ def test_power_off_leaves_a_clean_filesystem(node):
     assert ("/usr/lib/talos/payload", "unmounted") in order, order
     assert targets.index("/var") < targets.index("/usr/lib/talos/payload") < targets.index("/dev"), targets
     # The partition's extent from its GPT (loop partition nodes need udev or partscan on the host).
-    table = subprocess.run(["partx", "-g", "-b", "-o", "NR,START,SECTORS", str(node["disk"])],
-                           capture_output=True, text=True, check=True).stdout.split()
-    assert len(table) == 3, f"one partition expected on the data disk: {table}"
-    start, sectors = int(table[1]) * 512, int(table[2]) * 512
+    table = subprocess.run(["partx", "-g", "-b", "-o", "NAME,START,SECTORS", str(node["disk"])],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [r.split() for r in table]
+    assert [r[0] for r in rows] == ["EFI", "STATE", "EPHEMERAL"], table
+    start, sectors = int(rows[2][1]) * 512, int(rows[2][2]) * 512
     loop = subprocess.run(["losetup", "-r", "--offset", str(start), "--sizelimit", str(sectors),
                            "--show", "-f", str(node["disk"])],
                           capture_output=True, text=True, check=True).stdout.strip()

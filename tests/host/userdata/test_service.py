@@ -156,7 +156,7 @@ def test_broken_config_is_reported_then_fixed_without_restart(service, http_serv
     )
     for name in ("config.yaml", "config.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o600
-    assert sorted(os.listdir(run)) == ["config.json", "config.yaml"]  # no temporary files left
+    assert sorted(os.listdir(run)) == ["config.json", "config.source", "config.yaml"]  # no temp files
     assert any(m.startswith("READY=1") for m in s.drain_notify())
 
 
@@ -168,3 +168,33 @@ def test_file_url_inside_the_root(service, tmp_path):
     s = service("talos.config=file:///usr/lib/talos/embedded.yaml")
     assert s.proc.wait(60) == 0
     assert (tmp_path / "root/run/talos/config.yaml").read_bytes() == GOOD
+
+
+def test_a_stored_config_wins_over_the_url(service, tmp_path):
+    """A config kept on STATE is read first: the service is ready without fetching (the URL
+    points at a closed port) and says where the config came from; a staged one wins first."""
+    from talos_init.userdata.configstore import Store
+
+    st = Store(tmp_path / "root/system/state")
+    st.save(GOOD, "boot", "talos.config=")
+    staged = GOOD.replace(b"type: worker", b"type: worker\n  # staged")
+    st.stage(staged, "apply-config")
+    s = service("talos.config=http://127.0.0.1:9/never")
+    assert s.proc.wait(60) == 0
+    line = s.wait_line("machine config read from the install disk")
+    assert "version 2, staged from apply-config" in line
+    assert (tmp_path / "root/run/talos/config.yaml").read_bytes() == staged
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "store\n"
+    assert st.staged() is None and st.load()["config"] == staged
+    assert not any("fetch" in line for line in s.seen)
+
+
+def test_an_invalid_stored_config_falls_back_to_the_url(service, tmp_path, http_server):
+    from talos_init.userdata.configstore import Store
+
+    Store(tmp_path / "root/system/state").save(BAD, "boot", "talos.config=")
+    http_server.play(reply(200, GOOD))
+    s = service(f"talos.config={http_server.url()}")
+    s.wait_line("the stored machine config is invalid")
+    assert s.proc.wait(60) == 0
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "url\n"
