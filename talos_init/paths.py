@@ -43,6 +43,10 @@ class Paths:
         return self.at("/run/talos/config.source")
 
     @property
+    def maintenance(self) -> Path:  # userdata: no config is coming by itself; apid serves insecure
+        return self.at("/run/talos/maintenance")
+
+    @property
     def state(self) -> Path:  # the STATE partition's mountpoint: the stored machine config
         return self.at("/system/state")
 

@@ -1,29 +1,29 @@
-"""``python3.11 -I -m talos_init.apid``: the node's API over mutual TLS on port 50000.
+"""``python3.11 -I -m talos_init.apid``: the node's API on port 50000.
 
-Checklist: read the effective config, sign a serving certificate with the
-machine CA, listen, tell PID 1 we are ready, serve until SIGTERM.
+Checklist: wait for the effective config or userdata's maintenance marker. With a
+config: sign a serving certificate with the machine CA, serve mutual TLS. Without one
+(maintenance mode): a self-signed certificate whose fingerprint goes to the console,
+only the maintenance calls, and exit once a config exists (applied through this API or
+fetched after all) so that the supervisor restarts us with its CA. Tell PID 1 we are
+ready, serve until SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 from talos_init import log as talos_log
 from talos_init import sdnotify
-from talos_init.apid import node_pki
-from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import DEFAULT_PORT
-from talos_init.apid.server import ApiServer, Limits, server_context
-from talos_init.control.client import ControlClient
 from talos_init.log import get_logger
-from talos_init.pki import PkiError
 
 log = get_logger("apid")
+
+WAIT_POLL = 0.2  # seconds between looks for config.json or the maintenance marker
+LEAVE_GRACE = 1.0  # seconds between a config appearing and leaving maintenance (reply sent)
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:
@@ -32,50 +32,115 @@ def parse_listen(value: str) -> tuple[str | None, int]:
     return host, int(port)
 
 
-async def run(args: argparse.Namespace) -> int:
+def wait_for_config(config: Path, marker: Path) -> bool:
+    """True once config.json exists, False once userdata says none is coming (maintenance).
+    Before any heavy import: on a normal boot this waits beside the config fetch."""
+    said = False
+    while True:
+        if config.exists():
+            return True
+        if marker.exists():
+            return False
+        if not said:
+            sdnotify.try_notify("STATUS=waiting for the machine config (or maintenance mode)")
+            said = True
+        time.sleep(WAIT_POLL)
+
+
+async def run(args: argparse.Namespace, maintenance: bool) -> int:
+    import asyncio
+    import signal
+    import socket
+    import tempfile
+
+    from talos_init.apid import node_pki
+    from talos_init.apid import maintenance as mm
+    from talos_init.apid.calls import Calls
+    from talos_init.apid.configapply import MaintenanceApply
+    from talos_init.apid.server import ApiServer, Limits, server_context
+    from talos_init.control.client import ControlClient
+    from talos_init.paths import Paths
+    from talos_init.pki import PkiError
+
     config_path = Path(args.config)
+    paths = Paths(Path(args.root))
+    applier = None
     try:
-        config = node_pki.load_config(config_path)
-        ca = node_pki.machine_ca(config, str(config_path))
-        with tempfile.TemporaryDirectory(prefix="apid-", dir=args.state_dir) as tmp:
-            # The files only live until the context has read them.
-            crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
-            ctx = server_context(crt, key, ca.crt_pem.decode())
+        if maintenance:
+            ctx, fingerprint = mm.server_context(Path(args.state_dir), socket.gethostname())
+            applier = MaintenanceApply(paths)
+        else:
+            config = node_pki.load_config(config_path)
+            ca = node_pki.machine_ca(config, str(config_path))
+            with tempfile.TemporaryDirectory(prefix="apid-", dir=args.state_dir) as tmp:
+                # The files only live until the context has read them.
+                crt, key = node_pki.write_serving_files(ca, node_pki.node_names(config), Path(tmp))
+                ctx = server_context(crt, key, ca.crt_pem.decode())
+            from talos_init.apid.configapply import running_apply
+            applier = running_apply(args, paths)
     except (PkiError, OSError) as e:
         log.error("apid_cannot_start", error=str(e))
         return 2
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
-                  containerd_socket=Path(args.containerd_socket))
-    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload))
+                  containerd_socket=Path(args.containerd_socket), apply_config=applier)
+    server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload), maintenance=maintenance)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
     where = " ".join(f"{a[0]}:{a[1]}" for a in addrs)
-    log.info("apid_listening", addresses=where)
-    sdnotify.try_notify(f"READY=1\nSTATUS=listening on {where}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if maintenance:
+        log.warning("apid_maintenance", addresses=where, fingerprint=fingerprint,
+                    reason="no machine config", hint="osctl --insecure apply-config -f FILE")
+        mm.announce(fingerprint, Path(args.kmsg), str(port))
+        sdnotify.try_notify(f"READY=1\nSTATUS=maintenance mode on {where}, "
+                            f"certificate fingerprint {fingerprint}")
+        watcher = asyncio.ensure_future(_leave_when_configured(config_path, stop))
+    else:
+        log.info("apid_listening", addresses=where)
+        sdnotify.try_notify(f"READY=1\nSTATUS=listening on {where}")
     await stop.wait()
     log.info("apid_stopping")
     await server.close()
+    if maintenance:
+        watcher.cancel()
+        if config_path.exists():
+            # restart: always brings us back at once (exit 0 restarts too), now with its CA.
+            log.info("apid_leaving_maintenance", effect="restarting with the config's CA")
     return 0
+
+
+async def _leave_when_configured(config: Path, stop) -> None:
+    import asyncio
+
+    while not config.exists():
+        await asyncio.sleep(WAIT_POLL)
+    await asyncio.sleep(LEAVE_GRACE)  # the apply-config reply goes out first
+    stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="apid", description=__doc__.splitlines()[0])
     p.add_argument("--listen", default=f":{DEFAULT_PORT}", help="[host]:port (default all addresses)")
     p.add_argument("--config", default="/run/talos/config.json", help="effective machine config")
+    p.add_argument("--root", default="/", help="node root for /run/talos and /system/state (tests)")
     p.add_argument("--control-socket", default="/run/talos/init.sock")
     p.add_argument("--kmsg", default="/dev/kmsg")
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")
-    p.add_argument("--max-upload", type=int, default=Limits.max_upload, metavar="BYTES",
+    p.add_argument("--max-upload", type=int, default=4 << 30, metavar="BYTES",  # Limits'
                    help="largest image archive `image import` accepts")
     p.add_argument("--state-dir", default="/run/talos", help="where the serving key briefly lives")
+    p.add_argument("--maintenance-marker", default="/run/talos/maintenance",
+                   help="userdata's sign that no config is coming by itself")
     args = p.parse_args(argv)
     talos_log.configure()  # one line per event on stderr, which the supervisor captures
     Path(args.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    return asyncio.run(run(args))
+    configured = wait_for_config(Path(args.config), Path(args.maintenance_marker))
+    import asyncio
+
+    return asyncio.run(run(args, maintenance=not configured))
 
 
 if __name__ == "__main__":

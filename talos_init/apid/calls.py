@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import talos_init
-from talos_init.apid import containerd, crilog, facts
+from talos_init.apid import containerd, crilog, disks, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
@@ -71,8 +71,10 @@ def _from_control(e: ControlError) -> ApiError:
 class Calls:
     def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
                  kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
-                 containerd_socket: Path = Path("/run/containerd/containerd.sock")):
+                 containerd_socket: Path = Path("/run/containerd/containerd.sock"),
+                 apply_config: Unary | None = None, sys_block: Path = Path("/sys/block")):
         self.control = control
+        self.sys_block = sys_block
         self.containerd = containerd.Client(str(containerd_socket))
         self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT))
         self.config_path = config
@@ -87,8 +89,10 @@ class Calls:
             "stats": self.stats, "memory": self.memory, "mounts": self.mounts,
             "interfaces": self.interfaces, "routes": self.routes, "reboot": self.reboot,
             "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
-            "image.list": self.image_list,
+            "image.list": self.image_list, "disks": self.disks,
         }
+        if apply_config is not None:  # configapply: maintenance or running (see __main__)
+            self.unary["apply-config"] = apply_config
         self.uploads: dict[str, Upload] = {"image.import": self.image_import}
         self.streams: dict[str, Streaming] = {
             "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
@@ -208,6 +212,9 @@ class Calls:
         return {"name": "talos-init", "version": talos_init.__version__, "api": 1,
                 "python": platform.python_version(), "kernel": u.release, "arch": u.machine,
                 "hostname": u.nodename}
+
+    async def disks(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(disks.list_disks, self.sys_block)
 
     async def ps(self, params: dict[str, Any]) -> Any:
         return await asyncio.to_thread(facts.processes)

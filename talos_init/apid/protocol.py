@@ -64,6 +64,9 @@ METHODS: dict[str, Method] = {
     "image.import": Method(_A, False, "import an OCI or docker image archive into k8s.io",
                            upload=True),
     "image.list": Method(_R, False, "images in containerd's k8s.io namespace"),
+    "disks": Method(_R, False, "block devices with size, model, serial and transport"),
+    "apply-config": Method(_A, False, "validate a machine config and apply it "
+                                      "(mode auto, no-reboot, staged, try; dry_run)"),
 }
 
 MAX_FRAME = 1 << 20  # bytes in one upload frame
@@ -80,6 +83,8 @@ TIMEOUT = "timeout"
 UNAVAILABLE = "unavailable"
 UNIMPLEMENTED = "unimplemented"
 FAILED_PRECONDITION = "failed_precondition"
+INVALID_CONFIG = "invalid_config"
+ABORTED = "aborted"  # another apply-config holds the node's one apply slot  # apply-config: the validator's problems, one per line
 INTERNAL = "internal"
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from talos_init.apid import protocol
+from talos_init.apid import maintenance, protocol
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
 from talos_init.apid.tls import TlsConnection
@@ -70,10 +70,12 @@ def common_name(peercert: dict[str, Any] | None) -> str:
 
 
 class ApiServer:
-    def __init__(self, calls: Calls, ctx: ssl.SSLContext, limits: Limits = Limits()):
+    def __init__(self, calls: Calls, ctx: ssl.SSLContext, limits: Limits = Limits(),
+                 maintenance: bool = False):
         self.calls = calls
         self.ctx = ctx
         self.limits = limits
+        self.maintenance = maintenance  # no client certificates: only maintenance.CALLS
         self.connections = 0
         self._streams = 0
         self._uploads = 0
@@ -144,7 +146,10 @@ class ApiServer:
             upload = protocol.METHODS[method].upload
             roles = roles_of(peercert)
             allowed = protocol.roles_allowed(method)
-            if not roles & allowed:
+            if self.maintenance:
+                if method not in maintenance.CALLS:
+                    raise maintenance.refuse(method)
+            elif not roles & allowed:
                 have = ", ".join(sorted(roles)) or "no os:* role"
                 need = " or ".join(r for r in protocol.ROLES if r in allowed)
                 raise ApiError(protocol.PERMISSION_DENIED,
@@ -159,7 +164,7 @@ class ApiServer:
                                                 self.limits.call_timeout)
                 await tls.write(protocol.encode({"result": result}))
         except ApiError as e:
-            if e.code == protocol.PERMISSION_DENIED:
+            if e.code == protocol.PERMISSION_DENIED or self.maintenance:
                 log.warning("api_call_refused", peer=peer, client=who, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
             if upload:  # refused before reading it: the upload is still coming

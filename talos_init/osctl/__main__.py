@@ -58,6 +58,9 @@ COLUMNS: dict[str, list[Column]] = {
                    ("SIZE", lambda r: human_bytes(r.get("size"))), ("PLATFORMS", _g("platforms")),
                    ("CREATED", lambda r: datetime.datetime.fromtimestamp(r["created"]).strftime(
                        "%Y-%m-%d %H:%M") if r.get("created") else None)],
+    "disks": [("DEV", _g("dev")), ("SIZE", lambda r: human_bytes(r.get("size"))),
+              ("MODEL", _g("model")), ("SERIAL", _g("serial")), ("TRANSPORT", _g("transport")),
+              ("RO", _g("readonly"))],
     "image import": [("NAME", _g("name")), ("DIGEST", lambda r: _short(r.get("digest"))),
                      ("FORMAT", _g("format")), ("LAYERS", _g("layers")),
                      ("SIZE", lambda r: human_bytes(r.get("size")))],
@@ -91,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="endpoint(s) to connect to when no node is named")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument("--timeout", type=float, default=10.0, help="connect timeout, seconds")
+    p.add_argument("-i", "--insecure", action="store_true",
+                   help="maintenance mode: no client certificate and no CA check (name the "
+                        "node with -n; pin its key with --cert-fingerprint)")
+    p.add_argument("--cert-fingerprint", action="append", default=[], metavar="FP",
+                   help="with --insecure: the node's SHA-256 SPKI fingerprint (from its "
+                        "console); any other key is refused")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help: str) -> argparse.ArgumentParser:
@@ -156,7 +165,40 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("validate", "validate a machine config file as a node would")
     s.add_argument("file", help="the machine config (YAML), or - for standard input")
     s.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    add_disks(sub)
+    add_apply_config(sub)
     return p
+
+
+def add_disks(sub: Any) -> None:
+    s = sub.add_parser("disks", help="block devices: name, size, model, serial, transport",
+                       description="block devices an install disk can be chosen from",
+                       epilog="example: osctl --insecure -n 10.5.0.2 disks",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_apply_config(sub: Any) -> None:
+    s = sub.add_parser(
+        "apply-config", help="apply a machine config (maintenance: --insecure; else admin)",
+        description="validate a whole machine config on the node and apply it. In maintenance "
+                    "mode (--insecure) the boot goes on with it; on a configured node --mode "
+                    "says when it takes effect",
+        epilog="example: osctl --insecure -n 10.5.0.2 apply-config -f worker.yaml\n"
+               "         osctl -n 10.5.0.2 apply-config -f worker.yaml --mode try --timeout 1m",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("-f", "--file", required=True, help="the machine config (YAML), - for stdin")
+    add_mode_flags(s)
+
+
+def add_mode_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("-m", "--mode", choices=("auto", "no-reboot", "staged", "try"), default="auto",
+                   help="auto/no-reboot: persist and apply live (refused when a change needs a "
+                        "reboot); staged: persist for the next boot; try: apply live, revert "
+                        "after --timeout unless confirmed by another apply")
+    s.add_argument("--timeout", dest="try_timeout", default="1m",
+                   help="with --mode try: how long before the change is reverted (e.g. 30s, 1m)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="validate and show the changes and what would restart; apply nothing")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -202,6 +244,10 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     c = args.command
     if c == "image" and args.action == "import":
         return run_import(args, client, nodes)
+    if c == "apply-config":
+        from talos_init.osctl import configcmd
+
+        return configcmd.run_apply(args, client, nodes)
     method, params, stream = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
@@ -222,7 +268,7 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         "read": ("read", {"path": getattr(args, "path", None)}, True),
         "reboot": ("reboot", {}, False), "shutdown": ("shutdown", {}, False),
         "get": ("config", {}, False), "timeline": ("timeline", {}, False),
-        "image": ("image.list", {}, False),
+        "image": ("image.list", {}, False), "disks": ("disks", {}, False),
     }[c]
     if stream and getattr(args, "follow", False) and len(nodes) > 1:
         raise OsctlError("follow one node at a time (-n NODE)")
@@ -333,9 +379,17 @@ def main(argv: list[str] | None = None) -> int:
             # The node's own validator, imported only when asked for.
             from talos_init.userdata.cli import validate_cli
             return int(validate_cli([args.file, *(["--quiet"] if args.quiet else [])]))
-        ctx = load_context(config_path(args.osctlconfig), args.context)
+        if args.cert_fingerprint and not args.insecure:
+            raise OsctlError("--cert-fingerprint pins a maintenance-mode node's key: use it "
+                             "with --insecure")
+        if args.insecure:
+            ctx = Context("insecure")  # no osctl config: nothing of it would be used
+        else:
+            ctx = load_context(config_path(args.osctlconfig), args.context)
         nodes = targets(args, ctx)
-        client = Client(ctx, timeout=args.timeout)
+        client = Client(ctx, timeout=args.timeout, insecure=args.insecure,
+                        fingerprints=args.cert_fingerprint,
+                        say=lambda line: print(f"osctl: {line}", file=sys.stderr))
         try:
             return run_call(args, client, nodes)
         finally:

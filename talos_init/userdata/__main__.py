@@ -3,8 +3,10 @@
 0. A config stored on the install disk (STATE, ``configstore``; a staged one becomes
    the config first) wins: validated, written, ready, without the network or the URL.
 1. Read the kernel command line (``talos.config=``, digests, deadline, hostname).
-2. No ``talos.config=``: say so plainly and wait, not ready, until apply-config
-   (``apply.py``, called by apid) writes a valid config; then exit 0 as after a fetch.
+2. No ``talos.config=``: say so plainly, write the maintenance marker (apid then serves
+   maintenance mode) and wait, not ready, until apply-config (``apply.py``, called by
+   apid) writes a valid config; then exit 0 as after a fetch. A URL answering 404 is
+   "no config" too, as in Talos: maintenance mode, while the URL is still retried.
    A STATE that shows up late (slow storage drivers) is still read while it waits.
 3. Fetch (fast retries, within ``talos.config.deadline`` when given).
 4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
@@ -95,6 +97,7 @@ def run(
         console.say(msg, level=4)
         log.warning("config_url_missing")
         notify(f"STATUS={msg}")
+        enter_maintenance(paths, "no talos.config= on the kernel command line")
         return wait_applied(paths, notify, sleep, console, look_in_store=True)
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(
@@ -115,7 +118,11 @@ def run(
             fetched = fetcher.fetch(cmd.config_url, cmd.config_sha256, cmd.config_sha512)
         except FetchError as e:
             console.say(f"cannot fetch the machine config: {e}")
-            _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console)
+            if e.status == 404:
+                enter_maintenance(paths, f"the config URL answered 404: {e}")
+            if _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console,
+                     applied=paths if paths.maintenance.exists() else None):
+                return EXIT_OK
             continue
         result = validate.parse(fetched.data)
         source = (
@@ -137,6 +144,7 @@ def run(
         store.write_config(
             fetched.data, result.config.effective, paths.config, paths.effective_config
         )
+        paths.maintenance.unlink(missing_ok=True)
         unsupported = [p.path for p in result.unsupported]
         log.info(
             "config_ready",
@@ -211,11 +219,27 @@ def wait_applied(
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("applied_config_unreadable", error=repr(e))  # retried at the next poll
             else:
+                paths.maintenance.unlink(missing_ok=True)
                 console.say(f"machine config applied through the API ({cfg.machine.type})", level=6)
                 log.info("config_ready", machine_type=cfg.machine.type, source="apply-config")
                 notify(f"READY=1\nSTATUS=machine config applied ({cfg.machine.type})")
                 return EXIT_OK
         sleep(APPLY_POLL)
+
+
+def enter_maintenance(paths: Paths, reason: str) -> None:
+    """The marker apid waits for: serve maintenance mode (self-signed, apply-config)."""
+    if not paths.maintenance.exists():
+        store.write_atomic(paths.maintenance, (reason + "\n").encode(), mode=0o644)
+        log.warning("maintenance_mode", reason=reason,
+                    hint="osctl --insecure apply-config -f FILE (fingerprint on the console)")
+
+
+def _applied(paths: Paths) -> bool:
+    try:
+        return load_effective(paths.effective_config) is not None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _wait(
@@ -225,14 +249,30 @@ def _wait(
     sleep: Callable[[float], None],
     rng: random.Random,
     console: Console,
-) -> None:
+    applied: Paths | None = None,
+) -> bool:
+    """Sleep until the next round; with ``applied`` (maintenance mode), True as soon as
+    apply-config has written a config (the fetch loop then ends)."""
     delay = rng.uniform(*interval)
     console.say(
         f"retrying in {delay:.0f}s; fix the config on the server and this node picks it up", level=4
     )
     log.info("config_retry_scheduled", reason=reason, seconds=round(delay, 1))
     notify(f"STATUS={reason}; retrying in {delay:.0f}s")
-    sleep(delay)
+    if applied is None:
+        sleep(delay)
+        return False
+    waited = 0.0
+    while waited < delay:
+        if applied.effective_config.exists() and _applied(applied):
+            console.say("machine config applied through the API", level=6)
+            log.info("config_ready", source="apply-config")
+            notify("READY=1\nSTATUS=machine config applied")
+            return True
+        step = min(APPLY_POLL, delay - waited)
+        sleep(step)
+        waited += step
+    return False
 
 
 def _system_hostname() -> str | None:

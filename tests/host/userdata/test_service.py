@@ -198,3 +198,29 @@ def test_an_invalid_stored_config_falls_back_to_the_url(service, tmp_path, http_
     s.wait_line("the stored machine config is invalid")
     assert s.proc.wait(60) == 0
     assert (tmp_path / "root/run/talos/config.source").read_text() == "url\n"
+
+
+def test_a_404_config_url_enters_maintenance_and_apply_config_ends_it(service, http_server, tmp_path):
+    """As Talos: a URL answering 404 means no config; the maintenance marker tells apid to
+    serve maintenance mode, and a config applied meanwhile ends the wait (exit 0)."""
+    http_server.play(reply(404))
+    s = service(f"talos.config={http_server.url()}")
+    s.wait_line("HTTP 404")
+    marker = tmp_path / "root/run/talos/maintenance"
+    s.wait_line("retrying in")
+    assert "404" in marker.read_text()
+    assert apply_config(GOOD, Paths(tmp_path / "root")).ok
+    assert s.proc.wait(60) == 0
+    s.wait_line("machine config applied through the API")
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "apply-config\n"
+
+
+def test_no_url_writes_the_maintenance_marker(service, tmp_path):
+    s = service("console=ttyS0")
+    s.wait_line("no machine config")
+    marker = tmp_path / "root/run/talos/maintenance"
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "no talos.config=" in marker.read_text()
