@@ -103,6 +103,8 @@ async def run(args: argparse.Namespace, maintenance: bool) -> int:
         sdnotify.try_notify(f"READY=1\nSTATUS=listening on {where}")
     await stop.wait()
     log.info("apid_stopping")
+    if hasattr(applier, "closing"):
+        applier.closing = True  # an apply-config now is refused: the node is going down
     await server.close()
     if maintenance:
         watcher.cancel()

@@ -98,6 +98,12 @@ class Calls:
             "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
         }
 
+    def after_reply(self, method: str) -> None:
+        """The server has written ``method``'s reply: work that must wait for it runs now."""
+        hook = getattr(self.unary.get(method), "after_reply", None)
+        if hook is not None:
+            hook()
+
     async def _pid1(self, method: str, params: dict[str, Any] | None = None) -> Any:
         try:
             return await self.control.call(method, params)

@@ -162,7 +162,10 @@ class ApiServer:
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
                                                 self.limits.call_timeout)
-                await tls.write(protocol.encode({"result": result}))
+                try:
+                    await tls.write(protocol.encode({"result": result}))
+                finally:  # apply-config acts only once its reply is out (or the client gone)
+                    self.calls.after_reply(method)
         except ApiError as e:
             if e.code == protocol.PERMISSION_DENIED or self.maintenance:
                 log.warning("api_call_refused", peer=peer, client=who, reason=e.message)

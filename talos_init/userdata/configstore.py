@@ -123,7 +123,7 @@ class Store:
         return self.load()
 
     def unstage(self) -> bool:
-        """Drop a staged config (a later non-staged apply supersedes it, as in Talos)."""
+        """Drop a staged config (reset; an operator changing their mind)."""
         if not (self.dir / STAGED).exists():
             return False
         self._remove(self.dir / STAGED)
