@@ -82,7 +82,9 @@ async def run(args: argparse.Namespace, maintenance: bool) -> int:
         log.error("apid_cannot_start", error=str(e))
         return 2
     calls = Calls(ControlClient(args.control_socket), config=config_path, kmsg=Path(args.kmsg),
-                  containerd_socket=Path(args.containerd_socket), apply_config=applier)
+                  containerd_socket=Path(args.containerd_socket), apply_config=applier,
+                  root=Path(args.root),
+                  config_store=Path(args.config_store) if args.config_store else None)
     server = ApiServer(calls, ctx, Limits(max_upload=args.max_upload), maintenance=maintenance)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)
@@ -128,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen", default=f":{DEFAULT_PORT}", help="[host]:port (default all addresses)")
     p.add_argument("--config", default="/run/talos/config.json", help="effective machine config")
     p.add_argument("--root", default="/", help="node root for /run/talos and /system/state (tests)")
+    p.add_argument("--config-store", default=None, metavar="DIR",
+                   help="keep configs in DIR instead of the STATE partition (tests)")
     p.add_argument("--control-socket", default="/run/talos/init.sock")
     p.add_argument("--kmsg", default="/dev/kmsg")
     p.add_argument("--containerd-socket", default="/run/containerd/containerd.sock")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import talos_init
-from talos_init.apid import containerd, crilog, disks, facts
+from talos_init.apid import configinfo, containerd, crilog, disks, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
@@ -28,6 +28,7 @@ from talos_init.apid.upload import SyncReader, UploadBody
 from talos_init.containerd import grpc, images
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
+from talos_init.paths import Paths
 
 Unary = Callable[[dict[str, Any]], Awaitable[Any]]
 Streaming = Callable[[dict[str, Any]], AsyncIterator[Any]]
@@ -72,8 +73,11 @@ class Calls:
     def __init__(self, control: ControlClient, *, config: Path = Path("/run/talos/config.json"),
                  kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
                  containerd_socket: Path = Path("/run/containerd/containerd.sock"),
-                 apply_config: Unary | None = None, sys_block: Path = Path("/sys/block")):
+                 apply_config: Unary | None = None, sys_block: Path = Path("/sys/block"),
+                 root: Path = Path("/"), config_store: Path | None = None):
         self.control = control
+        self.paths = Paths(root)
+        self.find_store = configinfo.state_store(root, config_store)
         self.sys_block = sys_block
         self.containerd = containerd.Client(str(containerd_socket))
         self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT))
@@ -90,6 +94,7 @@ class Calls:
             "interfaces": self.interfaces, "routes": self.routes, "reboot": self.reboot,
             "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
             "image.list": self.image_list, "disks": self.disks,
+            "config.raw": self.config_raw, "config.history": self.config_history,
         }
         if apply_config is not None:  # configapply: maintenance or running (see __main__)
             self.unary["apply-config"] = apply_config
@@ -218,6 +223,12 @@ class Calls:
         return {"name": "talos-init", "version": talos_init.__version__, "api": 1,
                 "python": platform.python_version(), "kernel": u.release, "arch": u.machine,
                 "hostname": u.nodename}
+
+    async def config_raw(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(configinfo.raw, self.paths)
+
+    async def config_history(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(configinfo.history, self.paths, self.find_store)
 
     async def disks(self, params: dict[str, Any]) -> Any:
         return await asyncio.to_thread(disks.list_disks, self.sys_block)

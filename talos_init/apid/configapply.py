@@ -271,10 +271,14 @@ class RunningApply:
 
 
 def running_apply(args: Any, paths: Paths) -> RunningApply:
+    from pathlib import Path
+
+    from talos_init.apid.configinfo import state_store
     from talos_init.control.client import ControlClient
 
     control = ControlClient(args.control_socket)
 
     async def restart(sid: str) -> Any:
         return await control.call("services.restart", {"id": sid})
-    return RunningApply(paths, restart)
+    store_dir = Path(args.config_store) if args.config_store else None
+    return RunningApply(paths, restart, find_state=state_store(paths.root, store_dir))

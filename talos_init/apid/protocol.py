@@ -64,6 +64,10 @@ METHODS: dict[str, Method] = {
     "image.import": Method(_A, False, "import an OCI or docker image archive into k8s.io",
                            upload=True),
     "image.list": Method(_R, False, "images in containerd's k8s.io namespace"),
+    "config.raw": Method(_A, False, "the machine config as applied, secrets included (what osctl "
+                                    "edit and patch start from)"),
+    "config.history": Method(_R, False, "the stored config's version and the last ones "
+                                        "(time, mode, source)"),
     "disks": Method(_R, False, "block devices with size, model, serial and transport"),
     "apply-config": Method(_A, False, "validate a machine config and apply it "
                                       "(mode auto, no-reboot, staged, try; dry_run)"),

@@ -143,8 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     cmd("reboot", "reboot the node")
     cmd("shutdown", "power the node off")
-    s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)")
-    s.add_argument("resource", choices=("config",))
+    s = cmd("get", "get a resource: config / machineconfig / mc (the machine config, secrets "
+                   "redacted; admin), configversion, confighistory (the stored config's version "
+                   "and its last versions with time and mode)")
+    s.add_argument("resource", choices=("config", "machineconfig", "mc", "configversion",
+                                        "confighistory"))
     s = cmd("timeline", "the boot timeline")
     s.add_argument("--svg", type=Path, metavar="FILE",
                    help="draw it as an SVG chart into FILE (FILE-NODE.svg for several nodes)")
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     add_disks(sub)
     add_apply_config(sub)
+    add_patch(sub)
+    add_edit(sub)
     return p
 
 
@@ -187,6 +192,33 @@ def add_apply_config(sub: Any) -> None:
                "         osctl -n 10.5.0.2 apply-config -f worker.yaml --mode try --timeout 1m",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("-f", "--file", required=True, help="the machine config (YAML), - for stdin")
+    add_mode_flags(s)
+
+
+def add_patch(sub: Any) -> None:
+    s = sub.add_parser(
+        "patch", help="patch the machine config (JSON patch or strategic merge) and apply it",
+        description="fetch the node's machine config, apply the patches here (RFC 6902 JSON "
+                    "patch, or strategic-merge YAML as Talos), and apply the whole result",
+        epilog="example: osctl -n 10.5.0.2 patch machineconfig --patch @hostname.yaml\n"
+               "         osctl -n 10.5.0.2 patch mc -p '[{\"op\": \"add\", \"path\": "
+               "\"/machine/sysctls/vm.max_map_count\", \"value\": \"262144\"}]' --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("resource", choices=("machineconfig", "mc"))
+    s.add_argument("-p", "--patch", action="append", required=True, metavar="PATCH",
+                   help="@FILE or the patch itself (YAML or JSON); repeat to apply several")
+    add_mode_flags(s)
+
+
+def add_edit(sub: Any) -> None:
+    s = sub.add_parser(
+        "edit", help="edit the machine config in $EDITOR and apply it on save",
+        description="open the node's machine config in $EDITOR (or vi); on save it is applied. "
+                    "A config the node refuses is reopened with the problems at the top; an "
+                    "unchanged or empty file cancels",
+        epilog="example: EDITOR=nano osctl -n 10.5.0.2 edit machineconfig --mode no-reboot",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("resource", choices=("machineconfig", "mc"))
     add_mode_flags(s)
 
 
@@ -244,10 +276,11 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
     c = args.command
     if c == "image" and args.action == "import":
         return run_import(args, client, nodes)
-    if c == "apply-config":
+    if c in ("apply-config", "patch", "edit") or (
+            c == "get" and args.resource in ("configversion", "confighistory")):
         from talos_init.osctl import configcmd
 
-        return configcmd.run_apply(args, client, nodes)
+        return configcmd.RUNNERS[c](args, client, nodes)
     method, params, stream = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
@@ -295,7 +328,7 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
         return
     if many:
         print(f"NODE {node}")
-    if c == "get":
+    if c == "get":  # config, machineconfig, mc: the same redacted config
         output.structured(result, "yaml")
     elif c in ("reboot", "shutdown", "service"):
         what = {"reboot": "rebooting", "shutdown": "shutting down"}.get(c)

@@ -35,6 +35,9 @@ from talos_init.apid.protocol import ApiError
 class OsctlError(Exception):
     """An error for the user: its message is the whole explanation."""
 
+    code: str | None = None  # the node's error code, when the node refused
+    detail: str = ""  # the node's own message
+
 
 @dataclass
 class Context:
@@ -256,7 +259,7 @@ class Client:
         except socket.timeout:
             raise OsctlError(f"node {target} did not answer within the timeout") from None
         except ApiError as e:
-            raise OsctlError(describe(target, e)) from None
+            raise refused(target, e) from None
         finally:
             sock.close()
 
@@ -333,6 +336,14 @@ def normalize_fingerprint(fp: str) -> str:
 
 class _Replied(Exception):
     """The node answered before the upload ended."""
+
+
+def refused(target: str, e: ApiError) -> OsctlError:
+    """The node's refusal in words, keeping its code for callers that act on it (edit).
+    Built here, not in the except block: a local there would hold its own traceback."""
+    err = OsctlError(describe(target, e))
+    err.code, err.detail = e.code, e.message
+    return err
 
 
 def describe(target: str, e: ApiError) -> str:

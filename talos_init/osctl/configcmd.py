@@ -97,3 +97,129 @@ def print_result(node: str, r: dict[str, Any]) -> None:
         print(f"{node}: {verb}: {', '.join(r['restart'])}")
     if r.get("message"):
         print(f"{node}: {r['message']}")
+
+
+def _current(client: Client, node: str) -> str:
+    return client.call(node, "config.raw")["config"]
+
+
+def run_patch(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
+    from talos_init.osctl import patch
+
+    patches = []
+    for value in args.patch:
+        if value.startswith("@"):
+            patches.append((value[1:], read_file(value[1:])))
+        else:
+            patches.append(("--patch", value))
+    failed = 0
+    for node in nodes:
+        try:
+            current = _current(client, node)
+            try:
+                patched = patch.apply(current, patches)
+            except patch.PatchError as e:
+                raise OsctlError(f"node {node}: the patch does not apply: {e}; nothing was "
+                                 "sent") from None
+        except OsctlError as e:
+            print(f"osctl: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        failed += send(args, client, [node], patched, "patched config")
+    return 1 if failed else 0
+
+
+EDIT_HEADER = ("# Please edit the machine config below. Lines beginning with '#' at the top are\n"
+               "# ignored; an empty file or one left unchanged cancels the edit.\n")
+
+
+def _strip_header(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    return "".join(lines)
+
+
+def run_edit(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
+    import os
+    import shlex
+    import subprocess
+    import tempfile
+
+    from talos_init.apid.protocol import INVALID_CONFIG
+
+    if len(nodes) != 1:
+        raise OsctlError("edit one node at a time (-n NODE)")
+    node = nodes[0]
+    original = _current(client, node)
+    editor = shlex.split(os.environ.get("EDITOR") or os.environ.get("VISUAL") or "vi")
+    fd, name = tempfile.mkstemp(prefix="osctl-edit-", suffix=".yaml")
+    os.close(fd)
+    text, header = original, EDIT_HEADER
+    try:
+        while True:
+            with open(name, "w", encoding="utf-8") as f:
+                f.write(header + text)
+            if subprocess.run([*editor, name]).returncode != 0:
+                raise OsctlError(f"the editor ({' '.join(editor)}) failed; nothing was applied")
+            with open(name, encoding="utf-8") as f:
+                edited = _strip_header(f.read())
+            if not edited.strip() or edited == original:
+                print(f"{node}: edit cancelled, no changes made")
+                return 0
+            try:
+                result = client.call(node, "apply-config", apply_params(args, edited, "edited"))
+            except OsctlError as e:
+                if getattr(e, "code", None) != INVALID_CONFIG:
+                    raise
+                problems = e.detail
+                text = edited
+                header = EDIT_HEADER + "#\n# The node refused it:\n" + "".join(
+                    f"# {line}\n" for line in problems.splitlines())
+                print(f"osctl: {node} refused the edited config; reopening it", file=sys.stderr)
+                continue
+            if args.output != "table":
+                output.structured(result, args.output)
+            else:
+                print_result(node, result)
+            return 0
+    finally:
+        os.unlink(name)
+
+
+def run_get(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
+    failed = 0
+    for node in nodes:
+        try:
+            h = client.call(node, "config.history")
+        except OsctlError as e:
+            print(f"osctl: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.output != "table":
+            output.structured(h if args.resource == "confighistory" else
+                              {k: h.get(k) for k in ("current", "staged", "running_sha256",
+                                                     "running_source", "stored")}, args.output)
+            continue
+        prefix = f"{node}: " if len(nodes) > 1 else ""
+        if args.resource == "configversion":
+            cur = h.get("current")
+            if cur is None:
+                print(f"{prefix}{h.get('note') or 'no stored config'}")
+            else:
+                kept = "running" if cur["sha256"] == h.get("running_sha256") else \
+                    f"not running (running: {h.get('running_source')})"
+                print(f"{prefix}version {cur['version']} ({cur['mode']} from {cur['source']} at "
+                      f"{cur['time']}; {kept})")
+            if h.get("staged"):
+                print(f"{prefix}staged for the next boot: version {h['staged']['version']} "
+                      f"at {h['staged']['time']}")
+        else:
+            output.table(h.get("history") or [], [
+                ("VERSION", lambda r: r.get("version")), ("TIME", lambda r: r.get("time")),
+                ("MODE", lambda r: r.get("mode")), ("SOURCE", lambda r: r.get("source")),
+                ("SHA256", lambda r: (r.get("sha256") or "")[:16])])
+    return 1 if failed else 0
+
+
+RUNNERS = {"apply-config": run_apply, "patch": run_patch, "edit": run_edit, "get": run_get}
