@@ -195,7 +195,7 @@ def load_stored(paths: Paths, console: Console, notify: Callable[[str], bool]) -
     store.write_config(rec["config"], result.config.effective, paths.config,
                        paths.effective_config)
     what = f"version {rec['version']}, {rec['mode']} from {rec['source']} at {rec['time']}"
-    console.say(f"machine config read from the install disk ({what})", level=6)
+    console.say(f"machine config read from the install disk ({what})", level=5)
     log.info("config_ready", machine_type=result.config.machine.type, source="store",
              version=rec["version"], mode=rec["mode"])
     notify(f"READY=1\nSTATUS=machine config from the install disk ({what})")
