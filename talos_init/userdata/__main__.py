@@ -8,7 +8,9 @@
    apid) writes a valid config; then exit 0 as after a fetch. A URL answering 404 is
    "no config" too, as in Talos: maintenance mode, while the URL is still retried.
    A STATE that shows up late (slow storage drivers) is still read while it waits.
-3. Fetch (fast retries, within ``talos.config.deadline`` when given).
+3. Wait for the network (networkd's status.json says ready: the service does not
+   depend on networkd, so a stored config needs none), then fetch (fast retries,
+   within ``talos.config.deadline`` when given).
 4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
 5. Fetch or validation failed: wait 15-30 s (jittered) and go back to 3, so fixing
    the file on the server fixes the node without a reboot. Never exit on bad input.
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import socket
 import sys
@@ -79,6 +82,7 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     console: Console | None = None,
+    wait_network: Callable[[], None] | None = None,
 ) -> int:
     rng = rng or random.Random()
     console = console or Console(None)
@@ -99,6 +103,10 @@ def run(
         notify(f"STATUS={msg}")
         enter_maintenance(paths, "no talos.config= on the kernel command line")
         return wait_applied(paths, notify, sleep, console, look_in_store=True)
+    if wait_network is not None:
+        wait_network()
+        if load_stored(paths, console, notify):  # a disk whose drivers were slower than us
+            return EXIT_OK
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(
         FetchPolicy(deadline=cmd.config_deadline),
@@ -164,6 +172,26 @@ def run(
         )
         notify(f"READY=1\nSTATUS=machine config ready ({result.config.machine.type})")
         return EXIT_OK
+
+
+def network_waiter(status: Path, notify: Callable[[str], bool],
+                   poll: float = 0.1) -> Callable[[], None]:
+    """Wait for networkd's status.json to say ready: the service no longer depends on
+    networkd in the graph, so that a config stored on disk needs no network at all; only a
+    fetch waits for it, here."""
+    def wait() -> None:
+        said = False
+        while True:
+            try:
+                if json.loads(status.read_text()).get("ready"):
+                    return
+            except (OSError, ValueError, AttributeError):
+                pass
+            if not said:
+                notify("STATUS=waiting for the network (networkd) to fetch the config")
+                said = True
+            time.sleep(poll)
+    return wait
 
 
 def load_stored(paths: Paths, console: Console, notify: Callable[[str], bool]) -> bool:
@@ -299,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         default=RETRY_INTERVAL,
         help="seconds between rounds after a failure (default 15 30)",
     )
+    parser.add_argument(
+        "--wait-network",
+        action="store_true",
+        help="before a fetch, wait for networkd's status.json to say ready (the service)",
+    )
     args = parser.parse_args(argv)
     tlog.configure()  # stderr, which the supervisor captures
     paths = Paths(args.root)
@@ -312,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         file_root=args.root,
         retry_interval=(min(args.retry_interval), max(args.retry_interval)),
         console=Console(kmsg if kmsg.exists() else None),
+        wait_network=network_waiter(paths.at("/run/talos/networkd/status.json"), sdnotify.try_notify)
+        if args.wait_network
+        else None,
     )
 
 

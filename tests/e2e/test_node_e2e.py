@@ -260,22 +260,24 @@ def test_static_pod_runs_from_imported_images(node, tmp_path):
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
     """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file.
 
-    The config server answers 503 until containerd is ready: on an installed disk /var and
-    containerd need neither the config nor the network, which the node's own events show
-    (containerd ready before userdata finished, var found by label)."""
+    Boot 2's config (no machine.files, no pods) is staged on boot 1 with apply-config: boot 2
+    reads it from the disk's STATE partition, never from the config server, which answers
+    503 throughout: on an installed disk /var, containerd and the config need neither the
+    server nor the network (var found by label, no request to the server)."""
     assert ok(node, "read", MARKER) == configs["marker"]
+    second = Path(node["disk"]).with_name("second.yaml")
+    second.write_bytes(configs["second"])
+    assert "staged" in ok(node, "apply-config", "-f", str(second), "--mode", "staged")
     out = ok(node, "reboot")
     assert "rebooting" in out
     node["vm"].wait_exit(BOOT_TIMEOUT)
     assert "reboot: Restarting system" in node["vm"].console  # a reset, not a power-off or crash
-    server.body = configs["second"]  # no machine.files: the marker can only come from the disk
-    server.status = 503  # userdata retries (1 s, 2 s, 4 s...) until the test lets it through
+    server.status = 503  # would make userdata retry; the stored config means it never asks
+    asked = len(server.requests)
     vm = module_boot(standin_image, server=server, api=True, disk=node["disk"])
     node.update(vm=vm, boot=2)
-    try:
-        vm.wait_for(r"service_state service=containerd state=ready", BOOT_TIMEOUT)
-    finally:
-        server.status = 200
+    vm.wait_for(r"service_state service=containerd state=ready", BOOT_TIMEOUT)
+    vm.wait_for(r"machine config read from the install disk \(version \d+, staged", BOOT_TIMEOUT)
     wait_api(node)
     wait_ready(node, "containerd")
     report = json.loads(ok(node, "read", "/run/talos/var.json"))
@@ -299,7 +301,8 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
     assert [e["state"] for e in var_service][-1] == "finished", var_service
     assert var_service[-1]["reason"].startswith("done_if holds"), var_service
     assert "starting" not in {e["state"] for e in var_service}, var_service
-    assert first("containerd", "ready") < first("userdata", "finished")
+    assert len(server.requests) == asked  # the config came from the disk
+    server.status = 200
 
     # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.
     wait_ready(node, "kubelet")

@@ -224,3 +224,28 @@ def test_no_url_writes_the_maintenance_marker(service, tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert "no talos.config=" in marker.read_text()
+
+
+def test_a_fetch_waits_for_networkd_to_say_ready(tmp_path):
+    """--wait-network: nothing is fetched until networkd's status.json says ready (the
+    service has no networkd edge, so that a stored config needs no network)."""
+    from talos_init.userdata.__main__ import network_waiter
+
+    status = tmp_path / "status.json"
+    said: list[str] = []
+    done = threading.Event()
+
+    def wait() -> None:
+        network_waiter(status, lambda m: said.append(m) or True, poll=0.01)()
+        done.set()
+
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    status.write_text(json.dumps({"ready": False}))
+    deadline = time.monotonic() + 10
+    while not said:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not done.is_set() and said == ["STATUS=waiting for the network (networkd) to fetch the config"]
+    status.write_text(json.dumps({"ready": True}))
+    assert done.wait(10)
