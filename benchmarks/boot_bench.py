@@ -17,11 +17,13 @@ faulted in on the host as the guest first touches it, which under nested
 virtualization costs the guest 0.2-0.35 s of its boot, more for the image
 that touches more memory early: docs/for-devs/performance.md, run 13).
 
-Ours is measured twice: a first boot (blank disk: /var is partitioned once the
-config names install.disk) and the steady state (every later boot: a copy of a
+Ours is measured three ways: a first boot (blank disk: /var is partitioned once the
+config names install.disk), the steady state (every later boot: a copy of a
 disk installed by one unmeasured install boot, powered off cleanly, so /var is
-found by its label without the config). The baseline has no persistent /var:
-its boots are the same in both tables.
+found by its label without the config, and the config is read from the disk's
+STATE partition before the URL), and the same installed disk with the config
+server gone (talos.config= points at a closed port: the stored config is all
+there is). The baseline has no persistent /var: its boots are the same in all.
 
 Times are guest seconds since the kernel started: /init's exec from the
 kernel's "Run /init as init process" record (both images); ours from PID
@@ -167,6 +169,9 @@ def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle:
     cleanly at the end and keep the disk there (the install boot)."""
     state = UserdataServer(body=config)
     server = _serve(state)
+    if kind == STORED:  # the server is gone: the guest's talos.config= reaches a closed port
+        server.shutdown()
+        server.server_close()
     workdir = args.out / "boots" / f"{n:02d}-{kind}"  # the serial log stays there for reading
     workdir.mkdir(parents=True, exist_ok=True)
     cmdline = [f"talos.config={state.guest_url}", f"bench.idle={idle:g}"]
@@ -201,8 +206,9 @@ def one_boot(kind: str, n: int, kernel: Path, initrd: Path, config: bytes, idle:
             print(f"    {kind}: {e} (console: {vm.log_path})", file=sys.stderr, flush=True)
     finally:
         vm.close()
-        server.shutdown()
-        server.server_close()
+        if kind != STORED:
+            server.shutdown()
+            server.server_close()
         (workdir / "data.raw").unlink(missing_ok=True)
         if copy is not None:
             copy.unlink(missing_ok=True)
@@ -327,16 +333,21 @@ def row(label: str, ours: tuple | None, base: tuple | None, unit: str = "s", dig
 
 
 STEADY = "ours-steady"  # ours booting a disk a first boot installed
+STORED = "ours-stored"  # the same, with no config server at all
 
 
 def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
-    by = {k: [r for r in runs if r["kind"] == k] for k in ("ours", STEADY, "baseline")}
+    by = {k: [r for r in runs if r["kind"] == k] for k in ("ours", STEADY, STORED, "baseline")}
     n = {k: len(v) for k, v in by.items()}
     accel = os.environ.get("TALOS_QEMU_ACCEL", "tcg")
     tables = [("first boot: blank disk, /var made once the config names install.disk", "ours")]
     if by[STEADY]:
         tables.append(("steady state: a disk installed by a first boot, /var found by its "
-                       "label (the baseline has no persistent /var: same boots as above)", STEADY))
+                       "label, the config read from STATE (the baseline has no persistent /var: "
+                       "same boots as above)", STEADY))
+    if by[STORED]:
+        tables.append(("installed disk, config server gone: the config from STATE only "
+                       "(baseline: same boots as above)", STORED))
     for title, kind in tables:
         print(f"\n{title}\nmedian [min-max] over {n[kind]} boots of ours, {n['baseline']} of the "
               f"baseline; guest seconds since kernel start (QEMU {accel})")
@@ -382,7 +393,7 @@ def report(runs: list[dict], sizes: dict[str, tuple[int, int]]) -> None:
             print(f"  guest -X importtime {it['module']:22} imports {it.get('imports_s', 0):.2f}s, "
                   f"process {it.get('wall_s', 0):.2f}s, {it.get('modules', 0):.0f} modules; "
                   f"top: {', '.join(f'{n} {c / 1e6:.2f}s' for n, c in it['top'][:6])}")
-    for r in by["ours"] + by[STEADY]:
+    for r in by["ours"] + by[STEADY] + by[STORED]:
         if not r.get("settled", "").startswith("ok"):
             print(f"  ours did not settle (config loaded, apid ready): {r.get('settled', 'no probe line')}")
             for line in r.get("guest_logs", [])[:30]:
@@ -450,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     # generates (cached in BUILD/run-node), else apid would crash-loop in every boot.
     config, _ = config_for_node(args.config.read_bytes(), args.build / "run-node")
     runs = []
-    kinds = ["ours", STEADY, "baseline"] if args.steady else ["ours", "baseline"]
+    kinds = ["ours", STEADY, STORED, "baseline"] if args.steady else ["ours", "baseline"]
     installed = None
     if args.steady:
         installed = args.out / "installed.raw"
@@ -468,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             idle = args.idle if i < args.idle_boots else 0
             importtime = args.importtime and kind == "ours" and i == args.boots - 1
             r = one_boot(kind, i + 1, kernel, base_img if kind == "baseline" else ours_img, config,
-                         idle, importtime, args, disk=installed if kind == STEADY else None)
+                         idle, importtime, args,
+                         disk=installed if kind in (STEADY, STORED) else None)
             runs.append(r)
             print(f"  boot {i + 1}/{args.boots} {kind:11}: containerd ready at "
                   f"{r.get('containerd', float('nan')):.2f}s, config at "
@@ -478,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     report(runs, sizes)
     for kind, events in (("ours", next((ours_events(r) for r in runs if r["kind"] == "ours" and r["events"]), [])),
                          (STEADY, next((ours_events(r) for r in runs if r["kind"] == STEADY and r["events"]), [])),
+                         (STORED, next((ours_events(r) for r in runs if r["kind"] == STORED and r["events"]), [])),
                          ("baseline", next((baseline_events(r) for r in runs if r["kind"] == "baseline"), []))):
         if not events:
             continue

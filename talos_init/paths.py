@@ -39,6 +39,18 @@ class Paths:
         return self.at("/run/talos/config.json")
 
     @property
+    def config_source(self) -> Path:  # where the config in /run/talos came from (store, url...)
+        return self.at("/run/talos/config.source")
+
+    @property
+    def maintenance(self) -> Path:  # userdata: no config is coming by itself; apid serves insecure
+        return self.at("/run/talos/maintenance")
+
+    @property
+    def state(self) -> Path:  # the STATE partition's mountpoint: the stored machine config
+        return self.at("/system/state")
+
+    @property
     def services(self) -> Path:  # service definitions shipped in the image
         return self.at("/usr/lib/talos/services")
 

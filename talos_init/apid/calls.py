@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import talos_init
-from talos_init.apid import containerd, crilog, facts
+from talos_init.apid import configinfo, containerd, crilog, disks, facts
 from talos_init.apid.protocol import (BAD_REQUEST, FAILED_PRECONDITION, INTERNAL, NOT_FOUND,
                                       UNAVAILABLE, ApiError)
 from talos_init.apid.redact import redact
@@ -31,6 +31,7 @@ from talos_init.containerd import grpc, images
 from talos_init.containerd.archive import Budget
 from talos_init.control.client import ControlClient
 from talos_init.control.protocol import ControlError
+from talos_init.paths import Paths
 
 Unary = Callable[[dict[str, Any]], Awaitable[Any]]
 Streaming = Callable[[dict[str, Any]], AsyncIterator[Any]]
@@ -85,8 +86,13 @@ class Calls:
                  kmsg: Path = Path("/dev/kmsg"), proc: Path = Path("/proc"),
                  containerd_socket: Path = Path("/run/containerd/containerd.sock"),
                  containerd_root: Path | None = Path("/var/lib/containerd"),
-                 budget: Budget = Budget()):
+                 budget: Budget = Budget(),
+                 apply_config: Unary | None = None, sys_block: Path = Path("/sys/block"),
+                 root: Path = Path("/"), config_store: Path | None = None):
         self.control = control
+        self.paths = Paths(root)
+        self.find_store = configinfo.state_store(root, config_store)
+        self.sys_block = sys_block
         self.containerd = containerd.Client(str(containerd_socket))
         self.images = images.Importer(grpc.Client(str(containerd_socket), timeout=IMPORT_TIMEOUT),
                                       store_path=str(containerd_root) if containerd_root else None)
@@ -103,16 +109,25 @@ class Calls:
             "stats": self.stats, "memory": self.memory, "mounts": self.mounts,
             "interfaces": self.interfaces, "routes": self.routes, "reboot": self.reboot,
             "shutdown": self.shutdown, "ls": self.ls, "config": self.config,
-            "image.list": self.image_list,
+            "image.list": self.image_list, "disks": self.disks,
+            "config.raw": self.config_raw, "config.history": self.config_history,
         }
         self.boot = BootCalls()
         self.unary["rollback"] = self.rollback
         self.unary["reset"] = self.reset
+        if apply_config is not None:  # configapply: maintenance or running (see __main__)
+            self.unary["apply-config"] = apply_config
         self.uploads: dict[str, Upload] = {"image.import": self.image_import,
                                            "upgrade": self.upgrade}
         self.streams: dict[str, Streaming] = {
             "logs": self.logs, "events": self.events, "dmesg": self.dmesg, "read": self.read,
         }
+
+    def after_reply(self, method: str) -> None:
+        """The server has written ``method``'s reply: work that must wait for it runs now."""
+        hook = getattr(self.unary.get(method), "after_reply", None)
+        if hook is not None:
+            hook()
 
     async def _pid1(self, method: str, params: dict[str, Any] | None = None) -> Any:
         try:
@@ -257,6 +272,15 @@ class Calls:
         return {"name": "talos-init", "version": talos_init.__version__, "api": 1,
                 "python": platform.python_version(), "kernel": u.release, "arch": u.machine,
                 "hostname": u.nodename, "boot": await self.boot.status()}
+
+    async def config_raw(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(configinfo.raw, self.paths)
+
+    async def config_history(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(configinfo.history, self.paths, self.find_store)
+
+    async def disks(self, params: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(disks.list_disks, self.sys_block)
 
     async def ps(self, params: dict[str, Any]) -> Any:
         return await asyncio.to_thread(facts.processes)

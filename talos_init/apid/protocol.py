@@ -68,6 +68,13 @@ METHODS: dict[str, Method] = {
                       upload=True),
     "rollback": Method(_A, False, "boot the other slot next"),
     "reset": Method(_A, False, "wipe the stored config and /var (and boot slots), then reboot"),
+    "config.raw": Method(_A, False, "the machine config as applied, secrets included (what osctl "
+                                    "edit and patch start from)"),
+    "config.history": Method(_R, False, "the stored config's version and the last ones "
+                                        "(time, mode, source)"),
+    "disks": Method(_R, False, "block devices with size, model, serial and transport"),
+    "apply-config": Method(_A, False, "validate a machine config and apply it "
+                                      "(mode auto, no-reboot, staged, try; dry_run)"),
 }
 
 MAX_FRAME = 1 << 20  # bytes in one upload frame
@@ -84,6 +91,8 @@ TIMEOUT = "timeout"
 UNAVAILABLE = "unavailable"
 UNIMPLEMENTED = "unimplemented"
 FAILED_PRECONDITION = "failed_precondition"
+INVALID_CONFIG = "invalid_config"
+ABORTED = "aborted"  # another apply-config holds the node's one apply slot  # apply-config: the validator's problems, one per line
 INTERNAL = "internal"
 
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from talos_init.apid import protocol, proxy
+from talos_init.apid import maintenance, protocol, proxy
 from talos_init.apid.admission import Admission, Caps
 from talos_init.apid.calls import Calls
 from talos_init.apid.protocol import ApiError
@@ -84,7 +84,7 @@ def common_name(peercert: dict[str, Any] | None) -> str:
 
 class ApiServer:
     def __init__(self, calls: Calls, ctx: ssl.SSLContext, limits: Limits = Limits(),
-                 forwarder: proxy.Forwarder | None = None):
+                 forwarder: proxy.Forwarder | None = None, maintenance: bool = False):
         self.calls = calls
         self.forwarder = forwarder  # None: this node forwards nothing (no machine CA key)
         self.ctx = ctx
@@ -96,6 +96,7 @@ class ApiServer:
             admin_reserve=limits.admin_reserve, max_follows=limits.max_follows,
             follows_per_client=limits.follows_per_client,
             follow_admin_reserve=limits.follow_admin_reserve))
+        self.maintenance = maintenance  # no client certificates: only maintenance.CALLS
         self._uploads = 0
         self._server: asyncio.Server | None = None
 
@@ -185,7 +186,10 @@ class ApiServer:
             if route.as_roles is not None:  # forwarded by another node's apid
                 roles, who = self._forwarded_roles(route, peercert, who)
             allowed = protocol.roles_allowed(method)
-            if not roles & allowed:
+            if self.maintenance:
+                if method not in maintenance.CALLS:
+                    raise maintenance.refuse(method)
+            elif not roles & allowed:
                 have = ", ".join(sorted(roles)) or "no os:* role"
                 need = " or ".join(r for r in protocol.ROLES if r in allowed)
                 raise ApiError(protocol.PERMISSION_DENIED,
@@ -200,9 +204,12 @@ class ApiServer:
             else:
                 result = await asyncio.wait_for(self.calls.unary[method](params),
                                                 self.limits.call_timeout)
-                await tls.write(protocol.encode({"result": result}))
+                try:
+                    await tls.write(protocol.encode({"result": result}))
+                finally:  # apply-config acts only once its reply is out (or the client gone)
+                    self.calls.after_reply(method)
         except ApiError as e:
-            if e.code == protocol.PERMISSION_DENIED:
+            if e.code == protocol.PERMISSION_DENIED or self.maintenance:
                 log.warning("api_call_refused", peer=peer, client=who, reason=e.message)
             await tls.write(protocol.error(e.code, e.message))
             if upload:  # refused before reading it: the upload is still coming

@@ -446,6 +446,7 @@ class Networkd:
         if not self.ready and await self._network_ready(resolved.desired):
             self.ready = notify("READY=1\nSTATUS=network ready")
             log.info("network_ready", notified=self.ready)
+            self._write_status(generation, plan, result)  # "ready": true, for userdata's fetch
         return result
 
     async def _sync_dhcp(self, wanted: set[str]) -> None:

@@ -58,6 +58,9 @@ COLUMNS: dict[str, list[Column]] = {
                    ("SIZE", lambda r: human_bytes(r.get("size"))), ("PLATFORMS", _g("platforms")),
                    ("CREATED", lambda r: datetime.datetime.fromtimestamp(r["created"]).strftime(
                        "%Y-%m-%d %H:%M") if r.get("created") else None)],
+    "disks": [("DEV", _g("dev")), ("SIZE", lambda r: human_bytes(r.get("size"))),
+              ("MODEL", _g("model")), ("SERIAL", _g("serial")), ("TRANSPORT", _g("transport")),
+              ("RO", _g("readonly"))],
     "image import": [("NAME", _g("name")), ("DIGEST", lambda r: _short(r.get("digest"))),
                      ("FORMAT", _g("format")), ("LAYERS", _g("layers")),
                      ("SIZE", lambda r: human_bytes(r.get("size")))],
@@ -105,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="endpoint(s) to connect to when no node is named")
     p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
     p.add_argument("--timeout", type=float, default=10.0, help="connect timeout, seconds")
+    p.add_argument("-i", "--insecure", action="store_true",
+                   help="maintenance mode: no client certificate and no CA check (name the "
+                        "node with -n; pin its key with --cert-fingerprint)")
+    p.add_argument("--cert-fingerprint", action="append", default=[], metavar="FP",
+                   help="with --insecure: the node's SHA-256 SPKI fingerprint (from its "
+                        "console); any other key is refused")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help: str, *examples: str) -> argparse.ArgumentParser:
@@ -152,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path")
     cmd("reboot", "reboot the node", "osctl -n 192.168.1.10 reboot")
     cmd("shutdown", "power the node off", "osctl -n 192.168.1.10 shutdown")
-    s = cmd("get", "get a resource (config: the machine config, secrets redacted; admin)",
-            "osctl get config")
-    s.add_argument("resource", choices=("config",))
+    s = cmd("get", "get a resource: config / machineconfig / mc (the machine config, secrets "
+                   "redacted; admin), configversion, confighistory (the stored config's version "
+                   "and its last versions with time and mode)",
+            "osctl get machineconfig", "osctl get confighistory")
+    s.add_argument("resource", choices=("config", "machineconfig", "mc", "configversion",
+                                        "confighistory"))
     s = cmd("timeline", "the boot timeline", "osctl timeline", "osctl timeline --svg boot.svg")
     s.add_argument("--svg", type=Path, metavar="FILE",
                    help="draw it as an SVG chart into FILE (FILE-NODE.svg for several nodes)")
@@ -186,7 +198,65 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("completion", "a shell completion script, generated from these commands",
             "source <(osctl completion bash)", "osctl completion zsh > ~/.zsh/completions/_osctl")
     s.add_argument("shell", choices=("bash", "zsh"))
+    add_disks(sub)
+    add_apply_config(sub)
+    add_patch(sub)
+    add_edit(sub)
     return p
+
+
+def add_disks(sub: Any) -> None:
+    example(sub.add_parser("disks", help="block devices: name, size, model, serial, transport",
+                               description="block devices an install disk can be chosen from"),
+                "osctl --insecure -n 10.5.0.2 disks")
+
+
+def add_apply_config(sub: Any) -> None:
+    s = sub.add_parser(
+        "apply-config", help="apply a machine config (maintenance: --insecure; else admin)",
+        description="validate a whole machine config on the node and apply it. In maintenance "
+                    "mode (--insecure) the boot goes on with it; on a configured node --mode "
+                    "says when it takes effect")
+    example(s, "osctl --insecure -n 10.5.0.2 apply-config -f worker.yaml",
+            "osctl -n 10.5.0.2 apply-config -f worker.yaml --mode try --timeout 1m")
+    s.add_argument("-f", "--file", required=True, help="the machine config (YAML), - for stdin")
+    add_mode_flags(s)
+
+
+def add_patch(sub: Any) -> None:
+    s = sub.add_parser(
+        "patch", help="patch the machine config (JSON patch or strategic merge) and apply it",
+        description="fetch the node's machine config, apply the patches here (RFC 6902 JSON "
+                    "patch, or strategic-merge YAML as Talos), and apply the whole result")
+    example(s, "osctl -n 10.5.0.2 patch machineconfig --patch @hostname.yaml",
+            "osctl -n 10.5.0.2 patch mc -p '[{\"op\": \"add\", \"path\": "
+            "\"/machine/sysctls/vm.max_map_count\", \"value\": \"262144\"}]' --dry-run")
+    s.add_argument("resource", choices=("machineconfig", "mc"))
+    s.add_argument("-p", "--patch", action="append", required=True, metavar="PATCH",
+                   help="@FILE or the patch itself (YAML or JSON); repeat to apply several")
+    add_mode_flags(s)
+
+
+def add_edit(sub: Any) -> None:
+    s = sub.add_parser(
+        "edit", help="edit the machine config in $EDITOR and apply it on save",
+        description="open the node's machine config in $EDITOR (or vi); on save it is applied. "
+                    "A config the node refuses is reopened with the problems at the top; an "
+                    "unchanged or empty file cancels ($EDITOR=nano osctl ... to choose)")
+    example(s, "osctl -n 10.5.0.2 edit machineconfig --mode no-reboot")
+    s.add_argument("resource", choices=("machineconfig", "mc"))
+    add_mode_flags(s)
+
+
+def add_mode_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("-m", "--mode", choices=("auto", "no-reboot", "staged", "try"), default="auto",
+                   help="auto/no-reboot: persist and apply live (refused when a change needs a "
+                        "reboot); staged: persist for the next boot; try: apply live, revert "
+                        "after --timeout unless confirmed by another apply")
+    s.add_argument("--timeout", dest="try_timeout", default="1m",
+                   help="with --mode try: how long before the change is reverted (e.g. 30s, 1m)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="validate and show the changes and what would restart; apply nothing")
 
 
 def _split(values: list[str]) -> list[str]:
@@ -248,6 +318,11 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         return run_import(args, client, nodes)
     if c in bootverbs.VERBS:
         return bootverbs.run(args, client, nodes)
+    if c in ("apply-config", "patch", "edit") or (
+            c == "get" and args.resource in ("configversion", "confighistory")):
+        from talos_init.osctl import configcmd
+
+        return configcmd.RUNNERS[c](args, client, nodes)
     method, params, stream = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
@@ -268,7 +343,7 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         "read": ("read", {"path": getattr(args, "path", None)}, True),
         "reboot": ("reboot", {}, False), "shutdown": ("shutdown", {}, False),
         "get": ("config", {}, False), "timeline": ("timeline", {}, False),
-        "image": ("image.list", {}, False),
+        "image": ("image.list", {}, False), "disks": ("disks", {}, False),
     }[c]
     if stream and getattr(args, "follow", False) and len(nodes) > 1:
         raise OsctlError("follow one node at a time (-n NODE)")
@@ -299,7 +374,7 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
         # Several nodes: every row starts with its node, as talosctl prints them.
         output.table(rows, [("NODE", lambda r: node), *columns] if many else columns)
 
-    if c == "get":
+    if c == "get":  # config, machineconfig, mc: the same redacted config
         if many:
             print(f"NODE {node}")
         output.structured(result, "yaml")
@@ -397,9 +472,17 @@ def main(argv: list[str] | None = None) -> int:
             # The node's own validator, imported only when asked for.
             from talos_init.userdata.cli import validate_cli
             return int(validate_cli([args.file, *(["--quiet"] if args.quiet else [])]))
-        ctx = load_context(config_path(args.osctlconfig), args.context)
+        if args.cert_fingerprint and not args.insecure:
+            raise OsctlError("--cert-fingerprint pins a maintenance-mode node's key: use it "
+                             "with --insecure")
+        if args.insecure:
+            ctx = Context("insecure")  # no osctl config: nothing of it would be used
+        else:
+            ctx = load_context(config_path(args.osctlconfig), args.context)
         nodes = targets(args, ctx)
-        client = Client(ctx, timeout=args.timeout)
+        client = Client(ctx, timeout=args.timeout, insecure=args.insecure,
+                        fingerprints=args.cert_fingerprint,
+                        say=lambda line: print(f"osctl: {line}", file=sys.stderr))
         try:
             return run_call(args, client, nodes)
         finally:

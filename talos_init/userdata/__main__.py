@@ -1,9 +1,16 @@
 """``python3.11 -I -m talos_init.userdata``: the one-shot ``userdata`` service.
 
+0. A config stored on the install disk (STATE, ``configstore``; a staged one becomes
+   the config first) wins: validated, written, ready, without the network or the URL.
 1. Read the kernel command line (``talos.config=``, digests, deadline, hostname).
-2. No ``talos.config=``: say so plainly and wait, not ready, until apply-config
-   (``apply.py``, called by apid) writes a valid config; then exit 0 as after a fetch.
-3. Fetch (fast retries, within ``talos.config.deadline`` when given).
+2. No ``talos.config=``: say so plainly, write the maintenance marker (apid then serves
+   maintenance mode) and wait, not ready, until apply-config (``apply.py``, called by
+   apid) writes a valid config; then exit 0 as after a fetch. A URL answering 404 is
+   "no config" too, as in Talos: maintenance mode, while the URL is still retried.
+   A STATE that shows up late (slow storage drivers) is still read while it waits.
+3. Wait for the network (networkd's status.json says ready: the service does not
+   depend on networkd, so a stored config needs none), then fetch (fast retries,
+   within ``talos.config.deadline`` when given).
 4. Validate; every error goes to stderr (captured by the supervisor) and /dev/kmsg.
 5. Fetch or validation failed: wait 15-30 s (jittered) and go back to 3, so fixing
    the file on the server fixes the node without a reboot. Never exit on bad input.
@@ -13,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import socket
 import sys
@@ -26,7 +34,7 @@ from talos_init import log as tlog
 from talos_init import sdnotify
 from talos_init.log import get_logger
 from talos_init.paths import Paths
-from talos_init.userdata import store, validate
+from talos_init.userdata import configstore, store, validate
 from talos_init.userdata.fetch import (
     IMAGE_EXTRA_CA,
     SYSTEM_CA_BUNDLE,
@@ -41,6 +49,7 @@ log = get_logger("userdata")
 EXIT_OK = 0
 EXIT_USAGE = 2
 APPLY_POLL = 1.0  # seconds between looks for a config written by apply-config
+STATE_LATE = 30  # polls that also look for a STATE partition whose disk showed up late
 RETRY_INTERVAL = (15.0, 30.0)  # seconds between rounds after a failed fetch or an invalid config
 
 
@@ -73,9 +82,12 @@ def run(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     console: Console | None = None,
+    wait_network: Callable[[], None] | None = None,
 ) -> int:
     rng = rng or random.Random()
     console = console or Console(None)
+    if load_stored(paths, console, notify):
+        return EXIT_OK
     cmd = cmdline_mod.read(paths.cmdline)
     for err in cmd.errors:
         if err.param.startswith("talos."):
@@ -89,7 +101,12 @@ def run(
         console.say(msg, level=4)
         log.warning("config_url_missing")
         notify(f"STATUS={msg}")
-        return wait_applied(paths, notify, sleep, console)
+        enter_maintenance(paths, "no talos.config= on the kernel command line")
+        return wait_applied(paths, notify, sleep, console, look_in_store=True)
+    if wait_network is not None:
+        wait_network()
+        if load_stored(paths, console, notify):  # a disk whose drivers were slower than us
+            return EXIT_OK
     hostname = cmd.hostname or _system_hostname()
     fetcher = Fetcher(
         FetchPolicy(deadline=cmd.config_deadline),
@@ -109,7 +126,11 @@ def run(
             fetched = fetcher.fetch(cmd.config_url, cmd.config_sha256, cmd.config_sha512)
         except FetchError as e:
             console.say(f"cannot fetch the machine config: {e}")
-            _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console)
+            if e.status == 404:
+                enter_maintenance(paths, f"the config URL answered 404: {e}")
+            if _wait(f"fetch failed: {e}", retry_interval, notify, sleep, rng, console,
+                     applied=paths if paths.maintenance.exists() else None):
+                return EXIT_OK
             continue
         result = validate.parse(fetched.data)
         source = (
@@ -127,9 +148,11 @@ def run(
             log.error("config_invalid", errors=n, first=result.errors[0].format(source))
             _wait(f"config invalid ({n} errors)", retry_interval, notify, sleep, rng, console)
             continue
+        store.write_source(paths.config_source, "url")
         store.write_config(
             fetched.data, result.config.effective, paths.config, paths.effective_config
         )
+        paths.maintenance.unlink(missing_ok=True)
         unsupported = [p.path for p in result.unsupported]
         log.info(
             "config_ready",
@@ -151,22 +174,100 @@ def run(
         return EXIT_OK
 
 
+def network_waiter(status: Path, notify: Callable[[str], bool],
+                   poll: float = 0.1) -> Callable[[], None]:
+    """Wait for networkd's status.json to say ready: the service no longer depends on
+    networkd in the graph, so that a config stored on disk needs no network at all; only a
+    fetch waits for it, here."""
+    def wait() -> None:
+        said = False
+        while True:
+            try:
+                if json.loads(status.read_text()).get("ready"):
+                    return
+            except (OSError, ValueError, AttributeError):
+                pass
+            if not said:
+                notify("STATUS=waiting for the network (networkd) to fetch the config")
+                said = True
+            time.sleep(poll)
+    return wait
+
+
+def load_stored(paths: Paths, console: Console, notify: Callable[[str], bool]) -> bool:
+    """A valid config from the store, written to /run/talos like a fetched one; False when
+    there is none (or it is unusable: said on the console, and talos.config= decides)."""
+    from talos_init.disk import state  # light: sysfs and mount(2), no udev
+
+    try:
+        state.ensure_mounted(paths.state, sys_block=paths.at("/sys/class/block"),
+                             dev=str(paths.at("/dev")))
+    except (state.StateError, OSError) as e:
+        console.say(f"STATE partition unusable ({e}); no stored machine config", level=4)
+        return False
+    st = configstore.Store(paths.state)
+    try:
+        rec = st.take_staged() or st.load()
+    except (configstore.StoreError, OSError) as e:
+        console.say(f"stored machine config unreadable: {e}; using talos.config= if given")
+        return False
+    if rec is None:
+        return False
+    result = validate.parse(rec["config"])
+    if result.config is None:
+        for problem in result.errors:
+            console.say(problem.format(str(paths.state / configstore.CONFIG)))
+        console.say("the stored machine config is invalid (listed above); using talos.config=")
+        return False
+    store.write_source(paths.config_source, "store")
+    store.write_config(rec["config"], result.config.effective, paths.config,
+                       paths.effective_config)
+    what = f"version {rec['version']}, {rec['mode']} from {rec['source']} at {rec['time']}"
+    console.say(f"machine config read from the install disk ({what})", level=5)
+    log.info("config_ready", machine_type=result.config.machine.type, source="store",
+             version=rec["version"], mode=rec["mode"])
+    notify(f"READY=1\nSTATUS=machine config from the install disk ({what})")
+    return True
+
+
 def wait_applied(
-    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console
+    paths: Paths, notify: Callable[[str], bool], sleep: Callable[[float], None], console: Console,
+    look_in_store: bool = False,
 ) -> int:
-    """Wait until apply-config (``apply.apply_config``) has written a valid config.json."""
+    """Wait until apply-config (``apply.apply_config``) has written a valid config.json, or
+    (``look_in_store``) a STATE holding one appears within STATE_LATE polls."""
+    polls = 0
     while True:
+        polls += 1
+        if look_in_store and polls <= STATE_LATE and load_stored(paths, console, notify):
+            return EXIT_OK
         if paths.effective_config.exists():
             try:
                 cfg = load_effective(paths.effective_config)
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.warning("applied_config_unreadable", error=repr(e))  # retried at the next poll
             else:
+                paths.maintenance.unlink(missing_ok=True)
                 console.say(f"machine config applied through the API ({cfg.machine.type})", level=6)
                 log.info("config_ready", machine_type=cfg.machine.type, source="apply-config")
                 notify(f"READY=1\nSTATUS=machine config applied ({cfg.machine.type})")
                 return EXIT_OK
         sleep(APPLY_POLL)
+
+
+def enter_maintenance(paths: Paths, reason: str) -> None:
+    """The marker apid waits for: serve maintenance mode (self-signed, apply-config)."""
+    if not paths.maintenance.exists():
+        store.write_atomic(paths.maintenance, (reason + "\n").encode(), mode=0o644)
+        log.warning("maintenance_mode", reason=reason,
+                    hint="osctl --insecure apply-config -f FILE (fingerprint on the console)")
+
+
+def _applied(paths: Paths) -> bool:
+    try:
+        return load_effective(paths.effective_config) is not None
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _wait(
@@ -176,14 +277,30 @@ def _wait(
     sleep: Callable[[float], None],
     rng: random.Random,
     console: Console,
-) -> None:
+    applied: Paths | None = None,
+) -> bool:
+    """Sleep until the next round; with ``applied`` (maintenance mode), True as soon as
+    apply-config has written a config (the fetch loop then ends)."""
     delay = rng.uniform(*interval)
     console.say(
         f"retrying in {delay:.0f}s; fix the config on the server and this node picks it up", level=4
     )
     log.info("config_retry_scheduled", reason=reason, seconds=round(delay, 1))
     notify(f"STATUS={reason}; retrying in {delay:.0f}s")
-    sleep(delay)
+    if applied is None:
+        sleep(delay)
+        return False
+    waited = 0.0
+    while waited < delay:
+        if applied.effective_config.exists() and _applied(applied):
+            console.say("machine config applied through the API", level=6)
+            log.info("config_ready", source="apply-config")
+            notify("READY=1\nSTATUS=machine config applied")
+            return True
+        step = min(APPLY_POLL, delay - waited)
+        sleep(step)
+        waited += step
+    return False
 
 
 def _system_hostname() -> str | None:
@@ -210,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         default=RETRY_INTERVAL,
         help="seconds between rounds after a failure (default 15 30)",
     )
+    parser.add_argument(
+        "--wait-network",
+        action="store_true",
+        help="before a fetch, wait for networkd's status.json to say ready (the service)",
+    )
     args = parser.parse_args(argv)
     tlog.configure()  # stderr, which the supervisor captures
     paths = Paths(args.root)
@@ -223,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         file_root=args.root,
         retry_interval=(min(args.retry_interval), max(args.retry_interval)),
         console=Console(kmsg if kmsg.exists() else None),
+        wait_network=network_waiter(paths.at("/run/talos/networkd/status.json"), sdnotify.try_notify)
+        if args.wait_network
+        else None,
     )
 
 

@@ -16,5 +16,6 @@ def apply_config(data: bytes, paths: Paths) -> validate.Result:
     """Validate and, when valid, write config.yaml and config.json; the result lists every problem."""
     result = validate.parse(data)
     if result.config is not None:
+        store.write_source(paths.config_source, "apply-config")
         store.write_config(data, result.config.effective, paths.config, paths.effective_config)
     return result

@@ -27,3 +27,9 @@ def write_config(
     write_atomic(yaml_path, original)
     text = json.dumps(effective, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     write_atomic(json_path, text.encode())
+
+
+def write_source(path: Path, source: str) -> None:
+    """Where the config about to be written came from (url, apply-config, store): the
+    config-store service keeps a config from anywhere but the store itself."""
+    write_atomic(path, (source + "\n").encode())

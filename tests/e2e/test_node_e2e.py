@@ -332,33 +332,35 @@ def test_pod_network_hostport_and_memory_volumes(node):
     assert {"cpuset", "cpu", "io", "memory", "hugetlb", "pids"} <= set(delegated), delegated
     machine_id = ok(node, "read", "/etc/machine-id").strip()
     assert re.fullmatch(r"[0-9a-f]{32}", machine_id), machine_id
-    node["machine_id"] = machine_id  # boot 2 on the same disk must keep it
 
 
 def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image, server, configs):
     """After `osctl reboot` a boot on the same disk checks and mounts it and finds boot 1's file.
 
-    The config server answers 503 until containerd is ready: on an installed disk /var and
-    containerd need neither the config nor the network, which the node's own events show
-    (containerd ready before userdata finished, var found by label). What it needs of boot 1
-    it reads itself, so it passes alone as after the tests above."""
+    Boot 2's config (no machine.files, no pods) is staged on boot 1 with apply-config: boot 2
+    reads it from the disk's STATE partition, never from the config server, which answers
+    503 throughout: on an installed disk /var, containerd and the config need neither the
+    server nor the network (var found by label, no request to the server). What it needs of
+    boot 1 it reads itself, so it passes alone as after the tests above."""
     assert node["boot"] == 1, "reboots the module's first boot"
     wait_ready(node, "kubelet")  # boot 1 done: machine.files and the pod manifest written
     assert ok(node, "read", MARKER) == configs["marker"]
     assert "talos-e2e-app.yaml" in ok(node, "ls", "/etc/kubernetes/manifests")
     hostname = json.loads(ok(node, "-o", "json", "version"))["hostname"]
+    machine_id = ok(node, "read", "/etc/machine-id").strip()
+    second = Path(node["disk"]).with_name("second.yaml")
+    second.write_bytes(configs["second"])
+    assert "staged" in ok(node, "apply-config", "-f", str(second), "--mode", "staged")
     out = ok(node, "reboot")
     assert "rebooting" in out
     node["vm"].wait_exit(BOOT_TIMEOUT)
     assert "reboot: Restarting system" in node["vm"].console  # a reset, not a power-off or crash
-    server.body = configs["second"]  # no machine.files: the marker can only come from the disk
-    server.status = 503  # userdata retries (1 s, 2 s, 4 s...) until the test lets it through
+    server.status = 503  # would make userdata retry; the stored config means it never asks
+    asked = len(server.requests)
     vm = module_boot(standin_image, server=server, api=True, disk=node["disk"])
     node.update(vm=vm, boot=2)
-    try:
-        vm.wait_for(r"service_state service=containerd state=ready", BOOT_TIMEOUT)
-    finally:
-        server.status = 200
+    vm.wait_for(r"service_state service=containerd state=ready", BOOT_TIMEOUT)
+    vm.wait_for(r"machine config read from the install disk \(version \d+, staged", BOOT_TIMEOUT)
     wait_api(node)
     wait_ready(node, "containerd")
     report = json.loads(ok(node, "read", "/run/talos/var.json"))
@@ -382,14 +384,14 @@ def test_var_survives_a_reboot_on_the_same_disk(node, module_boot, standin_image
     assert [e["state"] for e in var_service][-1] == "finished", var_service
     assert var_service[-1]["reason"].startswith("done_if holds"), var_service
     assert "starting" not in {e["state"] for e in var_service}, var_service
-    assert first("containerd", "ready") < first("userdata", "finished")
+    assert len(server.requests) == asked  # the config came from the disk
+    server.status = 200
 
     # Boot 2's config has no machine.pods: the kubelet prep removed boot 1's manifest.
     wait_ready(node, "kubelet")
     assert "talos-e2e-app.yaml" not in ok(node, "ls", "/etc/kubernetes/manifests")
     # QEMU gives no SMBIOS UUID: boot 1 generated the machine-id and kept it on /var.
-    assert "machine_id" in node, "needs boot 1's machine-id (test_pod_network_hostport...)"
-    assert ok(node, "read", "/etc/machine-id").strip() == node["machine_id"]
+    assert ok(node, "read", "/etc/machine-id").strip() == machine_id
     assert "/opt/cni/bin" in {m["target"] for m in json.loads(ok(node, "-o", "json", "mounts"))}
 
 
@@ -408,10 +410,11 @@ def test_power_off_leaves_a_clean_filesystem(node):
     assert ("/usr/lib/talos/payload", "unmounted") in order, order
     assert targets.index("/var") < targets.index("/usr/lib/talos/payload") < targets.index("/dev"), targets
     # The partition's extent from its GPT (loop partition nodes need udev or partscan on the host).
-    table = subprocess.run(["partx", "-g", "-b", "-o", "NR,START,SECTORS", str(node["disk"])],
-                           capture_output=True, text=True, check=True).stdout.split()
-    assert len(table) == 3, f"one partition expected on the data disk: {table}"
-    start, sectors = int(table[1]) * 512, int(table[2]) * 512
+    table = subprocess.run(["partx", "-g", "-b", "-o", "NAME,START,SECTORS", str(node["disk"])],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [r.split() for r in table]
+    assert [r[0] for r in rows] == ["EFI", "STATE", "EPHEMERAL"], table
+    start, sectors = int(rows[2][1]) * 512, int(rows[2][2]) * 512
     loop = subprocess.run(["losetup", "-r", "--offset", str(start), "--sizelimit", str(sectors),
                            "--show", "-f", str(node["disk"])],
                           capture_output=True, text=True, check=True).stdout.strip()

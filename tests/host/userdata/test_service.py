@@ -156,7 +156,7 @@ def test_broken_config_is_reported_then_fixed_without_restart(service, http_serv
     )
     for name in ("config.yaml", "config.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o600
-    assert sorted(os.listdir(run)) == ["config.json", "config.yaml"]  # no temporary files left
+    assert sorted(os.listdir(run)) == ["config.json", "config.source", "config.yaml"]  # no temp files
     assert any(m.startswith("READY=1") for m in s.drain_notify())
 
 
@@ -168,3 +168,84 @@ def test_file_url_inside_the_root(service, tmp_path):
     s = service("talos.config=file:///usr/lib/talos/embedded.yaml")
     assert s.proc.wait(60) == 0
     assert (tmp_path / "root/run/talos/config.yaml").read_bytes() == GOOD
+
+
+def test_a_stored_config_wins_over_the_url(service, tmp_path):
+    """A config kept on STATE is read first: the service is ready without fetching (the URL
+    points at a closed port) and says where the config came from; a staged one wins first."""
+    from talos_init.userdata.configstore import Store
+
+    st = Store(tmp_path / "root/system/state")
+    st.save(GOOD, "boot", "talos.config=")
+    staged = GOOD.replace(b"type: worker", b"type: worker\n  # staged")
+    st.stage(staged, "apply-config")
+    s = service("talos.config=http://127.0.0.1:9/never")
+    assert s.proc.wait(60) == 0
+    line = s.wait_line("machine config read from the install disk")
+    assert "version 2, staged from apply-config" in line
+    assert (tmp_path / "root/run/talos/config.yaml").read_bytes() == staged
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "store\n"
+    assert st.staged() is None and st.load()["config"] == staged
+    assert not any("fetch" in line for line in s.seen)
+
+
+def test_an_invalid_stored_config_falls_back_to_the_url(service, tmp_path, http_server):
+    from talos_init.userdata.configstore import Store
+
+    Store(tmp_path / "root/system/state").save(BAD, "boot", "talos.config=")
+    http_server.play(reply(200, GOOD))
+    s = service(f"talos.config={http_server.url()}")
+    s.wait_line("the stored machine config is invalid")
+    assert s.proc.wait(60) == 0
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "url\n"
+
+
+def test_a_404_config_url_enters_maintenance_and_apply_config_ends_it(service, http_server, tmp_path):
+    """As Talos: a URL answering 404 means no config; the maintenance marker tells apid to
+    serve maintenance mode, and a config applied meanwhile ends the wait (exit 0)."""
+    http_server.play(reply(404))
+    s = service(f"talos.config={http_server.url()}")
+    s.wait_line("HTTP 404")
+    marker = tmp_path / "root/run/talos/maintenance"
+    s.wait_line("retrying in")
+    assert "404" in marker.read_text()
+    assert apply_config(GOOD, Paths(tmp_path / "root")).ok
+    assert s.proc.wait(60) == 0
+    s.wait_line("machine config applied through the API")
+    assert (tmp_path / "root/run/talos/config.source").read_text() == "apply-config\n"
+
+
+def test_no_url_writes_the_maintenance_marker(service, tmp_path):
+    s = service("console=ttyS0")
+    s.wait_line("no machine config")
+    marker = tmp_path / "root/run/talos/maintenance"
+    deadline = time.monotonic() + 10
+    while not marker.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert "no talos.config=" in marker.read_text()
+
+
+def test_a_fetch_waits_for_networkd_to_say_ready(tmp_path):
+    """--wait-network: nothing is fetched until networkd's status.json says ready (the
+    service has no networkd edge, so that a stored config needs no network)."""
+    from talos_init.userdata.__main__ import network_waiter
+
+    status = tmp_path / "status.json"
+    said: list[str] = []
+    done = threading.Event()
+
+    def wait() -> None:
+        network_waiter(status, lambda m: said.append(m) or True, poll=0.01)()
+        done.set()
+
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    status.write_text(json.dumps({"ready": False}))
+    deadline = time.monotonic() + 10
+    while not said:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not done.is_set() and said == ["STATUS=waiting for the network (networkd) to fetch the config"]
+    status.write_text(json.dumps({"ready": True}))
+    assert done.wait(10)

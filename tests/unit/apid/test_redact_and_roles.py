@@ -32,9 +32,11 @@ def test_roles_nest_reader_operator_admin():
             assert ADMIN in method.roles, name
     assert {n for n, m in METHODS.items() if READER not in m.roles} == {
         "reboot", "shutdown", "service.start", "service.stop", "service.restart",
-        "ls", "read", "config", "image.import", "upgrade", "rollback", "reset"}
+        "ls", "read", "config", "image.import", "upgrade", "rollback", "reset",
+        "apply-config", "config.raw"}
     assert {n for n, m in METHODS.items() if OPERATOR not in m.roles} == {
-        "ls", "read", "config", "image.import", "upgrade", "rollback", "reset"}
+        "ls", "read", "config", "image.import", "upgrade", "rollback", "reset",
+        "apply-config", "config.raw"}
 
 
 def test_roles_come_from_organization_values():
