@@ -51,8 +51,7 @@ def parse_limit(value: str) -> tuple[str, int | float]:
 
 def parse_listen(value: str) -> tuple[str | None, int]:
     host, _, port = value.rpartition(":")
-    host = host.strip("[]") or None
-    return host, int(port)
+    return host.strip("[]") or None, int(port)
 
 
 async def run(args: argparse.Namespace) -> int:
