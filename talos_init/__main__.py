@@ -13,7 +13,7 @@ def main() -> int:
     return init_main(preload=loader)
 
 
-def _start_preload():  # type: ignore[no-untyped-def]
+def _start_preload():
     """The kernel modules load in a child while PID 1 imports the rest of itself
     (talos_init.preload); without it, each phase loads what it needs."""
     try:

@@ -22,6 +22,7 @@ def install(name: str) -> None:
     if spec is None or spec.submodule_search_locations is None or spec.loader is None:
         raise ImportError(f"{name} is not an importable package", name=name)
     module = importlib.util.module_from_spec(spec)
+    loader = spec.loader  # checked above; a local so the closure keeps it narrowed
 
     def complete(attr: str) -> object:
         # A dunder (hasattr probes) or a submodule (``from pkg import sub``, which the import
@@ -29,7 +30,7 @@ def install(name: str) -> None:
         if attr.startswith("__") or importlib.util.find_spec(f"{name}.{attr}") is not None:
             raise AttributeError(f"module {name!r} has no attribute {attr!r}")
         del module.__getattr__
-        spec.loader.exec_module(module)
+        loader.exec_module(module)
         return getattr(module, attr)
 
     module.__getattr__ = complete  # type: ignore[method-assign]

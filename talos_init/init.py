@@ -117,12 +117,12 @@ class InitConfig:
 def default_supervisor_factory() -> SupervisorFactory | None:
     """``talos_init.service.supervisor.create`` once the service graph exists."""
     try:
-        from talos_init.service import supervisor  # type: ignore[attr-defined]
+        from talos_init.service import supervisor
     except ModuleNotFoundError as e:
         if e.name in ("talos_init.service", "talos_init.service.supervisor"):
             return None
         raise
-    return supervisor.create  # type: ignore[no-any-return]
+    return supervisor.create
 
 
 class Init:

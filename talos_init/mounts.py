@@ -117,7 +117,7 @@ def read_mountinfo(path: Path = Path("/proc/self/mountinfo")) -> list[MountInfo]
 
 
 def mounted_at(target: str | os.PathLike[str],
-               mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+               mountinfo: str | os.PathLike[str] = Path("/proc/self/mountinfo")) -> str | None:
     """The type of the filesystem visible at ``target`` (the newest mount there), or None."""
     want = os.path.realpath(target)
     found = None

@@ -156,7 +156,7 @@ def server_csr(key: PrivateKey, cn: str, names: Iterable[str]) -> x509.Certifica
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     algorithm = None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) \
         else hashes.SHA256()
-    return builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return builder.sign(key, algorithm)
 
 
 def _sans(names: Iterable[str]) -> list[x509.GeneralName]:

@@ -209,7 +209,7 @@ def _reset_signals() -> None:
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def _plain(value: object) -> object:
+def _plain(value: object) -> None | bool | int | float | str | dict[str, object] | list[object]:
     """What marshal can carry: anything else (a path, an exception) as its str."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

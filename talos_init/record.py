@@ -45,7 +45,7 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
 
 def fields(obj: Any) -> tuple[str, ...]:
     """The field names of a record class or instance, in order."""
-    return obj.__record_fields__  # type: ignore[no-any-return]
+    return obj.__record_fields__
 
 
 def replace(obj: T, **changes: Any) -> T:
@@ -55,7 +55,7 @@ def replace(obj: T, **changes: Any) -> T:
     if unknown:
         raise TypeError(f"{type(obj).__name__} has no field {min(unknown)!r}")
     values.update(changes)
-    return type(obj)(**values)  # type: ignore[no-any-return]
+    return type(obj)(**values)
 
 
 def _is_classvar(annotation: Any) -> bool:
@@ -125,7 +125,9 @@ def _build(cls: Any, frozen: bool) -> Any:
     if "__eq__" not in own:
         cls.__eq__ = __eq__
     cls.__record_fields__ = order
-    cls.__match_args__ = order
+    # mypy refuses any assignment to __match_args__, even on an Any; at runtime it is how
+    # ``case Cls(a, b)`` finds the fields, as on a dataclass.
+    cls.__match_args__ = order  # type: ignore[misc]
     if frozen:
         def __setattr__(self: Any, name: str, value: Any) -> None:
             raise FrozenRecordError(f"cannot assign to field {name!r} of a frozen {cls.__name__}")

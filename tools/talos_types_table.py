@@ -149,7 +149,7 @@ def main(repo: str) -> None:
         "Talos 1.5 to 1.15 to its type; v1alpha1.Config is the v1alpha1 document (fields",
         'of 1.4 to 1.15 merged). Facts only: what is acted on is decided in schema.py."""',
         "",
-        "TYPES = {",
+        "TYPES: dict[str, dict[str, object]] = {",
     ]
     for name in sorted(types):
         lines.append(f"    {name!r}: {{")

@@ -55,15 +55,14 @@ def limits_of(args: argparse.Namespace) -> Any:
 
     given = {"max_upload": args.max_upload, "max_upload_uncompressed": args.max_upload_uncompressed,
              "max_upload_ratio": args.max_upload_ratio}
-    values: dict[str, int | float] = {k: v for k, v in given.items() if v is not None}
+    values: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     values.update(args.limit)
     return Limits(**values)
 
 
 def parse_listen(value: str) -> tuple[str | None, int]:
     host, _, port = value.rpartition(":")
-    host = host.strip("[]") or None
-    return host, int(port)
+    return host.strip("[]") or None, int(port)
 
 
 def wait_for_config(config: Path, marker: Path) -> bool:
@@ -157,6 +156,7 @@ async def run(args: argparse.Namespace, maintenance: bool) -> int:
                                 max_ratio=limits.max_upload_ratio),
                   apply_config=applier, root=Path(args.root),
                   config_store=Path(args.config_store) if args.config_store else None)
+    assert ctx is not None  # every path above made one or returned
     server = ApiServer(calls, ctx, limits, forwarder=forwarder, maintenance=maintenance)
     host, port = parse_listen(args.listen)
     addrs = await server.start(host, port)

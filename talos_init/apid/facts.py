@@ -44,7 +44,7 @@ def parse_kmsg(record: bytes) -> dict[str, Any] | None:
             "msg": message}
 
 
-def init_exec_time(kmsg: str) -> float | None:
+def init_exec_time(kmsg: str | os.PathLike[str]) -> float | None:
     """When the kernel exec'd /init: its "Run /init as init process" record, in seconds since boot.
 
     PID 1 cannot know this itself (its /proc starttime is the init thread's creation,

@@ -231,9 +231,10 @@ def status() -> dict:
         note = None
     except BootError as exc:
         note, selected = str(exc), None
-        target = install_esp(partitions()) if ensure_efivarfs() else None
-        if target is None:
+        install = install_esp(partitions()) if ensure_efivarfs() else None
+        if install is None:
             return {"running": None, "slots": {}, "rolled_back": None, "note": note}
+        target = install
     # Not read-only: the kernel shares one superblock between the mounts of a device, so a
     # read-only one here would make boot-assess's or an install's rw mount fail (EBUSY).
     with mounted(target, ESP_MOUNT) as fs:
@@ -247,6 +248,13 @@ def status() -> dict:
     return st
 
 
+def _renamed_to(step: slots.Step) -> str:
+    """The entry a plan's Rename step leaves (mark-good's only step, an upgrade's last)."""
+    if not isinstance(step, slots.Rename):
+        raise BootError(f"internal: the plan's step {step!r} is not the expected rename")
+    return step.new.rsplit("/", 1)[1]
+
+
 def mark_good() -> dict:
     """Drop this boot's counter: it got to PID 1, apid and containerd ready."""
     try:
@@ -256,7 +264,7 @@ def mark_good() -> dict:
     with mounted(target, ESP_MOUNT) as fs:
         steps = slots.plan_mark_good(espio.linux_names(fs), selected)
         espio.run(fs, steps, {})
-    marked = steps[0].new.rsplit("/", 1)[1] if steps else None
+    marked = _renamed_to(steps[0]) if steps else None
     log.info("boot_marked_good", entry=marked or selected, changed=bool(steps))
     GOOD_MARKER.write_text((marked or selected) + "\n")
     return {"marked": marked, "selected": selected}
@@ -322,7 +330,7 @@ def upgrade(image: Path, tries: int = slots.DEFAULT_TRIES, sha256: str | None = 
             raise BootError(str(exc)) from None
         espio.run(fs, steps, {"image": image})
         names = espio.linux_names(fs)
-    new = steps[-1].new.rsplit("/", 1)[1]
+    new = _renamed_to(steps[-1])
     log.info("boot_upgrade_written", entry=new, version=version, tries=tries)
     return {"entry": new, "slot": slots.entries([new])[0].slot.upper(), "version": version,
             "tries": tries, "entries": names}

@@ -61,10 +61,16 @@ class Budget:
     ratio_grace: int = 64 << 20  # small archives of JSON may compress far better
 
 
+class Reader(Protocol):
+    """What an archive is read from: only ``read(n)``, front to back (a file, an upload)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Counted:
     """A file object that counts the bytes read through it (the compressed side)."""
 
-    def __init__(self, f: IO[bytes]):
+    def __init__(self, f: Reader):
         self._f = f
         self.total = 0
 
@@ -197,7 +203,7 @@ def _chunks(f: IO[bytes], name: str, size: int,
         yield data
 
 
-def read_archive(fileobj: IO[bytes], sink: Sink, budget: Budget = Budget()) -> Archive:
+def read_archive(fileobj: Reader, sink: Sink, budget: Budget = Budget()) -> Archive:
     """Walk the tar once; blobs go to ``sink`` as they come, JSON metadata is kept.
 
     The uncompressed tar is held to ``budget``: a member's declared size is checked
@@ -217,8 +223,9 @@ def read_archive(fileobj: IO[bytes], sink: Sink, budget: Budget = Budget()) -> A
         return spent
 
     try:
-        tar = tarfile.open(fileobj=wire, mode="r|*", bufsize=256 * 1024,
-                           tarinfo=_BoundedTarInfo)
+        # typeshed wants a fileobj with write/tell/seek/close too; stream mode "r|*" only reads.
+        tar = tarfile.open(  # type: ignore[call-overload]
+            fileobj=wire, mode="r|*", bufsize=256 * 1024, tarinfo=_BoundedTarInfo)
     except (tarfile.ReadError, tarfile.CompressionError, EOFError, OSError) as e:
         raise ArchiveError(f"not a tar archive (nor a gzip, bzip2 or xz compressed one): {e}") from None
     with tar:

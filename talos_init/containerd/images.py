@@ -19,7 +19,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from talos_init.containerd import archive as oci
 from talos_init.containerd import grpc
@@ -149,7 +149,7 @@ class Importer:
     platform: str = PLATFORM
     store_path: str | None = None  # containerd's root, for the free-space check
 
-    def import_archive(self, fileobj: IO[bytes],
+    def import_archive(self, fileobj: oci.Reader,
                        budget: oci.Budget = oci.Budget()) -> list[dict[str, Any]]:
         """Import a tar (OCI layout or docker save) read sequentially from ``fileobj``."""
         with self.client.connect() as conn:
@@ -167,8 +167,8 @@ class Importer:
                 for digest, labels in plan.labels.items():
                     self._label(conn, digest, labels, headers)
                 tops = {}
-                for target, unpack in plan.unpack.items():
-                    tops[target] = self._unpack(conn, unpack, headers)
+                for digest, unpack in plan.unpack.items():
+                    tops[digest] = self._unpack(conn, unpack, headers)
                 out = []
                 for name, target in sorted(plan.images.items()):
                     self._image(conn, name, target)
@@ -266,8 +266,9 @@ class Importer:
                 target = decode(img[3][-1]) if img.get(3) else {}
                 d = Descriptor(get_str(target, 1), get_str(target, 2), get_int(target, 3))
                 created = decode(img[7][-1]) if img.get(7) else {}
-                row = {"name": get_str(img, 1), "digest": d.digest, "media_type": d.media_type,
-                       "created": get_int(created, 1) or None, "labels": get_map(img, 2)}
+                row: dict[str, Any] = {
+                    "name": get_str(img, 1), "digest": d.digest, "media_type": d.media_type,
+                    "created": get_int(created, 1) or None, "labels": get_map(img, 2)}
                 try:
                     row.update(self._measure(conn, d))
                 except (GrpcError, ValueError, KeyError, TypeError) as e:

@@ -44,7 +44,7 @@ STAGES: tuple[tuple[str, Callable[[str], bool]], ...] = (("pci", pci_storage),
 
 def unbound_modaliases(sys_bus: PathArg, bus: str, keep: Callable[[str], object]) -> list[str]:
     """Modaliases of the devices on ``bus`` that ``keep`` accepts and no driver has bound yet."""
-    out = []
+    out: list[str] = []
     devices = os.path.join(sys_bus, bus, "devices")
     try:
         names = sorted(os.listdir(devices))

@@ -234,7 +234,8 @@ def bootstrap_kubeconfig(config: Mapping[str, Any], ca: bytes | None = None) -> 
 def pick_node_ips(valid_subnets: Iterable[str], addresses: Iterable[IPAddress]) -> list[IPAddress]:
     """Talos' nodeIP.validSubnets: the first address of each family inside an included subnet
     and outside every '!'-excluded one (a bare IP is a /32 or /128)."""
-    include, exclude = [], []
+    include: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    exclude: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for s in valid_subnets:
         target = exclude if s.startswith("!") else include
         target.append(ipaddress.ip_network(s.lstrip("!"), strict=False))

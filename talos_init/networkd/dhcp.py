@@ -196,7 +196,7 @@ def lease_info(lease: Lease) -> LeaseInfo:
 def lease_class(directory: Path) -> type[Lease]:
     """A lease type stored as <directory>/<link>.lease.json, for INIT-REBOOT after a restart or flap."""
 
-    class FileLease(JSONFileLease):  # type: ignore[misc]  # pyroute2 ships no type hints
+    class FileLease(JSONFileLease):
         @classmethod
         def _get_lease_dir(cls) -> Path:
             return directory
@@ -210,7 +210,7 @@ def lease_class(directory: Path) -> type[Lease]:
 LeaseCallback = Callable[[str, str, LeaseInfo], None]  # (event, link, lease)
 
 
-class _Client(AsyncDHCPClient):  # type: ignore[misc]  # pyroute2 ships no type hints
+class _Client(AsyncDHCPClient):
     """pyroute2's client, made to survive a bad packet.
 
     Upstream, one reply it cannot handle (a BOOTREPLY without a message type

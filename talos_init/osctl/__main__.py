@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import functools
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -297,7 +298,7 @@ def run_import(args: argparse.Namespace, client: Client, nodes: list[str]) -> in
             with f:
                 target, via = _via(args, node)
                 result = client.upload(target, "image.import", {},
-                                       iter(lambda f=f: f.read(1 << 20), b""), **via)
+                                       iter(functools.partial(f.read, 1 << 20), b""), **via)
             if args.output != "table":
                 output.structured({"node": node, "result": result} if len(nodes) > 1 else result,
                                   args.output)
@@ -323,7 +324,7 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         from talos_init.osctl import configcmd
 
         return configcmd.RUNNERS[c](args, client, nodes)
-    method, params, stream = {
+    verbs: dict[str, tuple[str, dict[str, Any], bool]] = {
         "version": ("version", {}, False), "services": ("services", {}, False),
         "service": (f"service.{getattr(args, 'action', '')}", {"id": getattr(args, "id", None)}, False),
         "logs": ("logs", {"id": getattr(args, "id", None), "follow": getattr(args, "follow", False),
@@ -344,7 +345,8 @@ def run_call(args: argparse.Namespace, client: Client, nodes: list[str]) -> int:
         "reboot": ("reboot", {}, False), "shutdown": ("shutdown", {}, False),
         "get": ("config", {}, False), "timeline": ("timeline", {}, False),
         "image": ("image.list", {}, False), "disks": ("disks", {}, False),
-    }[c]
+    }
+    method, params, stream = verbs[c]
     if stream and getattr(args, "follow", False) and len(nodes) > 1:
         raise OsctlError("follow one node at a time (-n NODE)")
     failed = 0

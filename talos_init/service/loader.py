@@ -8,7 +8,6 @@ image build time, so PID 1 never imports yaml for its own definitions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ def _decode(path: Path, text: str) -> Any:
         return json.loads(text)
     import yaml  # only at load time; CSafeLoader when libyaml is there
 
-    loader: Callable[..., Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: type[yaml.CSafeLoader] | type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:

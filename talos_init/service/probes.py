@@ -18,7 +18,7 @@ from talos_init.service.definition import Probe
 Result = Callable[[bool, str], None]
 
 
-def _address(probe: Probe) -> tuple[int, object, bytes]:
+def _address(probe: Probe) -> tuple[int, str | tuple[str, int], bytes]:
     if probe.kind == "unix":
         return socket.AF_UNIX, probe.target, b""
     if probe.kind == "http":

@@ -276,8 +276,10 @@ class Supervisor:
             probe = self.defs[a.id].readiness.probe
             assert probe is not None
             self._stop_probe(a.id)
-            prober = Prober(self.loop, probe, lambda ok, msg, sid=a.id: self._apply(
-                self.core.on_probe(sid, ok, msg, self.loop.clock())))
+
+            def on_result(ok: bool, msg: str, sid: str = a.id) -> None:
+                self._apply(self.core.on_probe(sid, ok, msg, self.loop.clock()))
+            prober = Prober(self.loop, probe, on_result)
             self._probers[a.id] = prober
             prober.start()
         elif isinstance(a, c.StopProbe):

@@ -330,7 +330,7 @@ EXTRA_MOUNT = Struct(
 class ArgValue(Str):
     """extraArgs values: text, or (newer Talos) a list of text for repeated flags."""
 
-    def check(self, node, path, walk, acted):  # type: ignore[no-untyped-def]
+    def check(self, node, path, walk, acted):
         import yaml
 
         if isinstance(node, yaml.SequenceNode):
@@ -468,7 +468,7 @@ class LazyTalos(Spec):
         self.type_name = type_name
         self.expect = f"a mapping ({type_name})"
 
-    def check(self, node, path, walk, acted):  # type: ignore[no-untyped-def]
+    def check(self, node, path, walk, acted):
         return talos_spec(self.type_name).check(node, path, walk, acted)
 
 
@@ -777,7 +777,7 @@ V1ALPHA1 = Struct(
 )
 
 
-def _pem_text(labels: tuple[str, ...], what: str):  # type: ignore[no-untyped-def]
+def _pem_text(labels: tuple[str, ...], what: str):
     """PEM as plain text (the newer kinds), checked like the base64 form of v1alpha1."""
 
     def check(text: str) -> str:

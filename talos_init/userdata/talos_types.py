@@ -6,7 +6,7 @@ n (number), b (bool), a (any YAML), args (text or list of text), [X] (list of X)
 Talos 1.5 to 1.15 to its type; v1alpha1.Config is the v1alpha1 document (fields
 of 1.4 to 1.15 merged). Facts only: what is acted on is decided in schema.py."""
 
-TYPES = {
+TYPES: dict[str, dict[str, object]] = {
     'block.DiskSelector': {
         'match': 's',
     },
