@@ -73,7 +73,7 @@ def test_auto_keeps_the_config_and_applies_it_only_after_the_reply(tmp_path):
     async def go():
         text = edited(lambda d, k: (hostname("worker-8")(d, k),
                                     d["machine"].__setitem__("sysctls", {"vm.max_map_count": "262144"}),
-                                    d["machine"].__setitem__("nodeLabels", {"zone": "b"})))
+                                    k["KubeNodeConfig"].__setitem__("labels", {"zone": "b"})))
         reply = await node.apply({"config": text, "mode": "auto"})
         # The reply exists; nothing acted yet: /run/talos is the old config, nothing restarted.
         assert node.effective()["machine"]["network"]["hostname"] == "worker-7"
@@ -112,7 +112,7 @@ def test_a_change_needing_a_reboot_is_refused_in_auto_with_the_hint(tmp_path):
 
 def test_dry_run_shows_changes_and_restarts_and_applies_nothing(tmp_path):
     node = Node(tmp_path)
-    text = edited(lambda d, k: d["machine"].__setitem__("nodeLabels", {"zone": "b"}))
+    text = edited(lambda d, k: k["KubeNodeConfig"].__setitem__("labels", {"zone": "b"}))
     reply = run(node.call(text, mode="auto", dry_run=True))
     assert reply["dry_run"] and reply["restart"] == ["kubelet"]
     assert [c["path"] for c in reply["changes"]] == ["machine.nodeLabels"]
@@ -134,8 +134,8 @@ def test_two_applies_at_once_one_is_refused_and_nothing_is_lost(tmp_path):
 
     async def go():
         node.restart_gate = asyncio.Event()
-        first = edited(lambda d, k: d["machine"].__setitem__("nodeLabels", {"zone": "a"}))
-        second = edited(lambda d, k: d["machine"].__setitem__("nodeLabels", {"zone": "b"}))
+        first = edited(lambda d, k: k["KubeNodeConfig"].__setitem__("labels", {"zone": "a"}))
+        second = edited(lambda d, k: k["KubeNodeConfig"].__setitem__("labels", {"zone": "b"}))
         await node.apply({"config": first, "mode": "auto"})
         node.apply.after_reply()  # acting, held at the kubelet restart
         with pytest.raises(ApiError) as e:
