@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from talos_init.control.server import ControlServer
-from talos_init.osctl import genconfig
 from talos_init.userdata import store, validate
 from talos_init.userdata.configstore import Store
+from tests.e2e.nodeapi import gen_cluster
 from tests.host.apid.conftest import FakeSupervisor, start_apid
 from tests.host.control.conftest import LoopThread
 
@@ -42,7 +42,8 @@ path.write_text(text)
 
 class ConfiguredNode:
     def __init__(self, tmp: Path) -> None:
-        genconfig.generate("demo", "https://127.0.0.1:6443", tmp / "gen")
+        # One v1alpha1 document with the CA key: this node has no trustd to sign for it.
+        gen_cluster(tmp / "gen", "demo", "https://127.0.0.1:6443")
         self.root = tmp / "root"
         self.store = Store(tmp / "store")
         worker = (tmp / "gen/worker.yaml").read_bytes()
