@@ -389,7 +389,7 @@ def show(args: argparse.Namespace, node: str, result: Any, many: bool) -> None:
             print(f"{node}: service {args.id} {args.action}: {state or 'requested'}")
     elif c == "version":
         boot = result.pop("boot", None) if isinstance(result, dict) else None
-        output.table(_kv_rows(result) + bootverbs.version_rows(boot), _KV)
+        table(_kv_rows(result) + bootverbs.version_rows(boot), _KV)
     elif c == "memory":
         table(_kv_rows(result, MEMORY_FIELDS, human_bytes), _KV)
     elif c == "containers" and args.kubernetes:
